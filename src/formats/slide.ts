@@ -1,0 +1,67 @@
+// The slide model every format produces and every upper layer consumes. A format describes
+// *where* pixels are (levels, grids of stored tiles, associated images) and hands out raw stored
+// tile bytes; decoding, compositing and caching happen above it (codecs/, tiles/).
+
+import type { TileEncoding } from '../codecs/types.js';
+import type { ByteSource } from '../storage/types.js';
+
+/** A grid of stored, individually encoded tiles (a tiled image, or a stripped image's strips). */
+export interface ImageGrid {
+  width: number;
+  height: number;
+  /** Stored tile size; edge tiles are stored at full size and cropped by the reader. */
+  tileWidth: number;
+  tileHeight: number;
+  tilesX: number;
+  tilesY: number;
+  encoding: TileEncoding;
+  /**
+   * The stored bytes of tile (x, y), exactly as in the file (no JPEG tables spliced), or
+   * `null` when the tile is missing/sparse (offset or byte count 0) and renders as background.
+   * Throws `BadRequest` for (x, y) outside the grid, `CorruptFile` for offsets or lengths past
+   * the end of the object or beyond sane limits.
+   */
+  readTile(x: number, y: number, options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
+}
+
+export interface SlideLevel {
+  index: number;
+  width: number;
+  height: number;
+  /** Level-0 pixels per pixel of this level (width-based, as OpenSlide reports). */
+  downsample: number;
+  tileWidth: number;
+  tileHeight: number;
+  tilesX: number;
+  tilesY: number;
+  /** The stored tiles, or `null` for a level synthesised by downsampling a finer one. */
+  grid: ImageGrid | null;
+}
+
+/** Normalised properties plus every vendor-specific one. */
+export interface SlideProperties {
+  vendor: string;
+  mpp_x?: number;
+  mpp_y?: number;
+  objective_power?: number;
+  /** Embedded ICC profile bytes, when the slide has one. */
+  icc_profile?: Uint8Array;
+  /** Background colour as `RRGGBB` hex (white unless the slide says otherwise). */
+  background_color: string;
+  /** Vendor-specific properties, named as OpenSlide names them where it has a name (`aperio.AppMag`, `tiff.ImageDescription`, ...). */
+  raw: Record<string, string>;
+}
+
+export interface Slide {
+  /** The format module that opened it (`aperio`, `generic-tiff`, `ome-tiff`, ...). */
+  readonly format: string;
+  readonly source: ByteSource;
+  /** Level 0 size. */
+  readonly width: number;
+  readonly height: number;
+  /** Finest first; includes synthesised levels for single-level slides. */
+  readonly levels: SlideLevel[];
+  /** `label`, `macro`, `thumbnail`, ... as stored. */
+  readonly associated: ReadonlyMap<string, ImageGrid>;
+  readonly properties: SlideProperties;
+}
