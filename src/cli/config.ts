@@ -1,0 +1,322 @@
+// The one configuration schema: every option is a command-line flag and a `MEDSTREAM_*`
+// environment variable, parsed and validated here at start-up (flags win over environment,
+// environment over defaults). Nothing else in the code reads `process.env`.
+
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../errors.js';
+
+type Kind = 'string' | 'port' | 'int' | 'bool' | 'size' | 'duration' | 'enum';
+
+interface OptionSpec {
+  /** Flag name without dashes; the environment variable is MEDSTREAM_<NAME_IN_SNAKE_CASE>. */
+  flag: string;
+  kind: Kind;
+  description: string;
+  default?: string;
+  values?: readonly string[];
+  min?: number;
+  max?: number;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Every option of `medstream serve` and `medstream check`, in help order. */
+export const OPTIONS = [
+  { flag: 'host', kind: 'string', default: '0.0.0.0', description: 'address to listen on' },
+  { flag: 'port', kind: 'port', default: '3000', description: 'TCP port to listen on' },
+  { flag: 'log-level', kind: 'enum', values: LOG_LEVELS, default: 'info', description: 'log level' },
+  { flag: 's3-endpoint', kind: 'string', description: 'S3-compatible endpoint URL (MinIO, Ceph, R2, GCS)' },
+  {
+    flag: 's3-region',
+    kind: 'string',
+    description: 'S3 region (default: from the AWS chain, else us-east-1)',
+  },
+  {
+    flag: 's3-force-path-style',
+    kind: 'bool',
+    default: 'false',
+    description: 'use path-style S3 URLs (MinIO, Ceph)',
+  },
+  {
+    flag: 'storage-deadline',
+    kind: 'duration',
+    default: '20s',
+    min: 100,
+    description: 'give up on one storage read after this long, retries included',
+  },
+  {
+    flag: 'storage-attempt-timeout',
+    kind: 'duration',
+    default: '10s',
+    min: 50,
+    description: 'abort one storage request attempt after this long',
+  },
+  {
+    flag: 'storage-max-attempts',
+    kind: 'int',
+    default: '6',
+    min: 1,
+    max: 20,
+    description: 'attempts per storage read, the first included',
+  },
+  {
+    flag: 'cache-blocks',
+    kind: 'size',
+    default: '64MB',
+    description: 'block cache for slide metadata reads (0 disables)',
+  },
+  {
+    flag: 'block-size',
+    kind: 'size',
+    default: '64KB',
+    min: 4096,
+    max: 16 * 1024 * 1024,
+    description: 'block size of the block cache (a power of two)',
+  },
+  {
+    flag: 'coalesce-gap',
+    kind: 'size',
+    default: '16KB',
+    max: 16 * 1024 * 1024,
+    description: 'merge tile reads issued together whose gap is at most this',
+  },
+  {
+    flag: 'shutdown-timeout',
+    kind: 'duration',
+    default: '10s',
+    description: 'on SIGTERM, wait this long for requests in flight before exiting',
+  },
+] as const satisfies readonly OptionSpec[];
+
+type Flag = (typeof OPTIONS)[number]['flag'];
+
+export interface Config {
+  /** Storage URL or directory; undefined = the bundled samples. */
+  storage?: string;
+  host: string;
+  port: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3ForcePathStyle: boolean;
+  storageDeadlineMs: number;
+  storageAttemptTimeoutMs: number;
+  storageMaxAttempts: number;
+  cacheBlocksBytes: number;
+  blockSizeBytes: number;
+  coalesceGapBytes: number;
+  shutdownTimeoutMs: number;
+}
+
+export function envName(flag: string): string {
+  return 'MEDSTREAM_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** `512MB`, `64KiB`, `1g`, `0` → bytes (binary units: caches are sized in memory). */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Math.round(Number(m[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `250ms`, `20s`, `1.5m`, `2h`, or a bare number of milliseconds → milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(text);
+  if (!m) return undefined;
+  const ms = Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]);
+  return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+function convert(spec: OptionSpec, raw: string, origin: string): string | number | boolean {
+  const fail = (why: string): never => {
+    throw new ConfigError(`${origin}: ${JSON.stringify(raw)} is not ${why}`);
+  };
+  const bounded = (n: number, what: string): number => {
+    if (spec.min !== undefined && n < spec.min) fail(`${what} of at least ${spec.min}`);
+    if (spec.max !== undefined && n > spec.max) fail(`${what} of at most ${spec.max}`);
+    return n;
+  };
+  switch (spec.kind) {
+    case 'string':
+      if (raw.trim() === '') fail('a non-empty value');
+      return raw;
+    case 'bool': {
+      const v = raw.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(v)) return true;
+      if (['false', '0', 'no', 'off'].includes(v)) return false;
+      return fail('a boolean (true/false)');
+    }
+    case 'port': {
+      const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+      if (!(n >= 0 && n <= 65535)) fail('a port number (0-65535)');
+      return n;
+    }
+    case 'int': {
+      const n = /^-?\d+$/.test(raw) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(n)) fail('an integer');
+      return bounded(n, 'an integer');
+    }
+    case 'size': {
+      const n = parseSize(raw);
+      if (n === undefined) fail('a size (e.g. 512MB, 64KB, 0)');
+      return bounded(n as number, 'a size in bytes');
+    }
+    case 'duration': {
+      const n = parseDuration(raw);
+      if (n === undefined) fail('a duration (e.g. 250ms, 20s, 1m)');
+      return bounded(n as number, 'a duration in ms');
+    }
+    case 'enum':
+      if (!spec.values?.includes(raw)) fail(`one of ${spec.values?.join(', ')}`);
+      return raw;
+  }
+}
+
+export interface ParsedCommandLine {
+  config: Config;
+  /** Positional arguments after the options (the storage URL for `serve`/`check`). */
+  positionals: string[];
+  help: boolean;
+  /** Values of the command's own flags (`commandFlags`), e.g. `check --list-slides`. */
+  commandValues: Record<string, string | boolean | undefined>;
+}
+
+/**
+ * Parses flags and environment into a validated Config. Throws ConfigError naming the flag and
+ * its environment variable for any bad value, unknown flag or unexpected argument.
+ */
+export function parseConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  commandFlags: Record<string, { type: 'string' | 'boolean' }> = {},
+): ParsedCommandLine {
+  const parseOptions: Record<string, { type: 'string' | 'boolean' }> = {
+    help: { type: 'boolean' },
+    ...commandFlags,
+  };
+  for (const spec of OPTIONS) parseOptions[spec.flag] = { type: spec.kind === 'bool' ? 'boolean' : 'string' };
+  for (const spec of OPTIONS) if (spec.kind === 'bool') parseOptions[`no-${spec.flag}`] = { type: 'boolean' };
+
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: parseOptions, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}. Run 'medstream --help' for the options.`);
+  }
+  const values: Record<string, string | boolean | undefined> = parsed.values;
+
+  const out: Record<string, string | number | boolean | undefined> = {};
+  for (const spec of OPTIONS as readonly OptionSpec[]) {
+    const envVar = envName(spec.flag);
+    const flagValue = values[`no-${spec.flag}`] ? false : values[spec.flag];
+    let raw: string | undefined;
+    let origin: string;
+    if (flagValue !== undefined) {
+      raw = String(flagValue);
+      origin = `--${spec.flag}`;
+    } else if (env[envVar] !== undefined) {
+      raw = env[envVar];
+      origin = envVar;
+    } else {
+      raw = spec.default;
+      origin = `default of --${spec.flag}`;
+    }
+    out[camel(spec.flag as Flag)] = raw === undefined ? undefined : convert(spec, raw, origin);
+  }
+
+  const storage = parsed.positionals[0] ?? emptyToUndefined(env.MEDSTREAM_STORAGE);
+  if (parsed.positionals.length > 1) {
+    throw new ConfigError(`expected at most one storage URL, got: ${parsed.positionals.join(' ')}`);
+  }
+  if (storage !== undefined) validateStorageUrl(storage);
+
+  const config: Config = {
+    storage,
+    host: out.host as string,
+    port: out.port as number,
+    logLevel: out.logLevel as Config['logLevel'],
+    s3Endpoint: out.s3Endpoint as string | undefined,
+    s3Region: out.s3Region as string | undefined,
+    s3ForcePathStyle: out.s3ForcePathStyle as boolean,
+    storageDeadlineMs: out.storageDeadline as number,
+    storageAttemptTimeoutMs: out.storageAttemptTimeout as number,
+    storageMaxAttempts: out.storageMaxAttempts as number,
+    cacheBlocksBytes: out.cacheBlocks as number,
+    blockSizeBytes: out.blockSize as number,
+    coalesceGapBytes: out.coalesceGap as number,
+    shutdownTimeoutMs: out.shutdownTimeout as number,
+  };
+  if ((config.blockSizeBytes & (config.blockSizeBytes - 1)) !== 0) {
+    throw new ConfigError(`--block-size: ${config.blockSizeBytes} is not a power of two`);
+  }
+  if (config.s3Endpoint !== undefined && !/^https?:\/\/[^/]+/i.test(config.s3Endpoint)) {
+    throw new ConfigError(`--s3-endpoint: ${JSON.stringify(config.s3Endpoint)} is not an http(s):// URL`);
+  }
+  const commandValues = Object.fromEntries(Object.keys(commandFlags).map((k) => [k, values[k]]));
+  return { config, positionals: parsed.positionals, help: values.help === true, commandValues };
+}
+
+/** Rejects unknown schemes and `s3://` without a bucket before anything is built. */
+export function validateStorageUrl(url: string): void {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined) return; // a directory path
+  if (scheme === 's3') {
+    const bucket = url.slice('s3://'.length).split('/')[0];
+    if (!bucket)
+      throw new ConfigError(`storage URL ${JSON.stringify(url)} names no bucket (s3://bucket/prefix)`);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+      throw new ConfigError(
+        `storage URL ${JSON.stringify(url)}: ${JSON.stringify(bucket)} is not a valid bucket name`,
+      );
+    }
+    return;
+  }
+  if (scheme === 'file' || scheme === 'http' || scheme === 'https') return;
+  throw new ConfigError(
+    `storage URL ${JSON.stringify(url)} has an unknown scheme '${scheme}:' (use a directory path, file://, s3:// or http(s)://)`,
+  );
+}
+
+function camel(flag: Flag): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function emptyToUndefined(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+/** `--help` text generated from the schema. */
+export function helpText(): string {
+  const lines = [
+    'Usage: medstream [serve] [storage-url] [options]',
+    '       medstream check <storage-url> [--list-slides] [--test-slide <id>] [options]',
+    '',
+    'storage-url: a directory, file:///dir, s3://bucket/prefix or http(s)://host/base/',
+    '             (env MEDSTREAM_STORAGE; default: the bundled samples/)',
+    '',
+    'Options (each also as an environment variable):',
+  ];
+  for (const spec of OPTIONS as readonly OptionSpec[]) {
+    const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
+    lines.push(`  --${spec.flag.padEnd(26)} ${envName(spec.flag).padEnd(36)} ${spec.description}${def}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// The `medstream` command and composition root: parses the configuration, builds every object
+// (statistics, storage, caches, server) and wires them together. Commands: `serve` (default)
+// and `check`. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+
+import { ConfigError, MedStreamError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { helpText, parseConfig } from './config.js';
+import { runCheck } from './check.js';
+import { runServe } from './serve.js';
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === '--version' || first === '-v' || first === 'version') {
+    process.stdout.write(`medstream ${VERSION}\n`);
+    return 0;
+  }
+  const command = first === 'serve' || first === 'check' ? first : 'serve';
+  const args = first === 'serve' || first === 'check' ? rest : argv;
+
+  if (command === 'check') {
+    const parsed = parseConfig(args, process.env, {
+      'list-slides': { type: 'boolean' },
+      'test-slide': { type: 'string' },
+    });
+    if (parsed.help) return printHelp();
+    return runCheck(parsed.config, {
+      listSlides: parsed.commandValues['list-slides'] === true,
+      testSlide: parsed.commandValues['test-slide'] as string | undefined,
+    });
+  }
+  const parsed = parseConfig(args, process.env);
+  if (parsed.help) return printHelp();
+  await runServe(parsed.config);
+  return 0;
+}
+
+function printHelp(): number {
+  process.stdout.write(helpText() + '\n');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`medstream: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof MedStreamError) {
+      process.stderr.write(`medstream: ${err.code}: ${err.message}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(
+        `medstream: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      process.exitCode = 1;
+    }
+  },
+);

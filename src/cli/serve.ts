@@ -1,0 +1,89 @@
+// `medstream serve`: builds the process-wide objects from the configuration (read statistics,
+// storage, block cache, range coalescing), starts the HTTP server and drains it on SIGTERM/SIGINT.
+
+import type { FastifyInstance } from 'fastify';
+import { BlockCache } from '../io/block-cache.js';
+import { CoalescerStats } from '../io/coalesce.js';
+import { ReadStats } from '../io/stats.js';
+import { buildServer } from '../server/app.js';
+import { createStorage } from '../storage/index.js';
+import type { RetryPolicy } from '../storage/retry.js';
+import { DEFAULT_RETRY_POLICY } from '../storage/retry.js';
+import type { Storage } from '../storage/types.js';
+import type { Config } from './config.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  storage: Storage;
+  /** `http://host:port` actually bound (port 0 resolves to the chosen one). */
+  url: string;
+  close(): Promise<void>;
+}
+
+export function retryPolicyOf(config: Config): RetryPolicy {
+  return {
+    ...DEFAULT_RETRY_POLICY,
+    maxAttempts: config.storageMaxAttempts,
+    deadlineMs: config.storageDeadlineMs,
+    attemptTimeoutMs: config.storageAttemptTimeoutMs,
+  };
+}
+
+/** Builds everything and listens; used by the CLI and by tests that start a real server. */
+export async function startServer(config: Config): Promise<RunningServer> {
+  const readStats = new ReadStats();
+  const storage = await createStorage(config.storage, {
+    s3Endpoint: config.s3Endpoint,
+    s3Region: config.s3Region,
+    s3ForcePathStyle: config.s3ForcePathStyle,
+    retry: retryPolicyOf(config),
+    observer: readStats,
+  });
+  const blockCache = new BlockCache({ maxBytes: config.cacheBlocksBytes, blockSize: config.blockSizeBytes });
+  const coalescerStats = new CoalescerStats();
+  const app = buildServer({ storage, readStats, blockCache, coalescerStats, logLevel: config.logLevel });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (e) {
+    await storage.close();
+    throw e;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  return {
+    app,
+    storage,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    async close() {
+      await app.close();
+      await storage.close();
+    },
+  };
+}
+
+export async function runServe(config: Config): Promise<void> {
+  const server = await startServer(config);
+  server.app.log.info({ storage: server.storage.description, url: server.url }, 'medstream listening');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    server.app.log.info({ signal }, 'draining requests in flight');
+    // Requests still running after the timeout are cut off: the process must stop in bounded time.
+    const timer = setTimeout(() => {
+      server.app.log.warn('shutdown timeout passed, exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    timer.unref();
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        server.app.log.error({ err }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,132 @@
+// Prometheus `/metrics`: HTTP latency per route (prom-client histogram, observed on every
+// response), process metrics, and the counters the lower layers keep themselves (storage
+// requests, bytes, latency, errors and retries; block cache hits; range coalescing). Those are
+// read from their snapshots at scrape time, so the hot paths only bump plain numbers.
+
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { BlockCache } from '../io/block-cache.js';
+import type { CoalescerStats } from '../io/coalesce.js';
+import type { ReadStats } from '../io/stats.js';
+
+export interface MetricSources {
+  readStats?: ReadStats;
+  blockCache?: BlockCache;
+  coalescerStats?: CoalescerStats;
+}
+
+export interface Metrics {
+  contentType: string;
+  render(): Promise<string>;
+}
+
+export function createMetrics(app: FastifyInstance, sources: MetricSources): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'medstream_' });
+  const httpDuration = new Histogram({
+    name: 'medstream_http_request_duration_seconds',
+    help: 'HTTP request latency by route, method and status',
+    labelNames: ['route', 'method', 'status'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    // The route pattern, not the URL, so slide ids do not explode the label set.
+    const route = request.routeOptions.url ?? 'unmatched';
+    httpDuration.observe(
+      { route, method: request.method, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  return {
+    contentType: registry.contentType,
+    async render() {
+      return (await registry.metrics()) + renderLayerMetrics(sources);
+    },
+  };
+}
+
+/** Prometheus text for the counters kept by storage and io/. */
+function renderLayerMetrics(sources: MetricSources): string {
+  const out = new PrometheusText();
+  if (sources.readStats) {
+    const snap = sources.readStats.snapshot();
+    const kinds = ['read', 'stat', 'list'] as const;
+    out.family('medstream_storage_requests_total', 'counter', 'Requests sent to storage, retries included');
+    for (const kind of kinds) out.sample('medstream_storage_requests_total', { kind }, snap[kind].requests);
+    out.family('medstream_storage_errors_total', 'counter', 'Storage request attempts that failed');
+    for (const kind of kinds) out.sample('medstream_storage_errors_total', { kind }, snap[kind].errors);
+    out.family('medstream_storage_retries_total', 'counter', 'Storage request attempts after the first');
+    for (const kind of kinds) out.sample('medstream_storage_retries_total', { kind }, snap[kind].retries);
+    out.family('medstream_storage_bytes_total', 'counter', 'Bytes received from storage');
+    for (const kind of kinds) out.sample('medstream_storage_bytes_total', { kind }, snap[kind].bytes);
+    const name = 'medstream_storage_request_duration_seconds';
+    out.family(name, 'histogram', 'Storage request latency, send to last byte');
+    for (const kind of kinds) {
+      const { boundsMs, cumulative, count, sumMs } = snap[kind].latency;
+      boundsMs.forEach((ms, i) =>
+        out.sample(`${name}_bucket`, { kind, le: String(ms / 1000) }, cumulative[i]),
+      );
+      out.sample(`${name}_bucket`, { kind, le: '+Inf' }, count);
+      out.sample(`${name}_sum`, { kind }, sumMs / 1000);
+      out.sample(`${name}_count`, { kind }, count);
+    }
+  }
+  if (sources.blockCache) {
+    const s = sources.blockCache.stats();
+    out.counter('medstream_block_cache_hits_total', 'Metadata blocks answered from the block cache', s.hits);
+    out.counter('medstream_block_cache_misses_total', 'Metadata blocks not in the block cache', s.misses);
+    out.counter('medstream_block_cache_joined_total', 'Missing blocks joined to a fetch in flight', s.joined);
+    out.counter('medstream_block_cache_requests_total', 'Range requests sent by the block cache', s.requests);
+    out.counter('medstream_block_cache_evictions_total', 'Blocks evicted', s.evictions);
+    out.gauge('medstream_block_cache_bytes', 'Bytes held by the block cache', s.bytes);
+    out.gauge('medstream_block_cache_max_bytes', 'Bound of the block cache', s.maxBytes);
+  }
+  if (sources.coalescerStats) {
+    const s = sources.coalescerStats;
+    out.counter('medstream_coalescer_reads_total', 'Tile-data reads asked for', s.reads);
+    out.counter(
+      'medstream_coalescer_requests_total',
+      'Range requests sent for tile data after merging',
+      s.requests,
+    );
+    out.counter('medstream_coalescer_bytes_requested_total', 'Tile-data bytes asked for', s.bytesRequested);
+    out.counter(
+      'medstream_coalescer_bytes_fetched_total',
+      'Tile-data bytes fetched (gaps included)',
+      s.bytesFetched,
+    );
+  }
+  return out.toString();
+}
+
+/** Minimal writer for the Prometheus text exposition format (version 0.0.4). */
+class PrometheusText {
+  private lines: string[] = [];
+
+  family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  }
+
+  sample(name: string, labels: Record<string, string>, value: number): void {
+    const l = Object.entries(labels)
+      .map(([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`)
+      .join(',');
+    this.lines.push(`${name}${l ? `{${l}}` : ''} ${value}`);
+  }
+
+  counter(name: string, help: string, value: number): void {
+    this.family(name, 'counter', help);
+    this.sample(name, {}, value);
+  }
+
+  gauge(name: string, help: string, value: number): void {
+    this.family(name, 'gauge', help);
+    this.sample(name, {}, value);
+  }
+
+  toString(): string {
+    return this.lines.length ? this.lines.join('\n') + '\n' : '';
+  }
+}
