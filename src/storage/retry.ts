@@ -68,13 +68,19 @@ export async function withRetry<T>(
   const elapsed = Date.now() - started;
   const last = lastError instanceof Error ? lastError.message : String(lastError ?? 'no attempt made');
   if (elapsed >= policy.deadlineMs || lastError instanceof AttemptTimeout) {
-    throw new StorageUnavailable(`${describe}: gave up after ${elapsed} ms (deadline ${policy.deadlineMs} ms): ${last}`, {
-      cause: lastError,
-      code: 'storage_timeout',
-      retryable: false,
-    });
+    throw new StorageUnavailable(
+      `${describe}: gave up after ${elapsed} ms (deadline ${policy.deadlineMs} ms): ${last}`,
+      {
+        cause: lastError,
+        code: 'storage_timeout',
+        retryable: false,
+      },
+    );
   }
-  const code = lastError instanceof MedStreamError && lastError.code === 'connection_error' ? 'connection_error' : 'storage_error';
+  const code =
+    lastError instanceof MedStreamError && lastError.code === 'connection_error'
+      ? 'connection_error'
+      : 'storage_error';
   throw new StorageUnavailable(`${describe}: failed after ${policy.maxAttempts} attempts: ${last}`, {
     cause: lastError,
     code,
