@@ -5,6 +5,10 @@
 export type ErrorCode =
   | 'bad_request'
   | 'invalid_id'
+  | 'invalid_level'
+  | 'tile_out_of_bounds'
+  | 'invalid_quality'
+  | 'invalid_format'
   | 'not_found'
   | 'access_denied'
   | 'invalid_range'

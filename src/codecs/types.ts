@@ -48,6 +48,11 @@ export interface TileEncoding {
   ycbcrSubsampling?: [number, number];
   /** ExtraSamples (tag 338): 1 associated alpha, 2 unassociated alpha. */
   extraSamples?: number[];
+  /**
+   * Byte order of multi-byte samples in uncompressed/LZW/Deflate/ZSTD/PackBits data: the TIFF
+   * file's byte order (`II` = true). Only matters for 16-bit samples; true when absent.
+   */
+  littleEndian?: boolean;
 }
 
 /** Decoded pixels, 8 bits per channel, interleaved, row-major, no padding. */
@@ -55,6 +60,12 @@ export interface DecodedImage {
   data: Uint8Array;
   width: number;
   height: number;
-  /** 1 grayscale, 3 RGB, 4 RGBA. */
+  /** 1 grayscale, 3 RGB, 4 RGBA (alpha not premultiplied). */
   channels: 1 | 3 | 4;
+}
+
+/** Per-call options of the decoders. */
+export interface DecodeOptions {
+  /** Abandons the decode (queued work is dropped; the promise rejects with `Cancelled`). */
+  signal?: AbortSignal;
 }

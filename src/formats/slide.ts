@@ -16,6 +16,12 @@ export interface ImageGrid {
   tilesY: number;
   encoding: TileEncoding;
   /**
+   * `tiles` (the default when absent): every tile is stored at full size, edge tiles padded.
+   * `strips` (a stripped TIFF image): tileWidth is the image width, tileHeight RowsPerStrip,
+   * and the last strip may hold only the rows that remain (height - (tilesY - 1) * tileHeight).
+   */
+  layout?: 'tiles' | 'strips';
+  /**
    * The stored bytes of tile (x, y), exactly as in the file (no JPEG tables spliced), or
    * `null` when the tile is missing/sparse (offset or byte count 0) and renders as background.
    * Throws `BadRequest` for (x, y) outside the grid, `CorruptFile` for offsets or lengths past
@@ -28,7 +34,10 @@ export interface SlideLevel {
   index: number;
   width: number;
   height: number;
-  /** Level-0 pixels per pixel of this level (width-based, as OpenSlide reports). */
+  /**
+   * Level-0 pixels per pixel of this level, as OpenSlide computes it: the mean of the width and
+   * height ratios, (w0 / w + h0 / h) / 2.
+   */
   downsample: number;
   tileWidth: number;
   tileHeight: number;

@@ -8,6 +8,10 @@ import { MedStreamError, type ErrorCode } from '../errors.js';
 const STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
   invalid_id: 400,
+  invalid_level: 400,
+  tile_out_of_bounds: 400,
+  invalid_quality: 400,
+  invalid_format: 400,
   not_found: 404,
   access_denied: 403,
   invalid_range: 416,

@@ -1,0 +1,218 @@
+// A TIFF or BigTIFF file (either byte order) opened from a ByteSource: the header, the chain of
+// directories (with loop detection and a cap on their number), SubIFDs on demand, and typed
+// access to tag values. Every offset and count is checked against the file size before it is
+// used, so a corrupt file fails with `CorruptFile`, never with a RangeError or a huge read.
+//
+//   header -> IFD 0 -> IFD 1 -> ... (next-IFD chain)      SubIFDs(IFD n) -> [IFD, IFD, ...]
+//
+// Opening reads the header and every directory of the chain (few requests: see
+// `MetadataReader`); large arrays (tile offsets) stay unread until a tile needs them.
+
+import { CorruptFile } from '../../errors.js';
+import type { ByteSource } from '../../storage/types.js';
+import { FieldType, Limits, Tag } from './constants.js';
+import { readIfd, type Ifd, type IfdEntry, type IfdLayout } from './ifd.js';
+import { DEFAULT_OPEN_BUDGET, MetadataReader, type MetadataReaderOptions } from './metadata-reader.js';
+import { TagArray } from './tag-array.js';
+import { ByteOrder, decodeText } from './values.js';
+
+export interface TiffOpenOptions extends MetadataReaderOptions {
+  signal?: AbortSignal;
+}
+
+/** Whether `head` (the first bytes of an object) starts like a TIFF or BigTIFF file. */
+export function looksLikeTiff(head: Uint8Array): boolean {
+  if (head.byteLength < 4) return false;
+  const le = head[0] === 0x49 && head[1] === 0x49 && head[3] === 0;
+  const be = head[0] === 0x4d && head[1] === 0x4d && head[2] === 0;
+  const version = le ? head[2] : be ? head[3] : -1;
+  return version === 42 || version === 43;
+}
+
+export class TiffFile {
+  /** The main chain of directories, in file order. */
+  readonly ifds: Ifd[] = [];
+  private readonly visited = new Set<number>();
+  private readonly subIfdCache = new Map<Ifd, Promise<Ifd[]>>();
+  private directoryCount = 0;
+
+  private constructor(
+    readonly reader: MetadataReader,
+    readonly order: ByteOrder,
+    readonly bigTiff: boolean,
+  ) {}
+
+  get source(): ByteSource {
+    return this.reader.source;
+  }
+
+  private get layout(): IfdLayout {
+    return { bigTiff: this.bigTiff, order: this.order, reader: this.reader };
+  }
+
+  /**
+   * Parses the header and the directory chain, or answers null when the object is not a TIFF
+   * at all (so that other formats may claim it). A TIFF with a broken structure throws
+   * `CorruptFile`.
+   */
+  static async open(source: ByteSource, options: TiffOpenOptions = {}): Promise<TiffFile | null> {
+    const { signal } = options;
+    const reader = new MetadataReader(source, options);
+    if (source.size < 4) return null;
+    // A small file is read whole in one request; a large one starts with the block holding the header.
+    const budget = options.budget ?? DEFAULT_OPEN_BUDGET;
+    const first = source.size <= budget ? source.size : Math.min(16, source.size);
+    const head = await reader.read(0, first, 'TIFF header', { signal, readAhead: 0 });
+    if (!looksLikeTiff(head)) return null;
+
+    const order = new ByteOrder(head[0] === 0x49);
+    const bigTiff = order.u16(head, 2) === 43;
+    const headerSize = bigTiff ? 16 : 8;
+    if (source.size < headerSize) throw new CorruptFile(`${source.key}: TIFF header is truncated`);
+    if (bigTiff && (order.u16(head, 4) !== 8 || order.u16(head, 6) !== 0)) {
+      throw new CorruptFile(`${source.key}: unexpected BigTIFF offset size ${order.u16(head, 4)}`);
+    }
+    const tiff = new TiffFile(reader, order, bigTiff);
+    await tiff.readChain(order.offset(head, bigTiff ? 8 : 4, bigTiff), signal);
+    return tiff;
+  }
+
+  private async readChain(firstOffset: number, signal: AbortSignal | undefined): Promise<void> {
+    if (firstOffset === 0) throw new CorruptFile(`${this.source.key}: TIFF has no directories`);
+    let offset = firstOffset;
+    while (offset !== 0) {
+      const ifd = await this.readDirectory(offset, `IFD ${this.ifds.length}`, signal);
+      this.ifds.push(ifd);
+      offset = ifd.nextOffset;
+    }
+  }
+
+  private async readDirectory(offset: number, label: string, signal: AbortSignal | undefined): Promise<Ifd> {
+    const key = this.source.key;
+    const headerSize = this.bigTiff ? 16 : 8;
+    if (!Number.isSafeInteger(offset) || offset < headerSize || offset >= this.source.size) {
+      throw new CorruptFile(
+        `${key}: ${label} offset ${offset} lies outside the file (size ${this.source.size})`,
+      );
+    }
+    if (this.visited.has(offset)) {
+      throw new CorruptFile(`${key}: directory loop: ${label} points back to offset ${offset}`);
+    }
+    if (++this.directoryCount > Limits.maxDirectories) {
+      throw new CorruptFile(`${key}: more than ${Limits.maxDirectories} directories`);
+    }
+    this.visited.add(offset);
+    return readIfd(this.layout, offset, label, signal);
+  }
+
+  /** The SubIFDs (tag 330) of `ifd`, read once, in one batch when they lie close together. */
+  subIfds(ifd: Ifd, signal?: AbortSignal): Promise<Ifd[]> {
+    let pending = this.subIfdCache.get(ifd);
+    if (!pending) {
+      pending = this.readSubIfds(ifd, signal);
+      this.subIfdCache.set(ifd, pending);
+    }
+    return pending;
+  }
+
+  private async readSubIfds(ifd: Ifd, signal: AbortSignal | undefined): Promise<Ifd[]> {
+    const count = ifd.entries.get(Tag.SubIFDs)?.count ?? 0;
+    if (count > Limits.maxSubIfds) {
+      throw new CorruptFile(`${this.source.key}: ${ifd.label} lists ${count} SubIFDs`);
+    }
+    const offsets = (await this.numbers(ifd, Tag.SubIFDs, signal)) ?? [];
+    const valid = offsets.filter((o) => Number.isSafeInteger(o) && o > 0 && o < this.source.size);
+    if (valid.length > 1) {
+      const lowest = Math.min(...valid);
+      await this.reader.prefetch(lowest, Math.max(...valid) - lowest + 4096, signal);
+    }
+    const out: Ifd[] = [];
+    for (const [i, offset] of offsets.entries()) {
+      out.push(await this.readDirectory(offset, `SubIFD ${i} of ${ifd.label}`, signal));
+    }
+    return out;
+  }
+
+  entry(ifd: Ifd, tag: number): IfdEntry | undefined {
+    return ifd.entries.get(tag);
+  }
+
+  has(ifd: Ifd, tag: number): boolean {
+    const entry = ifd.entries.get(tag);
+    return entry !== undefined && entry.count > 0;
+  }
+
+  /** The raw bytes of a tag's value (at most `Limits.maxValueBytes`), or undefined when absent. */
+  async bytes(ifd: Ifd, tag: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    const entry = ifd.entries.get(tag);
+    if (!entry || entry.count === 0) return undefined;
+    if (entry.inline) return entry.inline;
+    if (entry.byteLength > Limits.maxValueBytes) {
+      throw new CorruptFile(
+        `${this.source.key}: ${ifd.label} tag ${tag} value is ${entry.byteLength} bytes (limit ${Limits.maxValueBytes})`,
+      );
+    }
+    return this.reader.read(entry.valueOffset, entry.byteLength, `${ifd.label} tag ${tag} value`, { signal });
+  }
+
+  /**
+   * A numeric tag's values (rationals as quotients), or undefined when absent. For small tags
+   * only (at most `Limits.maxNumericValues`); large arrays are read through `array()`.
+   */
+  async numbers(ifd: Ifd, tag: number, signal?: AbortSignal): Promise<number[] | undefined> {
+    const entry = ifd.entries.get(tag);
+    if (!entry || entry.count === 0) return undefined;
+    this.assertNumeric(ifd, entry);
+    if (entry.count > Limits.maxNumericValues) {
+      throw new CorruptFile(`${this.source.key}: ${ifd.label} tag ${tag} has ${entry.count} values`);
+    }
+    const bytes = await this.bytes(ifd, tag, signal);
+    return bytes ? this.order.numbers(entry.type, bytes, entry.count) : undefined;
+  }
+
+  /** The first value of a numeric tag, or undefined when absent. */
+  async number(ifd: Ifd, tag: number, signal?: AbortSignal): Promise<number | undefined> {
+    const entry = ifd.entries.get(tag);
+    if (!entry || entry.count === 0) return undefined;
+    this.assertNumeric(ifd, entry);
+    if (entry.count === 1) return (await this.numbers(ifd, tag, signal))?.[0];
+    // Read just the first value of a longer array.
+    return this.order.numbers(entry.type, await this.firstValueBytes(ifd, entry, signal), 1)[0];
+  }
+
+  private assertNumeric(ifd: Ifd, entry: IfdEntry): void {
+    if (entry.type === FieldType.ASCII || entry.type === FieldType.UNDEFINED) {
+      throw new CorruptFile(
+        `${this.source.key}: ${ifd.label} tag ${entry.tag} is not numeric (type ${entry.type})`,
+      );
+    }
+  }
+
+  private async firstValueBytes(
+    ifd: Ifd,
+    entry: IfdEntry,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
+    if (entry.inline) return entry.inline;
+    const size = entry.byteLength / entry.count;
+    return this.reader.read(entry.valueOffset, size, `${ifd.label} tag ${entry.tag} value`, { signal });
+  }
+
+  /** A text tag (ASCII, or UNDEFINED bytes read as text), or undefined when absent. */
+  async string(ifd: Ifd, tag: number, signal?: AbortSignal): Promise<string | undefined> {
+    const bytes = await this.bytes(ifd, tag, signal);
+    return bytes ? decodeText(bytes) : undefined;
+  }
+
+  /** A lazily read integer array (tile offsets, byte counts), or undefined when absent. */
+  array(ifd: Ifd, tag: number, name: string): TagArray | undefined {
+    const entry = ifd.entries.get(tag);
+    if (!entry || entry.count === 0) return undefined;
+    return new TagArray(this.reader, this.order, entry, `${name} of ${ifd.label}`);
+  }
+
+  /** Ends the open phase: drops the read-ahead windows (later reads go to the source's cache). */
+  release(): void {
+    this.reader.release();
+  }
+}
