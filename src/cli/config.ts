@@ -81,6 +81,54 @@ export const OPTIONS = [
     description: 'merge tile reads issued together whose gap is at most this',
   },
   {
+    flag: 'cache-slides',
+    kind: 'int',
+    default: '128',
+    min: 0,
+    max: 100_000,
+    description: 'open slides kept in memory (parsed metadata)',
+  },
+  {
+    flag: 'cache-tiles',
+    kind: 'size',
+    default: '512MB',
+    description: 'encoded tile/image cache (0 disables)',
+  },
+  {
+    flag: 'slide-revalidate',
+    kind: 'duration',
+    default: '30s',
+    description: 'check an open slide against storage for replacement at most this often',
+  },
+  {
+    flag: 'jpeg-quality',
+    kind: 'int',
+    default: '80',
+    min: 1,
+    max: 100,
+    description: 'JPEG/WebP quality when a request names none (stored JPEG tiles pass through)',
+  },
+  {
+    flag: 'max-region-pixels',
+    kind: 'int',
+    default: String(64 * 1024 * 1024),
+    min: 65536,
+    max: 1024 * 1024 * 1024,
+    description: 'largest region, in pixels, read or returned for one request',
+  },
+  {
+    flag: 'cache-max-age',
+    kind: 'duration',
+    default: '1h',
+    description: 'Cache-Control max-age of images and metadata',
+  },
+  {
+    flag: 'cors-origins',
+    kind: 'string',
+    default: '*',
+    description: "comma-separated origins allowed by CORS ('*' = any)",
+  },
+  {
     flag: 'shutdown-timeout',
     kind: 'duration',
     default: '10s',
@@ -106,6 +154,14 @@ export interface Config {
   blockSizeBytes: number;
   coalesceGapBytes: number;
   shutdownTimeoutMs: number;
+  cacheSlides: number;
+  cacheTilesBytes: number;
+  slideRevalidateMs: number;
+  jpegQuality: number;
+  maxRegionPixels: number;
+  cacheMaxAgeMs: number;
+  /** `['*']` for any origin. */
+  corsOrigins: string[];
 }
 
 export function envName(flag: string): string {
@@ -263,7 +319,24 @@ export function parseConfig(
     blockSizeBytes: out.blockSize as number,
     coalesceGapBytes: out.coalesceGap as number,
     shutdownTimeoutMs: out.shutdownTimeout as number,
+    cacheSlides: out.cacheSlides as number,
+    cacheTilesBytes: out.cacheTiles as number,
+    slideRevalidateMs: out.slideRevalidate as number,
+    jpegQuality: out.jpegQuality as number,
+    maxRegionPixels: out.maxRegionPixels as number,
+    cacheMaxAgeMs: out.cacheMaxAge as number,
+    corsOrigins: (out.corsOrigins as string)
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
   };
+  for (const origin of config.corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/]+$/i.test(origin)) {
+      throw new ConfigError(
+        `--cors-origins: ${JSON.stringify(origin)} is not '*' or an origin like https://viewer.example.org`,
+      );
+    }
+  }
   if ((config.blockSizeBytes & (config.blockSizeBytes - 1)) !== 0) {
     throw new ConfigError(`--block-size: ${config.blockSizeBytes} is not a power of two`);
   }

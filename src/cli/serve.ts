@@ -2,14 +2,19 @@
 // storage, block cache, range coalescing), starts the HTTP server and drains it on SIGTERM/SIGINT.
 
 import type { FastifyInstance } from 'fastify';
+import { createCodecs } from '../codecs/index.js';
+import { openSlide } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
 import { CoalescerStats } from '../io/coalesce.js';
+import { createReaderFactory } from '../io/reader.js';
 import { ReadStats } from '../io/stats.js';
 import { buildServer } from '../server/app.js';
 import { createStorage } from '../storage/index.js';
 import type { RetryPolicy } from '../storage/retry.js';
 import { DEFAULT_RETRY_POLICY } from '../storage/retry.js';
 import type { Storage } from '../storage/types.js';
+import { SlideRegistry } from '../tiles/slide-registry.js';
+import { TileService } from '../tiles/tile-service.js';
 import type { Config } from './config.js';
 
 export interface RunningServer {
@@ -41,11 +46,41 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   const blockCache = new BlockCache({ maxBytes: config.cacheBlocksBytes, blockSize: config.blockSizeBytes });
   const coalescerStats = new CoalescerStats();
-  const app = buildServer({ storage, readStats, blockCache, coalescerStats, logLevel: config.logLevel });
+  const codecs = createCodecs();
+  const registry = new SlideRegistry({
+    storage,
+    wrap: createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats }),
+    open: (source, signal) => openSlide(source, { signal }),
+    maxSlides: config.cacheSlides,
+    revalidateMs: config.slideRevalidateMs,
+  });
+  const tiles = new TileService({
+    registry,
+    codecs,
+    cacheBytes: config.cacheTilesBytes,
+    defaultQuality: config.jpegQuality,
+    maxRegionPixels: config.maxRegionPixels,
+  });
+  const closeAll = async () => {
+    await codecs.close();
+    await storage.close();
+  };
+  let app: FastifyInstance;
   try {
+    app = await buildServer({
+      storage,
+      tiles,
+      readStats,
+      blockCache,
+      coalescerStats,
+      logLevel: config.logLevel,
+      cacheMaxAgeSeconds: Math.round(config.cacheMaxAgeMs / 1000),
+      maxRegionPixels: config.maxRegionPixels,
+      corsOrigins: config.corsOrigins,
+    });
     await app.listen({ host: config.host, port: config.port });
   } catch (e) {
-    await storage.close();
+    await closeAll();
     throw e;
   }
   const address = app.server.address();
@@ -57,7 +92,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     async close() {
       await app.close();
-      await storage.close();
+      await closeAll();
     },
   };
 }

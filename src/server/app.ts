@@ -1,22 +1,36 @@
-// Builds the Fastify application: logging with request ids, the error mapping, and every route
-// module. It receives ready-made objects (storage, caches, statistics) from cli/ and creates
-// none of its own, so tests can build it around real components and inject requests.
+// Builds the Fastify application: logging with request ids, CORS, gzip for JSON, the error
+// mapping, and every route module. It receives ready-made objects (storage, tile service,
+// statistics) from cli/ and creates none of its own, so tests can build it around real
+// components and inject requests.
 
+import compress from '@fastify/compress';
+import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
+import type { TileService } from '../tiles/tile-service.js';
 import { errorHandler, notFoundHandler } from './errors.js';
-import { registerHealthRoutes } from './routes/health.js';
-import { registerSlideListRoutes } from './routes/slides.js';
 import { createMetrics, type MetricSources } from './metrics.js';
+import { registerDeepZoomRoutes } from './routes/dzi.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerIiifRoutes } from './routes/iiif.js';
+import { registerNativeRoutes } from './routes/native.js';
+import { registerRegionRoutes } from './routes/region.js';
+import { registerSlideListRoutes } from './routes/slides.js';
 
 export interface ServerDependencies extends MetricSources {
   storage: Storage;
+  tiles: TileService;
   /** pino log level; `silent` in tests. */
   logLevel: string;
+  cacheMaxAgeSeconds: number;
+  /** Largest region read or returned for one request (IIIF maxArea, region API). */
+  maxRegionPixels: number;
+  /** Allowed CORS origins; `['*']` for any. */
+  corsOrigins: string[];
 }
 
-export function buildServer(deps: ServerDependencies): FastifyInstance {
+export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
       level: deps.logLevel,
@@ -33,9 +47,31 @@ export function buildServer(deps: ServerDependencies): FastifyInstance {
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  await app.register(cors, {
+    origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
+    methods: ['GET', 'HEAD', 'OPTIONS'],
+    exposedHeaders: [
+      'ETag',
+      'X-Tile-Cache-Hit',
+      'X-Request-Id',
+      'X-Thumbnail-Requested-Size',
+      'X-Thumbnail-Clamped-Size',
+    ],
+  });
+  // JSON and text only: images are already compressed.
+  await app.register(compress, {
+    global: true,
+    encodings: ['gzip'],
+    customTypes: /^(application\/json|text\/)/,
+  });
 
   const metrics = createMetrics(app, deps);
   registerHealthRoutes(app, metrics);
   registerSlideListRoutes(app, deps.storage);
+  const policy = { maxAgeSeconds: deps.cacheMaxAgeSeconds };
+  registerNativeRoutes(app, deps.tiles, policy);
+  registerDeepZoomRoutes(app, deps.tiles, policy);
+  registerIiifRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });
+  registerRegionRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });
   return app;
 }

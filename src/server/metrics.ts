@@ -8,11 +8,13 @@ import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { BlockCache } from '../io/block-cache.js';
 import type { CoalescerStats } from '../io/coalesce.js';
 import type { ReadStats } from '../io/stats.js';
+import type { TileService } from '../tiles/tile-service.js';
 
 export interface MetricSources {
   readStats?: ReadStats;
   blockCache?: BlockCache;
   coalescerStats?: CoalescerStats;
+  tiles?: TileService;
 }
 
 export interface Metrics {
@@ -97,6 +99,49 @@ function renderLayerMetrics(sources: MetricSources): string {
       'Tile-data bytes fetched (gaps included)',
       s.bytesFetched,
     );
+  }
+  if (sources.tiles) {
+    const { tiles, flight, slides } = sources.tiles.stats();
+    out.counter(
+      'medstream_tile_cache_hits_total',
+      'Images answered from the encoded-image cache',
+      tiles.hits,
+    );
+    out.counter('medstream_tile_cache_misses_total', 'Images not in the encoded-image cache', tiles.misses);
+    out.counter(
+      'medstream_tile_cache_evictions_total',
+      'Images evicted from the encoded-image cache',
+      tiles.evictions,
+    );
+    out.gauge('medstream_tile_cache_bytes', 'Bytes held by the encoded-image cache', tiles.bytes);
+    out.gauge('medstream_tile_cache_max_bytes', 'Bound of the encoded-image cache', tiles.maxBytes);
+    out.counter(
+      'medstream_images_rendered_total',
+      'Images computed (cache misses not joined to another)',
+      flight.started,
+    );
+    out.counter(
+      'medstream_images_joined_total',
+      'Requests that shared an identical computation in flight',
+      flight.joined,
+    );
+    out.counter(
+      'medstream_slide_cache_hits_total',
+      'Slide lookups answered by the open-slide cache',
+      slides.hits,
+    );
+    out.counter(
+      'medstream_slide_cache_misses_total',
+      'Slide lookups not in the open-slide cache',
+      slides.misses,
+    );
+    out.counter('medstream_slide_opens_total', 'Slides parsed from storage', slides.opens);
+    out.counter(
+      'medstream_slide_revalidations_total',
+      'Open slides re-checked against storage',
+      slides.revalidations,
+    );
+    out.gauge('medstream_slides_open', 'Slides held open', slides.entries);
   }
   return out.toString();
 }

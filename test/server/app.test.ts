@@ -103,7 +103,7 @@ describe.each(['local', 's3', 'http'] as const)('server on %s storage', (kind) =
   });
 
   it.each([
-    ['/slides?limit=0', 400, 'bad_request'],
+    ['/slides?limit=-1', 400, 'bad_request'],
     ['/slides?limit=abc', 400, 'bad_request'],
     ['/slides?prefix=../', 400, 'invalid_id'],
     ['/slides?prefix=%2e%2e/', 400, 'invalid_id'],

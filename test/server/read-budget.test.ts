@@ -1,0 +1,134 @@
+// The read budget on S3, counted at the S3 server: opening a ≥ 1 GiB BigTIFF with a
+// 160 000-tile level costs at most 3 range requests and 512 KiB; a cold tile costs one block of
+// each tile table plus its own bytes; a second tile nearby costs exactly one request of its size.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { request, startTestServer } from '../support/server.js';
+import { T, TiffWriter, tiledImageTags, type TagSpec } from '../support/tiff-writer.js';
+
+const TILE = 256;
+const ACROSS = 400; // 160 000 tiles at level 0: 1.25 MiB of LONG8 offsets that must not be read whole
+
+let dir: string;
+let s3: TestS3Server;
+let server: RunningServer;
+let tileBytes: number;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-budget-'));
+  const jpeg = new Uint8Array(
+    await sharp({ create: { width: TILE, height: TILE, channels: 3, background: '#c08040' } })
+      .jpeg()
+      .toBuffer(),
+  );
+  tileBytes = jpeg.byteLength;
+  // Tile data first (a sparse GiB, then the one stored tile every entry points at), then each
+  // level's offset and byte-count arrays, then the directories — a layout scanners write.
+  const writer = new TiffWriter({ bigTiff: true });
+  writer.hole(Math.ceil(1.05 * 2 ** 30));
+  const tileOffset = writer.blob(jpeg);
+  const levels: TagSpec[][] = [];
+  for (let across = ACROSS, index = 0; across >= 1; across = Math.ceil(across / 2), index++) {
+    const n = across * across;
+    const tags = tiledImageTags({
+      width: across * TILE - 5,
+      height: across * TILE - 9,
+      tile: TILE,
+      tileOffset,
+      tileBytes,
+      bigTiff: true,
+      subfileType: index === 0 ? undefined : 1,
+    }).filter((t) => t.tag !== 324 && t.tag !== 325);
+    const offsets = writer.blob(
+      writer.encode({ tag: 324, type: T.LONG8, values: Array<number>(n).fill(tileOffset) }).bytes,
+    );
+    const counts = writer.blob(
+      writer.encode({ tag: 325, type: T.LONG, values: Array<number>(n).fill(tileBytes) }).bytes,
+    );
+    tags.push({
+      tag: 324,
+      type: T.LONG8,
+      values: n > 1 ? [] : [tileOffset],
+      count: n,
+      at: n > 1 ? offsets : undefined,
+    });
+    tags.push({
+      tag: 325,
+      type: T.LONG,
+      values: n > 1 ? [] : [tileBytes],
+      count: n,
+      at: n > 1 ? counts : undefined,
+    });
+    levels.push(tags);
+    if (across === 1) break;
+  }
+  for (const tags of levels) writer.ifd({ tags });
+  const file = path.join(dir, 'big.tif');
+  const size = await writer.writeFile(file);
+  expect(size).toBeGreaterThanOrEqual(2 ** 30);
+
+  s3 = await startS3Server();
+  await s3.createBucket('slides');
+  await s3.upload('slides', 'lab/big.tif', file);
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+  });
+  server = await startTestServer('s3://slides/lab', [
+    '--s3-endpoint',
+    s3.endpoint,
+    '--s3-force-path-style',
+    '--s3-region',
+    'us-east-1',
+  ]);
+}, 180_000);
+
+afterAll(async () => {
+  await server?.close();
+  await s3?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Range GETs that reached the S3 server since `from`, with their lengths. */
+function rangeReads(from: number): number[] {
+  return s3.requestLog
+    .slice(from)
+    .filter((r) => r.method === 'GET' && r.range)
+    .map((r) => {
+      const [, a, b] = /bytes=(\d+)-(\d+)/.exec(r.range!)!;
+      return Number(b) - Number(a) + 1;
+    });
+}
+
+describe('read budget on S3 (≥ 1 GiB BigTIFF, 160 000-tile level)', () => {
+  it('open: ≤ 3 range requests and ≤ 512 KiB; a cold tile: its two table entries and its bytes; the next: 1 request', async () => {
+    const start = s3.requestLog.length;
+    const meta = await request(server, '/slides/big.tif');
+    expect(meta.status).toBe(200);
+    expect((meta.json() as { levels: { tiles_x: number }[] }).levels[0].tiles_x).toBe(ACROSS);
+    const open = rangeReads(start);
+    expect(open.length).toBeLessThanOrEqual(3);
+    expect(open.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(512 * 1024); // never the 1.25 MiB array
+
+    // The first tile of a level reads one block of TileOffsets and one of TileByteCounts (in
+    // parallel), then exactly its own bytes.
+    const before = s3.requestLog.length;
+    const first = await request(server, '/tiles/big.tif/0/123/321.jpg');
+    expect(first.status).toBe(200);
+    const cold = rangeReads(before);
+    expect(cold.length).toBe(3);
+    expect(cold.at(-1)).toBe(tileBytes);
+    expect(cold.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2 * 64 * 1024 + tileBytes);
+
+    // Its neighbour's table entries are in the cached blocks: one request, of the tile's size.
+    const next = s3.requestLog.length;
+    const second = await request(server, '/tiles/big.tif/0/124/321.jpg');
+    expect(second.status).toBe(200);
+    expect(rangeReads(next)).toEqual([tileBytes]);
+  });
+});
