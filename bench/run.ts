@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { markdownTable, type Benchmark, type BenchmarkResult, type Suite } from './harness.js';
 import { ioSuite } from './io.js';
 import { BenchStores } from './stores.js';
+import { tilesSuite } from './tiles.js';
 
-const SUITES: Suite[] = [ioSuite];
+const SUITES: Suite[] = [ioSuite, tilesSuite];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 
 /** The benchmarks each suite should run for these arguments (all of them for none). */

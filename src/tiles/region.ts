@@ -7,6 +7,7 @@
 //   readRegion -> readNative(grid) -> grid.readTile (all at once, for range coalescing)
 //                                  -> codecs.decodeTile (a few at a time) -> composite
 
+import { setMaxListeners } from 'node:events';
 import os from 'node:os';
 import type { Codecs } from '../codecs/index.js';
 import type { DecodedImage } from '../codecs/types.js';
@@ -147,6 +148,8 @@ async function readNative(
   // One failing tile abandons the others' reads and decodes.
   const failure = new AbortController();
   const signal = context.signal ? AbortSignal.any([context.signal, failure.signal]) : failure.signal;
+  // Every tile's read and decode listens to it: many listeners by design, not a leak.
+  setMaxListeners(0, signal);
   // All reads start in the same tick so the io/ coalescer can merge neighbouring tiles.
   const reads = tiles.map(({ tx, ty }) => grid.readTile(tx, ty, { signal }));
   for (const read of reads) read.catch(() => undefined); // failures surface through the loop below

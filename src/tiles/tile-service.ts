@@ -3,7 +3,8 @@
 // cache bounded in bytes, with concurrent identical requests sharing one computation.
 //
 //   getTile  -> cache | passthrough (stored JPEG, tables spliced, APP14 for RGB) | readRegion -> encode
-//   render   -> cache | pick level -> readRegion -> resize -> mirror/rotate/colour -> encode
+//   render   -> exactly one stored tile? getTile (passthrough) | cache | pick level -> readRegion
+//               -> resize -> mirror/rotate/colour -> encode
 //
 // Cache keys and ETags include the object's identity, so a replaced slide never serves stale
 // images.
@@ -18,6 +19,7 @@ import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
 import { CONTENT_TYPES, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
 import { readGrid, readRegion } from './region.js';
+import { sampleBilinear } from './subpixel.js';
 import type { OpenedSlide, SlideRegistry } from './slide-registry.js';
 
 export interface ImageResult {
@@ -61,9 +63,9 @@ export interface RenderRequest {
   quality?: number;
   /** Read from exactly this level instead of the best one for the scale. */
   level?: number;
-  /** IIIF: mirror horizontally, then rotate clockwise. */
+  /** IIIF: mirror horizontally, then rotate clockwise by `rotation` degrees (0 ≤ r < 360). */
   mirror?: boolean;
-  rotation?: 0 | 90 | 180 | 270;
+  rotation?: number;
   colour?: 'color' | 'gray' | 'bitonal';
   signal?: AbortSignal;
 }
@@ -131,6 +133,10 @@ export class TileService {
   render(id: string, request: RenderRequest): Promise<ImageResult> {
     return this.registry.withSlide(id, request.signal, (opened) => {
       const quality = request.quality ?? this.options.defaultQuality;
+      const stored = this.storedTileFor(opened, request);
+      if (stored) {
+        return this.getTile(id, stored.level, stored.x, stored.y, { format: 'jpg', signal: request.signal });
+      }
       const key = [
         opened.identity,
         id,
@@ -151,8 +157,13 @@ export class TileService {
       return this.cached(key, request.format, request.signal, async (signal) => {
         const pixels = await this.renderPixels(opened, { ...request, signal });
         let pipeline = sharpOf(pixels);
+        // sharp mirrors before it rotates, the order IIIF prescribes; arbitrary angles enlarge
+        // the canvas, and its corners get the slide's background.
         if (request.mirror) pipeline = pipeline.flop();
-        if (request.rotation) pipeline = pipeline.rotate(request.rotation);
+        if (request.rotation) {
+          const background = `#${opened.slide.properties.background_color}`;
+          pipeline = pipeline.rotate(request.rotation, { background });
+        }
         pipeline = applyColour(pipeline, request.colour);
         return {
           body: await encodePipeline(pipeline, { format: request.format, quality }),
@@ -160,6 +171,81 @@ export class TileService {
         };
       });
     });
+  }
+
+  /** JPEG/WebP quality used when a request names none. */
+  get defaultQuality(): number {
+    return this.options.defaultQuality;
+  }
+
+  /**
+   * `w` x `h` pixels of `level` from level-0 (`x`, `y`), as OpenSlide's read_region: the level
+   * is placed at the fractional origin x / downsample and sampled bilinearly when that is not a
+   * whole pixel.
+   */
+  readLevelRegion(
+    id: string,
+    level: number,
+    x: number,
+    y: number,
+    w: number,
+    h: number,
+    signal?: AbortSignal,
+  ): Promise<DecodedImage> {
+    return this.registry.withSlide(id, signal, async (opened) => {
+      const { index, downsample } = levelOf(opened, level);
+      const ox = x / downsample;
+      const oy = y / downsample;
+      const options = { signal, maxPixels: this.options.maxRegionPixels };
+      const read = (lx: number, ly: number, lw: number, lh: number) =>
+        readRegion(opened.slide, this.options.codecs, index, lx, ly, lw, lh, options);
+      if (Number.isInteger(ox) && Number.isInteger(oy)) return read(ox, oy, w, h);
+      return sampleBilinear(await read(Math.floor(ox), Math.floor(oy), w + 1, h + 1), ox, oy, w, h);
+    });
+  }
+
+  /** Raw RGB pixels of a rectangle at the output size, uncached (the region API's `raw` format). */
+  renderRaw(id: string, request: Omit<RenderRequest, 'format' | 'quality'>): Promise<DecodedImage> {
+    return this.registry.withSlide(id, request.signal, (opened) =>
+      this.renderPixels(opened, { ...request, format: 'png' }),
+    );
+  }
+
+  /**
+   * The native tile a render request is exactly equal to, if any: a full-size stored JPEG tile
+   * of a level whose downsample is the request's scale, wanted as JPEG at the default quality and
+   * untransformed. IIIF and Deep Zoom (256/0) tile requests land here, so they share the native
+   * tiles' passthrough and cache. Edge tiles (smaller than the stored, padded tile) never match.
+   */
+  private storedTileFor(
+    opened: OpenedSlide,
+    request: RenderRequest,
+  ): { level: number; x: number; y: number } | undefined {
+    const { x, y, width, height, outWidth, outHeight } = request;
+    if (
+      request.format !== 'jpg' ||
+      (request.quality ?? this.options.defaultQuality) !== this.options.defaultQuality
+    )
+      return undefined;
+    if (request.mirror || request.rotation || (request.colour ?? 'color') !== 'color') return undefined;
+    for (const level of opened.slide.levels) {
+      const grid = level.grid;
+      if (!grid || grid.encoding.compression !== Compression.JPEG || (grid.layout ?? 'tiles') !== 'tiles')
+        continue;
+      if (request.level !== undefined && request.level !== level.index) continue;
+      const { tileWidth: tw, tileHeight: th, downsample: ds } = level;
+      if (outWidth !== tw || outHeight !== th) continue;
+      const tx = Math.round(x / ds / tw);
+      const ty = Math.round(y / ds / th);
+      // Less than one level pixel off: exact at downsample 1, and downsamples like 4.0002 still
+      // map IIIF scale factor 4 onto the level (until the drift reaches a level pixel).
+      const near = (a: number, b: number) => Math.abs(a - b) < ds;
+      if (!near(x, tx * tw * ds) || !near(y, ty * th * ds) || !near(width, tw * ds) || !near(height, th * ds))
+        continue;
+      if ((tx + 1) * tw > level.width || (ty + 1) * th > level.height) continue;
+      return { level: level.index, x: tx, y: ty };
+    }
+    return undefined;
   }
 
   /**
@@ -179,15 +265,30 @@ export class TileService {
     ) {
       throw new BadRequest(`invalid region ${x},${y},${width},${height} → ${outWidth}x${outHeight}`);
     }
-    const level =
+    const source = (level: SlideLevel) => {
+      const ds = level.downsample;
+      // Nearest level pixels, not floor/ceil: with downsamples like 1.9997 the rectangle then
+      // maps 1:1 where it should, instead of being stretched by a pixel.
+      const lx = Math.round(x / ds);
+      const ly = Math.round(y / ds);
+      const lw = Math.max(1, levelEdge(x + width, slide.width, level.width, ds) - lx);
+      const lh = Math.max(1, levelEdge(y + height, slide.height, level.height, ds) - ly);
+      return { level, lx, ly, lw, lh };
+    };
+    let chosen = source(
       request.level !== undefined
         ? levelOf(opened, request.level)
-        : bestLevel(slide.levels, Math.min(width / outWidth, height / outHeight));
-    const ds = level.downsample;
-    const lx = Math.floor(x / ds);
-    const ly = Math.floor(y / ds);
-    const lw = Math.max(1, Math.min(Math.ceil((x + width) / ds), level.width) - lx);
-    const lh = Math.max(1, Math.min(Math.ceil((y + height) / ds), level.height) - ly);
+        : bestLevel(slide.levels, Math.min(width / outWidth, height / outHeight)),
+    );
+    // Slides with sparse pyramids (1, 4, 16, ...) can need more source pixels than the read
+    // limit for a large output; a coarser level, slightly upscaled, is better than a refusal.
+    if (request.level === undefined) {
+      for (const level of slide.levels) {
+        if (chosen.lw * chosen.lh <= this.options.maxRegionPixels) break;
+        if (level.downsample > chosen.level.downsample) chosen = source(level);
+      }
+    }
+    const { level, lx, ly, lw, lh } = chosen;
     const pixels = await readRegion(slide, this.options.codecs, level.index, lx, ly, lw, lh, {
       signal: request.signal,
       maxPixels: this.options.maxRegionPixels,
@@ -274,6 +375,16 @@ export function bestLevel(levels: readonly SlideLevel[], scale: number): SlideLe
     if (level.downsample <= scale * 1.001 && level.downsample > best.downsample) best = level;
   }
   return best;
+}
+
+/**
+ * The level pixel a level-0 edge coordinate maps to. The image's own edge maps to the level's
+ * edge exactly (downsamples are not exact ratios, and rounding must not add a background line);
+ * a request reaching past the image extends past the level by the same amount, as background.
+ */
+function levelEdge(edge: number, imageSize: number, levelSize: number, ds: number): number {
+  if (edge <= imageSize) return Math.min(Math.round(edge / ds), levelSize);
+  return levelSize + Math.round((edge - imageSize) / ds);
 }
 
 function applyColour(pipeline: Sharp, colour: RenderRequest['colour']): Sharp {

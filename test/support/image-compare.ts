@@ -73,30 +73,5 @@ export function compareRgb(actual: RgbImage | DecodedImage, expected: RgbImage):
   return { mad: [sums[0] / pixels, sums[1] / pixels, sums[2] / pixels], p99, max };
 }
 
-/**
- * Bilinear samples of `source` at (originX + i, originY + j) for a w x h grid, where `source`
- * holds the integer pixels from (floor(originX), floor(originY)) and is at least w+1 x h+1.
- * Used to reproduce OpenSlide's sub-pixel level origin (x / downsample) in reference tests.
- */
-export function sampleBilinear(
-  source: RgbImage,
-  originX: number,
-  originY: number,
-  w: number,
-  h: number,
-): RgbImage {
-  const fx = originX - Math.floor(originX);
-  const fy = originY - Math.floor(originY);
-  const out = new Uint8Array(w * h * 3);
-  const at = (x: number, y: number, c: number): number => source.data[(y * source.width + x) * 3 + c];
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      for (let c = 0; c < 3; c++) {
-        const top = (1 - fx) * at(x, y, c) + fx * at(x + 1, y, c);
-        const bottom = (1 - fx) * at(x, y + 1, c) + fx * at(x + 1, y + 1, c);
-        out[(y * w + x) * 3 + c] = Math.round((1 - fy) * top + fy * bottom);
-      }
-    }
-  }
-  return { data: out, width: w, height: h };
-}
+/** OpenSlide's sub-pixel level origin, as the region API reproduces it (src/tiles/subpixel.ts). */
+export { sampleBilinear } from '../../src/tiles/subpixel.js';
