@@ -41,6 +41,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     genReqId: () => randomUUID(),
     // Slide ids are URL-encoded keys and may be long; Fastify's default is 100.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // Malformed percent-encoding and the like fail in the router, before any route: answer them
+    // in the same JSON shape as every other error.
+    frameworkErrors: errorHandler,
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
