@@ -28,13 +28,18 @@ const J2K = 'tcga.svs'; // 4443x3567, JPEG 2000 (33005), 240-px tiles
 const CMU = 'CMU-1-Small-Region.svs'; // 2220x2967, one level, 0.499 µm/px
 
 /** A MedStream server in a child process (so the load generator does not share its event loop). */
-class ServerProcess {
+export class ServerProcess {
   private constructor(
     private readonly child: ChildProcess,
     readonly url: string,
   ) {}
 
-  static async start(dir: string, flags: string[]): Promise<ServerProcess> {
+  /** Serves `storage` (a directory or storage URL); `env` adds to the environment (credentials). */
+  static async start(
+    storage: string,
+    flags: string[],
+    env: Record<string, string> = {},
+  ): Promise<ServerProcess> {
     const child = spawn(
       process.execPath,
       [
@@ -42,7 +47,7 @@ class ServerProcess {
         'tsx',
         MAIN,
         'serve',
-        dir,
+        storage,
         '--host',
         '127.0.0.1',
         '--port',
@@ -51,7 +56,7 @@ class ServerProcess {
         'info',
         ...flags,
       ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } },
     );
     const url = await new Promise<string>((resolve, reject) => {
       let buffered = '';
@@ -65,6 +70,10 @@ class ServerProcess {
     child.removeAllListeners('exit');
     child.stdout!.resume();
     return new ServerProcess(child, url);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
   }
 
   async close(): Promise<void> {
@@ -103,7 +112,7 @@ async function load(base: string, urls: string[], total: number, concurrency: nu
   return { requests: total, seconds: (performance.now() - started) / 1000, latenciesMs, bytes };
 }
 
-function percentile(values: number[], p: number): number {
+export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 }
