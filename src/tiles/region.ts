@@ -16,6 +16,7 @@ import type { ImageGrid, Slide, SlideLevel } from '../formats/slide.js';
 import { footprints, resampleRows } from './box-resample.js';
 import { composite, filled, parseBackground } from './composite.js';
 import type { Rgb } from './composite.js';
+import type { RequestTimings } from './timings.js';
 
 export interface RegionOptions {
   signal?: AbortSignal;
@@ -27,6 +28,8 @@ export interface RegionOptions {
   maxSourcePixels?: number;
   /** Tile decodes in flight at once for this call (default twice the CPU count). */
   decodeConcurrency?: number;
+  /** Accumulates storage and decode time (the Server-Timing header). */
+  timings?: RequestTimings;
 }
 
 /** The part of the codecs a region read needs. */
@@ -43,6 +46,7 @@ interface ReadContext {
   signal: AbortSignal | undefined;
   concurrency: number;
   maxSourcePixels: number;
+  timings: RequestTimings | undefined;
 }
 
 /**
@@ -118,6 +122,7 @@ function prepare(
     signal: options.signal,
     concurrency: Math.max(1, options.decodeConcurrency ?? os.availableParallelism() * 2),
     maxSourcePixels: options.maxSourcePixels ?? DEFAULT_MAX_SOURCE_PIXELS,
+    timings: options.timings,
   };
 }
 
@@ -151,7 +156,14 @@ async function readNative(
   // Every tile's read and decode listens to it: many listeners by design, not a leak.
   setMaxListeners(0, signal);
   // All reads start in the same tick so the io/ coalescer can merge neighbouring tiles.
-  const reads = tiles.map(({ tx, ty }) => grid.readTile(tx, ty, { signal }));
+  const readsStarted = performance.now();
+  let lastRead = readsStarted;
+  const reads = tiles.map(({ tx, ty }) =>
+    grid.readTile(tx, ty, { signal }).then((bytes) => {
+      lastRead = performance.now();
+      return bytes;
+    }),
+  );
   for (const read of reads) read.catch(() => undefined); // failures surface through the loop below
 
   let next = 0;
@@ -163,7 +175,9 @@ async function readNative(
       if (bytes === null) continue; // sparse tile: background
       // The last strip of a stripped image holds only the rows that remain.
       const rows = grid.layout === 'strips' && ty === grid.tilesY - 1 ? grid.height - ty * th : th;
+      const decodeStarted = performance.now();
       const tile = await context.codecs.decodeTile(bytes, grid.encoding, tw, rows, { signal });
+      context.timings?.add('decode', performance.now() - decodeStarted);
       composite(out, w, x, y, tile, tx * tw, ty * th, x0, y0, x1, y1, context.background);
     }
   };
@@ -174,6 +188,7 @@ async function readNative(
     throw e;
   }
   throwIfAborted(context.signal);
+  context.timings?.add('storage', lastRead - readsStarted);
   return out;
 }
 

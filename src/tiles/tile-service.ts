@@ -20,6 +20,7 @@ import { SharedFlight } from '../io/shared-flight.js';
 import { CONTENT_TYPES, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
 import { readGrid, readRegion } from './region.js';
 import { sampleBilinear } from './subpixel.js';
+import { RequestTimings } from './timings.js';
 import type { OpenedSlide, SlideRegistry } from './slide-registry.js';
 
 export interface ImageResult {
@@ -31,6 +32,8 @@ export interface ImageResult {
   cacheHit: boolean;
   /** Whether a stored tile was served without decoding. */
   passthrough: boolean;
+  /** Where the computation's time went (absent for cache hits). */
+  timings?: RequestTimings;
 }
 
 export interface TileServiceOptions {
@@ -105,10 +108,10 @@ export class TileService {
       const quality = request.quality ?? this.options.defaultQuality;
       const passthroughWanted = request.format === 'jpg' && quality === this.options.defaultQuality;
       const key = `${opened.identity}\0${id}\0tile\0${level}\0${x}\0${y}\0${request.format}\0${quality}`;
-      return this.cached(key, request.format, request.signal, async (signal) => {
+      return this.cached(key, request.format, request.signal, async (signal, timings) => {
         const grid = lvl.grid;
         if (passthroughWanted && grid && grid.encoding.compression === Compression.JPEG) {
-          const stored = await grid.readTile(x, y, { signal });
+          const stored = await timings.time('storage', () => grid.readTile(x, y, { signal }));
           if (stored) return { body: Buffer.from(prepareJpeg(stored, grid.encoding)), passthrough: true };
         }
         const pixels = await readRegion(
@@ -119,10 +122,12 @@ export class TileService {
           y * lvl.tileHeight,
           lvl.tileWidth,
           lvl.tileHeight,
-          { signal, maxPixels: this.options.maxRegionPixels },
+          { signal, maxPixels: this.options.maxRegionPixels, timings },
         );
         return {
-          body: await encodePipeline(sharpOf(pixels), { format: request.format, quality }),
+          body: await timings.time('encode', () =>
+            encodePipeline(sharpOf(pixels), { format: request.format, quality }),
+          ),
           passthrough: false,
         };
       });
@@ -154,8 +159,8 @@ export class TileService {
         request.format,
         quality,
       ].join('\0');
-      return this.cached(key, request.format, request.signal, async (signal) => {
-        const pixels = await this.renderPixels(opened, { ...request, signal });
+      return this.cached(key, request.format, request.signal, async (signal, timings) => {
+        const pixels = await this.renderPixels(opened, { ...request, signal }, timings);
         let pipeline = sharpOf(pixels);
         // sharp mirrors before it rotates, the order IIIF prescribes; arbitrary angles enlarge
         // the canvas, and its corners get the slide's background.
@@ -166,7 +171,9 @@ export class TileService {
         }
         pipeline = applyColour(pipeline, request.colour);
         return {
-          body: await encodePipeline(pipeline, { format: request.format, quality }),
+          body: await timings.time('encode', () =>
+            encodePipeline(pipeline, { format: request.format, quality }),
+          ),
           passthrough: false,
         };
       });
@@ -253,7 +260,11 @@ export class TileService {
    * level that still has at least the output resolution, then resized (Lanczos-3) when the
    * level's pixels do not map 1:1 to the output.
    */
-  async renderPixels(opened: OpenedSlide, request: RenderRequest): Promise<DecodedImage> {
+  async renderPixels(
+    opened: OpenedSlide,
+    request: RenderRequest,
+    timings?: RequestTimings,
+  ): Promise<DecodedImage> {
     const { slide } = opened;
     const { x, y, width, height, outWidth, outHeight } = request;
     if (
@@ -292,6 +303,7 @@ export class TileService {
     const pixels = await readRegion(slide, this.options.codecs, level.index, lx, ly, lw, lh, {
       signal: request.signal,
       maxPixels: this.options.maxRegionPixels,
+      timings,
     });
     if (lw === outWidth && lh === outHeight) return pixels;
     const { data, info } = await sharpOf(pixels)
@@ -311,14 +323,17 @@ export class TileService {
       }
       const quality = request.quality ?? this.options.defaultQuality;
       const key = `${opened.identity}\0${id}\0associated\0${name}\0${request.format}\0${quality}`;
-      return this.cached(key, request.format, request.signal, async (signal) => {
+      return this.cached(key, request.format, request.signal, async (signal, timings) => {
         const pixels = await readGrid(grid, this.options.codecs, 0, 0, grid.width, grid.height, {
           signal,
+          timings,
           background: opened.slide.properties.background_color,
           maxPixels: this.options.maxRegionPixels,
         });
         return {
-          body: await encodePipeline(sharpOf(pixels), { format: request.format, quality }),
+          body: await timings.time('encode', () =>
+            encodePipeline(sharpOf(pixels), { format: request.format, quality }),
+          ),
           passthrough: false,
         };
       });
@@ -333,7 +348,7 @@ export class TileService {
     key: string,
     format: ImageFormat,
     signal: AbortSignal | undefined,
-    make: (signal: AbortSignal) => Promise<{ body: Buffer; passthrough: boolean }>,
+    make: (signal: AbortSignal, timings: RequestTimings) => Promise<{ body: Buffer; passthrough: boolean }>,
   ): Promise<ImageResult> {
     const etag = `"${createHash('sha256').update(key).digest('base64url').slice(0, 32)}"`;
     const hit = this.cache.get(key);
@@ -341,7 +356,8 @@ export class TileService {
     return this.flight.run(
       key,
       async (sharedSignal) => {
-        const made = await make(sharedSignal);
+        const timings = new RequestTimings();
+        const made = await make(sharedSignal, timings);
         // A copy: passthrough bodies may be views into a larger coalesced read.
         const entry = {
           body: Buffer.from(made.body),
@@ -349,7 +365,7 @@ export class TileService {
           passthrough: made.passthrough,
         };
         this.cache.set(key, entry);
-        return { ...entry, etag, cacheHit: false };
+        return { ...entry, etag, cacheHit: false, timings };
       },
       signal,
     );

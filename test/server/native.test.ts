@@ -158,6 +158,22 @@ describe('GET /tiles/{id}/{level}/{x}/{y}.jpg', () => {
     expect(head.body.length).toBe(0);
   });
 
+  it('says where the time went in Server-Timing', async () => {
+    const phases = (header: string | null) =>
+      Object.fromEntries((header ?? '').split(', ').map((p) => [p.split(';')[0], p]));
+    const decoded = await request(server, `/tiles/${CMU_ID}/0/3/3.png`);
+    expect(Object.keys(phases(decoded.headers.get('server-timing'))).sort()).toEqual([
+      'decode',
+      'encode',
+      'storage',
+    ]);
+    expect(decoded.headers.get('server-timing')).toMatch(/^(\w+;dur=\d+\.\d(, )?)+$/);
+    const passthrough = await request(server, `/tiles/${CMU_ID}/0/8/11.jpg`);
+    expect(Object.keys(phases(passthrough.headers.get('server-timing')))).toEqual(['storage']);
+    const hit = await request(server, `/tiles/${CMU_ID}/0/3/3.png`);
+    expect(hit.headers.get('server-timing')).toBe('cache;desc="hit"');
+  });
+
   it('serves tiles of synthesised levels and JPEG 2000 slides', async () => {
     const meta = (await request(server, `/slides/${CMU_ID}`)).json() as { levels: { tile_width: number }[] };
     const last = meta.levels.length - 1;
