@@ -117,6 +117,23 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 }
 
+/** A benchmark whose `run` prepares a directory of slides and measures in it. */
+interface MeasuredInDir {
+  measure(dir: string): Promise<BenchmarkResult>;
+}
+
+/** Runs `fn` over a temporary directory holding copies of fixtures (`name` → path under wsi/). */
+async function withSlides<T>(files: Record<string, string>, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-'));
+  try {
+    for (const [name, file] of Object.entries(files))
+      await copyFile(path.join(FIXTURES, file), path.join(dir, name));
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Every tile of `level` of a grid `cols` x `rows`, as native tile paths with a suffix. */
 function tileUrls(id: string, level: number, cols: number, rows: number, suffix: string): string[] {
   const urls: string[] = [];
@@ -125,13 +142,16 @@ function tileUrls(id: string, level: number, cols: number, rows: number, suffix:
   return urls;
 }
 
-const tilePaths: Benchmark = {
+const tilePaths: Benchmark & MeasuredInDir = {
   name: 'tile-paths',
   title: 'Tile paths over HTTP, 16 concurrent clients, local disk',
-  async run(): Promise<BenchmarkResult> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-tiles-'));
-    await copyFile(path.join(FIXTURES, 'generated/pyramid-jpeg.tif'), path.join(dir, PYRAMID));
-    await copyFile(path.join(FIXTURES, 'svs/tcga-cr-7395-01a-01-ts1.svs'), path.join(dir, J2K));
+  run(): Promise<BenchmarkResult> {
+    return withSlides(
+      { [PYRAMID]: 'generated/pyramid-jpeg.tif', [J2K]: 'svs/tcga-cr-7395-01a-01-ts1.svs' },
+      (dir) => this.measure(dir),
+    );
+  },
+  async measure(dir: string): Promise<BenchmarkResult> {
     const warm = await ServerProcess.start(dir, []);
     const cold = await ServerProcess.start(dir, ['--cache-tiles', '0']);
     try {
@@ -204,18 +224,20 @@ const tilePaths: Benchmark = {
     } finally {
       await warm.close();
       await cold.close();
-      await rm(dir, { recursive: true, force: true });
     }
   },
 };
 
-const regions: Benchmark = {
+const regions: Benchmark & MeasuredInDir = {
   name: 'regions',
   title: 'Region reads for ML over HTTP, 2 concurrent clients, tile cache off',
-  async run(): Promise<BenchmarkResult> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-regions-'));
-    await copyFile(path.join(FIXTURES, 'generated/pyramid-jpeg.tif'), path.join(dir, PYRAMID));
-    await copyFile(path.join(FIXTURES, 'svs/CMU-1-Small-Region.svs'), path.join(dir, CMU));
+  run(): Promise<BenchmarkResult> {
+    return withSlides(
+      { [PYRAMID]: 'generated/pyramid-jpeg.tif', [CMU]: 'svs/CMU-1-Small-Region.svs' },
+      (dir) => this.measure(dir),
+    );
+  },
+  async measure(dir: string): Promise<BenchmarkResult> {
     const server = await ServerProcess.start(dir, ['--cache-tiles', '0']);
     try {
       const at = (i: number) => ({ x: 128 + ((i * 197) % 1500), y: 128 + ((i * 311) % 2200) });
@@ -266,7 +288,6 @@ const regions: Benchmark = {
       };
     } finally {
       await server.close();
-      await rm(dir, { recursive: true, force: true });
     }
   },
 };
