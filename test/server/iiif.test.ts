@@ -275,6 +275,9 @@ describe('GET /iiif/3/{id} and info.json', () => {
     const res = await iiif(CMU, '', { redirect: 'manual' });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe(`${server.url}/iiif/3/${CMU}/info.json`);
+    // A query (e.g. a viewer token) survives the redirect.
+    const withQuery = await request(server, `/iiif/3/${CMU}?vt=abc&exp=123`, { redirect: 'manual' });
+    expect(withQuery.headers.get('location')).toBe(`${server.url}/iiif/3/${CMU}/info.json?vt=abc&exp=123`);
   });
 
   it('describes the image: absolute URL-encoded id, level 2, size, limits, extras', async () => {

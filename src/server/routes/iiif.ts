@@ -40,7 +40,9 @@ export function registerIiifRoutes(
   limits: IiifLimits,
 ): void {
   app.get<{ Params: { id: string } }>('/iiif/3/:id', async (request, reply) => {
-    return reply.redirect(`${baseUri(request, request.params.id)}/info.json`, 303);
+    // The query (a viewer token, say) travels along: the redirect must not lose the credentials.
+    const query = request.url.includes('?') ? request.url.slice(request.url.indexOf('?')) : '';
+    return reply.redirect(`${baseUri(request, request.params.id)}/info.json${query}`, 303);
   });
 
   app.get<{ Params: { id: string } }>('/iiif/3/:id/info.json', async (request, reply) => {
