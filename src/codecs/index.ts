@@ -3,6 +3,7 @@
 // down (no global state); `prepareJpeg` is re-exported for JPEG passthrough.
 
 import { Cancelled, DecodeError, UnsupportedFormat, throwIfAborted } from '../errors.js';
+import { CharlsOpenjphDecoder } from './charls-openjph.js';
 import { Jp2kDecoder } from './jp2k.js';
 import type { Jp2kDecoderOptions } from './jp2k.js';
 import { decoderFor } from './registry.js';
@@ -45,6 +46,8 @@ export function createCodecs(options: CodecsOptions = {}): Codecs {
   let jp2k: Jp2kDecoder | undefined;
   let closed = false;
   const jp2kDecoder = (): Jp2kDecoder => (jp2k ??= new Jp2kDecoder(options));
+  let charls: CharlsOpenjphDecoder | undefined;
+  const charlsDecoder = (): CharlsOpenjphDecoder => (charls ??= new CharlsOpenjphDecoder(options));
 
   return {
     async decodeTile(bytes, encoding, width, height, decodeOptions = {}) {
@@ -73,6 +76,9 @@ export function createCodecs(options: CodecsOptions = {}): Codecs {
         get jp2k() {
           return jp2kDecoder();
         },
+        get charlsOpenjph() {
+          return charlsDecoder();
+        },
       };
       const image = await decode(bytes, encoding, width, height, context);
       throwIfAborted(signal);
@@ -81,6 +87,7 @@ export function createCodecs(options: CodecsOptions = {}): Codecs {
     async close() {
       closed = true;
       await jp2k?.close();
+      await charls?.close();
     },
   };
 }

@@ -3,6 +3,7 @@
 // and share raster.ts for predictor, bit depth and photometric; image codecs (JPEG, WebP,
 // JPEG 2000) decode straight to pixels.
 
+import type { CharlsOpenjphDecoder } from './charls-openjph.js';
 import { decodeDeflate } from './deflate.js';
 import { decodeJpeg } from './jpeg.js';
 import type { Jp2kDecoder } from './jp2k.js';
@@ -19,6 +20,8 @@ export interface DecodeContext {
   /** Largest decoded tile in bytes. */
   maxDecodedBytes: number;
   jp2k: Jp2kDecoder;
+  /** JPEG-LS and HTJ2K (DICOM only). */
+  charlsOpenjph: CharlsOpenjphDecoder;
   signal?: AbortSignal;
 }
 
@@ -47,6 +50,9 @@ const jpeg: TileDecoder = (bytes, encoding, _width, _height, context) =>
 const jp2k: TileDecoder = (bytes, encoding, _width, _height, context) =>
   context.jp2k.decode(bytes, encoding, context.maxDecodedBytes, context.signal);
 
+const charlsOpenjph: TileDecoder = (bytes, encoding, _width, _height, context) =>
+  context.charlsOpenjph.decode(bytes, encoding, context.maxDecodedBytes, context.signal);
+
 const webp: TileDecoder = (bytes, _encoding, _width, _height, context) =>
   decodeWithSharp(bytes, context.maxDecodedBytes / 4, 'WebP');
 
@@ -65,6 +71,9 @@ const decoders = new Map<number, TileDecoder>([
   [Compression.JPEG2000, jp2k],
   [Compression.AperioJP2KYCbCr, jp2k],
   [Compression.AperioJP2KRGB, jp2k],
+  // DICOM transfer syntaxes without a TIFF code (pseudo codes above 0xFFFF).
+  [Compression.JPEGLS, charlsOpenjph],
+  [Compression.HTJ2K, charlsOpenjph],
 ]);
 
 export function decoderFor(compression: number): TileDecoder | undefined {

@@ -18,6 +18,12 @@ export const Compression = {
   JPEG2000: 34712,
   ZSTD: 50000,
   WebP: 50001,
+  /**
+   * Not TIFF codes: DICOM transfer syntaxes that TIFF has no compression for, numbered above
+   * the 16-bit TIFF range so they can never collide with a TIFF file's tag value.
+   */
+  JPEGLS: 0x10050,
+  HTJ2K: 0x10201,
 } as const;
 
 /** TIFF PhotometricInterpretation values. */

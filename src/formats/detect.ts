@@ -5,14 +5,18 @@
 import { UnsupportedFormat } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 import * as aperio from './aperio.js';
+import * as dicomWsi from './dicom-wsi.js';
 import { SlideProbe, type OpenSlideOptions, type SlideFormat } from './format.js';
 import * as genericTiff from './generic-tiff.js';
+import * as ndpi from './ndpi.js';
 import * as omeTiff from './ome-tiff.js';
 import type { Slide } from './slide.js';
 
 export type { OpenSlideOptions } from './format.js';
 
-export const FORMATS: readonly SlideFormat[] = [aperio, omeTiff, genericTiff];
+// DICOM WSI last: its probe reads bytes 128-131, which TIFF objects never need to pay for (a
+// dual-personality DICOM/TIFF file therefore opens as TIFF).
+export const FORMATS: readonly SlideFormat[] = [aperio, omeTiff, ndpi, genericTiff, dicomWsi];
 
 /**
  * Opens the slide in `source`. Throws `UnsupportedFormat` when no format claims it,
@@ -35,4 +39,15 @@ export async function detectFormat(probe: SlideProbe): Promise<SlideFormat | nul
     if (await format.detect(probe)) return format;
   }
   return null;
+}
+
+/**
+ * Opens one slide made of several objects (a folder of DICOM WSI instances, addressed by its
+ * prefix). Objects that are not DICOM are skipped; throws `UnsupportedFormat` when none is.
+ */
+export function openSlideSeries(
+  sources: readonly ByteSource[],
+  options: OpenSlideOptions = {},
+): Promise<Slide> {
+  return dicomWsi.openSeries(sources, options);
 }

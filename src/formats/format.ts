@@ -8,6 +8,14 @@ import { TiffFile } from './tiff/tiff-file.js';
 
 export interface OpenSlideOptions {
   signal?: AbortSignal;
+  /**
+   * The other objects in the same folder as the opened one, opened for reading (formats whose
+   * slides span several objects, such as DICOM WSI series, use it; others ignore it). Supplied
+   * by the caller, so formats still know nothing of storage.
+   */
+  siblings?: (signal?: AbortSignal) => Promise<ByteSource[]>;
+  /** Put patient and study identifiers in the public properties (`--expose-phi`; default false). */
+  exposePhi?: boolean;
 }
 
 export interface SlideFormat {

@@ -65,6 +65,11 @@ export interface Slide {
   /** The format module that opened it (`aperio`, `generic-tiff`, `ome-tiff`, ...). */
   readonly format: string;
   readonly source: ByteSource;
+  /**
+   * Every object the slide reads, when it spans several (a DICOM WSI series: one per instance);
+   * absent for single-object slides. The slide's identity combines theirs.
+   */
+  readonly sources?: readonly ByteSource[];
   /** Level 0 size. */
   readonly width: number;
   readonly height: number;

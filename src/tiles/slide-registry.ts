@@ -4,13 +4,30 @@
 // `revalidateMs`, and dropped at once when a read reports the object was replaced.
 //
 //   get(id) -> LRU hit (fresh) | stat + compare identity (stale) | open: storage.open -> wrap -> detect
+//
+// A slide can span several objects (a DICOM WSI series): a folder id ending in `/` (`cases/42/`)
+// opens every object listed directly under it, and a single-object open may ask for its folder's
+// siblings. Such a slide's identity combines its objects' identities, and it is revalidated by
+// listing the folder again (one list request) and comparing sizes and ETags/mtimes.
 
-import { ObjectChanged } from '../errors.js';
+import { createHash } from 'node:crypto';
+import { NotFound, ObjectChanged, UnsupportedFormat } from '../errors.js';
 import type { Slide } from '../formats/slide.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
 import { validateKey } from '../storage/keys.js';
-import type { ByteSource, Storage } from '../storage/types.js';
+import type { ByteSource, ObjectInfo, Storage } from '../storage/types.js';
+
+/** What a single-object open may ask of the registry beyond its own object. */
+export interface OpenContext {
+  /** The other candidate objects of the object's folder, opened and wrapped (listed once). */
+  siblings: (signal?: AbortSignal) => Promise<ByteSource[]>;
+}
+
+/** Objects of one folder considered for a multi-object slide, at most. */
+export const MAX_FOLDER_OBJECTS = 256;
+/** Sibling names that may be DICOM instances: `.dcm`, or no extension / a UID as the name. */
+const SIBLING_NAME = /(\.dcm|\/[^/.]+|\/[0-9.]+)$/i;
 
 export interface OpenedSlide {
   id: string;
@@ -24,7 +41,9 @@ export interface SlideRegistryOptions {
   /** Wraps each opened object with the block cache and coalescer (io/reader.ts). */
   wrap: (source: ByteSource) => ByteSource;
   /** Parses a slide (formats/detect.ts `openSlide`). */
-  open: (source: ByteSource, signal?: AbortSignal) => Promise<Slide>;
+  open: (source: ByteSource, signal?: AbortSignal, context?: OpenContext) => Promise<Slide>;
+  /** Parses a slide made of several objects (a folder id ending in `/`); without it such ids are `not_found`. */
+  openMany?: (sources: ByteSource[], signal?: AbortSignal) => Promise<Slide>;
   /** Slides kept open; 0 keeps none (every request opens again). */
   maxSlides: number;
   /** Re-stat an open slide's object at most this often to notice replacements. */
@@ -35,6 +54,8 @@ export interface SlideRegistryOptions {
 interface Entry {
   opened: OpenedSlide;
   checkedAt: number;
+  /** Multi-object slides: the folder listed, and a digest of the listing to revalidate against. */
+  folder?: { prefix: string; fingerprint: string };
 }
 
 export class SlideRegistry {
@@ -91,8 +112,10 @@ export class SlideRegistry {
   private async load(id: string, stale: Entry | undefined, signal: AbortSignal): Promise<Entry> {
     if (stale) {
       this.revalidations++;
-      const stat = await this.options.storage.stat(id, { signal });
-      if (stat.identity === stale.opened.identity) {
+      const same = stale.folder
+        ? fingerprint(await this.listFolder(stale.folder.prefix, signal)) === stale.folder.fingerprint
+        : (await this.options.storage.stat(id, { signal })).identity === stale.opened.identity;
+      if (same) {
         const renewed = { opened: stale.opened, checkedAt: this.now() };
         this.lru.set(id, renewed);
         return renewed;
@@ -100,10 +123,84 @@ export class SlideRegistry {
       this.lru.delete(id);
     }
     this.opens++;
+    if (id.endsWith('/')) return this.loadFolder(id, signal);
     const source = this.options.wrap(await this.options.storage.open(id, { signal }));
-    const slide = await this.options.open(source, signal);
-    const entry = { opened: { id, slide, identity: source.identity }, checkedAt: this.now() };
+    const slash = id.lastIndexOf('/');
+    const prefix = slash < 0 ? '' : id.slice(0, slash + 1);
+    let listed: ObjectInfo[] | undefined;
+    const siblings = async (sibSignal?: AbortSignal): Promise<ByteSource[]> => {
+      listed = await this.listFolder(prefix, sibSignal ?? signal);
+      const candidates = listed.filter((o) => o.key !== id && SIBLING_NAME.test(`/${o.key}`));
+      return this.openAll(candidates, sibSignal ?? signal);
+    };
+    const slide = await this.options.open(source, signal, { siblings });
+    const multi = listed !== undefined && slide.sources !== undefined && slide.sources.length > 1;
+    const entry: Entry = {
+      opened: { id, slide, identity: multi ? combinedIdentity(slide) : source.identity },
+      checkedAt: this.now(),
+      ...(multi && listed ? { folder: { prefix, fingerprint: fingerprint(listed) } } : {}),
+    };
     this.lru.set(id, entry);
     return entry;
   }
+
+  private async loadFolder(id: string, signal: AbortSignal): Promise<Entry> {
+    if (!this.options.openMany) throw new NotFound(`no slide ${id}`);
+    const listing = await this.listFolder(id, signal);
+    if (listing.length === 0) throw new NotFound(`no objects under ${id}`);
+    const slide = await this.options.openMany(await this.openAll(listing, signal), signal);
+    const entry: Entry = {
+      opened: { id, slide, identity: combinedIdentity(slide) },
+      checkedAt: this.now(),
+      folder: { prefix: id, fingerprint: fingerprint(listing) },
+    };
+    this.lru.set(id, entry);
+    return entry;
+  }
+
+  /** The objects directly under `prefix` (not in sub-folders), at most MAX_FOLDER_OBJECTS. */
+  private async listFolder(prefix: string, signal: AbortSignal): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.options.storage.list({ prefix, delimiter: '/', cursor, limit: 1000, signal });
+      out.push(
+        ...page.objects.filter((o) => o.key.startsWith(prefix) && !o.key.slice(prefix.length).includes('/')),
+      );
+      if (out.length > MAX_FOLDER_OBJECTS) {
+        throw new UnsupportedFormat(
+          `${prefix || 'the storage root'}: more than ${MAX_FOLDER_OBJECTS} objects in one slide folder`,
+        );
+      }
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+
+  private async openAll(objects: readonly ObjectInfo[], signal: AbortSignal): Promise<ByteSource[]> {
+    const out: ByteSource[] = new Array(objects.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < objects.length) {
+        const i = next++;
+        out[i] = this.options.wrap(await this.options.storage.open(objects[i].key, { signal }));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, objects.length) }, worker));
+    return out;
+  }
+}
+
+/** One identity for a slide read from several objects: changes when any of them is replaced. */
+function combinedIdentity(slide: Slide): string {
+  const parts = (slide.sources ?? [slide.source]).map((s) => `${s.key}\0${s.identity}`).sort();
+  return `multi-${createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 32)}`;
+}
+
+/** A digest of a folder listing: keys, sizes and validators. */
+function fingerprint(objects: readonly ObjectInfo[]): string {
+  const parts = objects
+    .map((o) => `${o.key}\0${o.size}\0${o.etag ?? ''}\0${o.lastModified?.getTime() ?? ''}`)
+    .sort();
+  return createHash('sha256').update(parts.join('\n')).digest('base64url');
 }

@@ -33,7 +33,7 @@ interface ReferenceSlide {
   level_downsamples: number[];
 }
 
-/** TIFF-family slides with references, by manifest name. NDPI (test3-DAPI-2.ndpi) is a later issue. */
+/** TIFF-family slides with references, by manifest name (NDPI included: TIFF-like, cut at restart markers). */
 const SLIDES: Record<string, string> = {
   'CMU-1-Small-Region.svs': 'svs/CMU-1-Small-Region.svs',
   'tcga-cr-7395-01a-01-ts1.svs': 'svs/tcga-cr-7395-01a-01-ts1.svs',
@@ -42,7 +42,11 @@ const SLIDES: Record<string, string> = {
   'cog.tif': 'cog/cog.tif',
   'boxes.tiff': 'openslide/boxes.tiff',
   'small.svs': 'openslide/small.svs',
+  'test3-DAPI-2.ndpi': 'ndpi/test3-DAPI-2.ndpi',
 };
+
+/** Slides whose reference levels include scaled ones (OpenSlide's scale_denom levels of NDPI). */
+const SCALED_REFERENCE_LEVELS = new Set(['test3-DAPI-2.ndpi']);
 
 /**
  * References that OpenSlide 3.4.1 rendered wrongly: boxes.tiff levels 2 and 3 are smaller than
@@ -120,7 +124,10 @@ describe('readRegion against OpenSlide references', () => {
 
   it.each(cases.map((c) => [c.png, c] as const))('%s', async (_png, c) => {
     const opened = await slide(c.slide);
-    expect(opened.levels[c.level].grid, 'reference levels are native').not.toBeNull();
+    // NDPI's 1/2, 1/4, 1/8 scales are libjpeg-scaled decodes in OpenSlide, synthesised here.
+    if (!SCALED_REFERENCE_LEVELS.has(c.slide)) {
+      expect(opened.levels[c.level].grid, 'reference levels are native').not.toBeNull();
+    }
     const actual = await ours(c);
     if (BROKEN_REFERENCES.has(c.png)) {
       const { data, info } = await sharp(path.join(FIXTURES, 'wsi', SLIDES[c.slide]), {

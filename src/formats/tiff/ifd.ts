@@ -2,9 +2,14 @@
 // and where each value lives (inline in the entry, or at an offset), and the offset of the next
 // directory. Values are not read here; `TiffFile` reads them on demand, and `TagArray` reads
 // single elements of the large offset arrays.
+//
+// Hamamatsu NDPI directories (`IfdLayout.ndpi`) are classic TIFF entries followed by a 64-bit
+// next-directory offset and then one 32-bit high word per entry: the high 32 bits of that
+// entry's value offset (or of its inline LONG/IFD value), which is how NDPI addresses files over
+// 4 GiB without BigTIFF (as tifffile and OpenSlide 4 read it).
 
 import { CorruptFile } from '../../errors.js';
-import { Limits, TYPE_SIZES } from './constants.js';
+import { FieldType, Limits, TYPE_SIZES } from './constants.js';
 import type { MetadataReader } from './metadata-reader.js';
 import type { ByteOrder } from './values.js';
 
@@ -33,6 +38,8 @@ export interface IfdLayout {
   bigTiff: boolean;
   order: ByteOrder;
   reader: MetadataReader;
+  /** NDPI layout (classic entries, 64-bit next offset, high words after the directory). */
+  ndpi?: boolean;
 }
 
 export async function readIfd(
@@ -52,12 +59,21 @@ export async function readIfd(
   if (!Number.isSafeInteger(count) || count > Limits.maxEntriesPerIfd) {
     throw new CorruptFile(`${key}: ${label} at offset ${offset} claims ${count} entries`);
   }
+  const ndpi = (layout.ndpi ?? false) && !bigTiff;
+  // NDPI: 8-byte next offset, then the high words (tolerated missing at the very end of a file).
+  const tailSize = ndpi
+    ? offset + countSize + count * (entrySize + 4) + 8 <= reader.size
+      ? 8 + count * 4
+      : 8
+    : fieldSize;
   const body = await reader.read(
     offset + countSize,
-    count * entrySize + fieldSize,
+    count * entrySize + tailSize,
     `${label} (${count} entries)`,
     { signal },
   );
+  const highWord = (i: number): number =>
+    ndpi && tailSize > 8 ? order.u32(body, count * entrySize + 8 + i * 4) : 0;
 
   const entries = new Map<number, IfdEntry>();
   for (let i = 0; i < count; i++) {
@@ -74,9 +90,28 @@ export async function readIfd(
     const fieldPos = p + (bigTiff ? 12 : 8);
     const byteLength = valueCount * typeSize;
     const inline = byteLength <= fieldSize ? body.slice(fieldPos, fieldPos + byteLength) : null;
-    const valueOffset = inline ? -1 : order.offset(body, fieldPos, bigTiff);
+    const high = highWord(i);
+    if (inline && high !== 0 && valueCount === 1 && (type === FieldType.LONG || type === FieldType.IFD)) {
+      // An NDPI offset beyond 4 GiB stored inline (StripOffsets of one strip): widen to LONG8.
+      const wide = new Uint8Array(8);
+      const view = new DataView(wide.buffer);
+      view.setUint32(order.littleEndian ? 0 : 4, order.u32(inline, 0), order.littleEndian);
+      view.setUint32(order.littleEndian ? 4 : 0, high, order.littleEndian);
+      entries.set(tag, {
+        tag,
+        type: FieldType.LONG8,
+        count: 1,
+        byteLength: 8,
+        inline: wide,
+        valueOffset: -1,
+      });
+      continue;
+    }
+    const valueOffset = inline ? -1 : order.offset(body, fieldPos, bigTiff) + high * 2 ** 32;
     entries.set(tag, { tag, type, count: valueCount, byteLength, inline, valueOffset });
   }
-  const nextOffset = order.offset(body, count * entrySize, bigTiff);
+  const nextOffset = ndpi
+    ? order.u64(body, count * entrySize)
+    : order.offset(body, count * entrySize, bigTiff);
   return { label, offset, entries, nextOffset };
 }

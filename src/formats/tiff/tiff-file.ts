@@ -7,6 +7,11 @@
 //
 // Opening reads the header and every directory of the chain (few requests: see
 // `MetadataReader`); large arrays (tile offsets) stay unread until a tile needs them.
+//
+// Hamamatsu NDPI is a classic little-endian TIFF with its own 64-bit extension: the header's
+// first-directory offset is 8 bytes (bytes 4-11), and so is each directory's next offset, with
+// the high words of the entries' offsets after it (see `readIfd`). A file is read that way when
+// its first directory carries the NDPI format flag (tag 65420); `ndpi` says so.
 
 import { CorruptFile } from '../../errors.js';
 import type { ByteSource } from '../../storage/types.js';
@@ -40,6 +45,8 @@ export class TiffFile {
     readonly reader: MetadataReader,
     readonly order: ByteOrder,
     readonly bigTiff: boolean,
+    /** Hamamatsu NDPI's 64-bit offset layout (see the module comment). */
+    readonly ndpi = false,
   ) {}
 
   get source(): ByteSource {
@@ -47,7 +54,7 @@ export class TiffFile {
   }
 
   private get layout(): IfdLayout {
-    return { bigTiff: this.bigTiff, order: this.order, reader: this.reader };
+    return { bigTiff: this.bigTiff, order: this.order, reader: this.reader, ndpi: this.ndpi };
   }
 
   /**
@@ -72,8 +79,9 @@ export class TiffFile {
     if (bigTiff && (order.u16(head, 4) !== 8 || order.u16(head, 6) !== 0)) {
       throw new CorruptFile(`${source.key}: unexpected BigTIFF offset size ${order.u16(head, 4)}`);
     }
-    const tiff = new TiffFile(reader, order, bigTiff);
-    await tiff.readChain(order.offset(head, bigTiff ? 8 : 4, bigTiff), signal);
+    const ndpiOffset = bigTiff ? undefined : await ndpiFirstDirectory(reader, order, head, signal);
+    const tiff = new TiffFile(reader, order, bigTiff, ndpiOffset !== undefined);
+    await tiff.readChain(ndpiOffset ?? order.offset(head, bigTiff ? 8 : 4, bigTiff), signal);
     return tiff;
   }
 
@@ -214,5 +222,51 @@ export class TiffFile {
   /** Ends the open phase: drops the read-ahead windows (later reads go to the source's cache). */
   release(): void {
     this.reader.release();
+  }
+}
+
+/**
+ * The first directory of a Hamamatsu NDPI file, or undefined when `head` (a classic TIFF header)
+ * is not one: NDPI is little-endian, its header holds a 64-bit first offset at bytes 4-11, and
+ * that directory has tag 65420. Costs no extra request: the directory probed is the one the
+ * chain reads next, from the same window.
+ */
+async function ndpiFirstDirectory(
+  reader: MetadataReader,
+  order: ByteOrder,
+  head: Uint8Array,
+  signal: AbortSignal | undefined,
+): Promise<number | undefined> {
+  if (!order.littleEndian || head.byteLength < 8) return undefined;
+  const low = order.u32(head, 4);
+  const high = head.byteLength >= 12 ? order.u32(head, 8) : 0;
+  // A classic TIFF's bytes 8-11 are its own data; only an offset that fits the file is tried.
+  const candidates = high !== 0 ? [low + high * 2 ** 32, low] : [low];
+  for (const offset of candidates) {
+    if (await hasNdpiFlag(reader, order, offset, signal)) return offset;
+  }
+  return undefined;
+}
+
+async function hasNdpiFlag(
+  reader: MetadataReader,
+  order: ByteOrder,
+  offset: number,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  if (!Number.isSafeInteger(offset) || offset < 8 || offset + 2 > reader.size) return false;
+  try {
+    const count = order.u16(await reader.read(offset, 2, 'IFD 0 entry count', { signal }), 0);
+    if (count === 0 || count > Limits.maxEntriesPerIfd || offset + 2 + count * 12 > reader.size) return false;
+    const entries = await reader.read(offset + 2, count * 12, 'IFD 0', { signal });
+    let flagged = false;
+    for (let i = 0; i < count; i++) if (order.u16(entries, i * 12) === Tag.NdpiFormatFlag) flagged = true;
+    if (!flagged || offset + 2 + count * 12 + 8 > reader.size) return false;
+    // The flag in a classic layout (no 64-bit next offset): read it as a classic TIFF.
+    const next = order.u64(await reader.read(offset + 2 + count * 12, 8, 'IFD 0 next offset', { signal }), 0);
+    return next === 0 || (Number.isSafeInteger(next) && next >= 8 && next + 2 <= reader.size);
+  } catch (error) {
+    if (error instanceof CorruptFile) return false;
+    throw error;
   }
 }

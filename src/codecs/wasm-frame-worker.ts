@@ -1,0 +1,128 @@
+// Worker thread body shared by the DICOM-only codecs: JPEG-LS (CharLS, @cornerstonejs/codec-charls)
+// and HTJ2K (OpenJPH, @cornerstonejs/codec-openjph), both synchronous WASM decoders run off the
+// main thread like JPEG 2000 (jp2k-worker.ts). One codec per thread: two embind modules in one
+// thread collide ("Cannot register multiple overloads"), so jpegls-worker.ts and
+// htj2k-worker.ts each start this with their own codec. Posts back interleaved 8-bit pixels.
+
+import { createRequire } from 'node:module';
+import { parentPort } from 'node:worker_threads';
+import type { WorkerReply } from './worker-pool.js';
+import { ycbcrToRgbInPlace } from './ycbcr.js';
+
+export type WasmFrameCodec = 'jpegls' | 'htj2k';
+
+export interface WasmFrameTask {
+  bytes: Uint8Array;
+  /** The components are YCbCr (DICOM YBR_FULL): convert to RGB after decoding. */
+  ycbcr: boolean;
+  /** Largest decoded image accepted, in bytes. */
+  maxBytes: number;
+}
+
+export interface WasmFrameResult {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+}
+
+interface FrameInfo {
+  width: number;
+  height: number;
+  bitsPerSample: number;
+  componentCount: number;
+}
+/** The part of both embind decoder classes this worker uses. */
+interface WasmDecoder {
+  getEncodedBuffer(length: number): Uint8Array;
+  getDecodedBuffer(): Uint8Array | Uint8ClampedArray | Uint16Array;
+  decode(): void;
+  getFrameInfo(): FrameInfo;
+  delete(): void;
+}
+type CodecModule = Record<string, new () => WasmDecoder>;
+type Factory = (options: {
+  print: (s: string) => void;
+  printErr: (s: string) => void;
+}) => Promise<CodecModule>;
+
+const SPECS: Record<WasmFrameCodec, { module: string; decoder: string; name: string }> = {
+  jpegls: { module: '@cornerstonejs/codec-charls/decodewasmjs', decoder: 'JpegLSDecoder', name: 'JPEG-LS' },
+  htj2k: { module: '@cornerstonejs/codec-openjph/wasmjs', decoder: 'HTJ2KDecoder', name: 'HTJ2K' },
+};
+
+/** The decoder said no (bad data) without trapping: the module is still good. */
+class DecoderReportedError extends Error {}
+class UnsupportedError extends Error {}
+
+function decode(mod: CodecModule, codec: WasmFrameCodec, task: WasmFrameTask): WasmFrameResult {
+  const Decoder = mod[SPECS[codec].decoder];
+  const decoder = new Decoder();
+  try {
+    decoder.getEncodedBuffer(task.bytes.length).set(task.bytes);
+    decoder.decode();
+    const info = decoder.getFrameInfo();
+    const channels = info.componentCount;
+    if (info.width < 1 || info.height < 1 || (channels !== 1 && channels !== 3)) {
+      throw new DecoderReportedError(
+        `decoder produced ${info.width}x${info.height} with ${channels} components`,
+      );
+    }
+    if (info.bitsPerSample > 8)
+      throw new UnsupportedError(`${info.bitsPerSample}-bit ${SPECS[codec].name} is not supported`);
+    const size = info.width * info.height * channels;
+    if (size > task.maxBytes) {
+      throw new UnsupportedError(
+        `${SPECS[codec].name} frame of ${info.width}x${info.height} exceeds the decode limit`,
+      );
+    }
+    const decoded = decoder.getDecodedBuffer();
+    if (decoded.byteLength < size)
+      throw new DecoderReportedError('decoder produced fewer samples than the frame holds');
+    // A copy out of WASM memory, so the buffer can be transferred.
+    const data = new Uint8Array(decoded.buffer.slice(decoded.byteOffset, decoded.byteOffset + size));
+    if (task.ycbcr && channels === 3) ycbcrToRgbInPlace(data);
+    return { data, width: info.width, height: info.height, channels };
+  } finally {
+    decoder.delete();
+  }
+}
+
+/** Runs this thread as the worker of one codec (see worker-pool.ts for the protocol). */
+export function serveWasmFrameDecoder(codec: WasmFrameCodec): void {
+  const spec = SPECS[codec];
+  const factory = createRequire(import.meta.url)(spec.module) as Factory;
+  const load = () => factory({ print: () => undefined, printErr: () => undefined });
+  let module = load();
+
+  parentPort?.on('message', (message: { id: number; request: WasmFrameTask }) => {
+    const { id, request } = message;
+    const fail = (code: 'decode_error' | 'unsupported_format', text: string) => {
+      const reply: WorkerReply<WasmFrameResult> = { id, ok: false, error: { code, message: text } };
+      parentPort?.postMessage(reply);
+    };
+    module.then(
+      (mod) => {
+        try {
+          const result = decode(mod, codec, request);
+          const reply: WorkerReply<WasmFrameResult> = { id, ok: true, result };
+          parentPort?.postMessage(reply, [result.data.buffer as ArrayBuffer]);
+        } catch (e) {
+          if (e instanceof UnsupportedError) return fail('unsupported_format', e.message);
+          // CharLS throws C++ exceptions as numbers; a trap may leave the module unusable: reload.
+          if (!(e instanceof DecoderReportedError)) module = load();
+          const why = e instanceof Error ? e.message : `decoder exception ${String(e)}`;
+          fail('decode_error', `${spec.name} data is corrupt: ${why}`);
+        }
+      },
+      (e: unknown) => fail('decode_error', `${spec.name} decoder failed to load: ${(e as Error).message}`),
+    );
+  });
+
+  // The pool's time limit for a task runs from here (a failed load still answers every task).
+  const ready: WorkerReply<WasmFrameResult> = { ready: true };
+  void module.then(
+    () => parentPort?.postMessage(ready),
+    () => parentPort?.postMessage(ready),
+  );
+}
