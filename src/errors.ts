@@ -24,7 +24,14 @@ export type ErrorCode =
   | 'overloaded'
   | 'cancelled'
   | 'config_error'
-  | 'internal_error';
+  | 'internal_error'
+  // Signed URLs and viewer tokens (server/auth.ts), WSIStreamer's codes.
+  | 'missing_signature'
+  | 'missing_expiry'
+  | 'signature_expired'
+  | 'invalid_signature'
+  | 'invalid_signature_format'
+  | 'invalid_expiry_format';
 
 export class MedStreamError extends Error {
   readonly code: ErrorCode;
@@ -144,6 +151,22 @@ export class Cancelled extends MedStreamError {
 export class ConfigError extends MedStreamError {
   constructor(message: string) {
     super('config_error', message);
+  }
+}
+
+/** A request refused by signed-URL / viewer-token authentication (401, or 400 for malformed parameters). */
+export class AuthError extends MedStreamError {
+  constructor(
+    code:
+      | 'missing_signature'
+      | 'missing_expiry'
+      | 'signature_expired'
+      | 'invalid_signature'
+      | 'invalid_signature_format'
+      | 'invalid_expiry_format',
+    message: string,
+  ) {
+    super(code, message);
   }
 }
 

@@ -14,6 +14,10 @@ interface OptionSpec {
   description: string;
   default?: string;
   values?: readonly string[];
+  /** Environment variable, when not MEDSTREAM_<NAME_IN_SNAKE_CASE>. */
+  env?: string;
+  /** The flag may be given more than once; the values are joined with commas. */
+  multiple?: boolean;
   min?: number;
   max?: number;
 }
@@ -134,6 +138,40 @@ export const OPTIONS = [
     default: '10s',
     description: 'on SIGTERM, wait this long for requests in flight before exiting',
   },
+  {
+    flag: 'expose-phi',
+    kind: 'bool',
+    default: 'false',
+    description: 'show patient and study identifiers (DICOM) in slide properties',
+  },
+  {
+    flag: 'auth-enabled',
+    kind: 'bool',
+    default: 'false',
+    description:
+      'require a signed URL or viewer token on every route but /health and /assets/ (docs/auth.md)',
+  },
+  {
+    flag: 'auth-secret',
+    kind: 'string',
+    env: 'MEDSTREAM_AUTH_SECRETS',
+    multiple: true,
+    description: 'HMAC secret (>= 32 bytes); repeat or comma-separate: the first signs, all verify',
+  },
+  {
+    flag: 'auth-clock-skew',
+    kind: 'duration',
+    default: '30s',
+    max: 3_600_000,
+    description: 'accept signatures and viewer tokens this long past their exp',
+  },
+  {
+    flag: 'viewer-token-ttl',
+    kind: 'duration',
+    default: '8h',
+    min: 1000,
+    description: 'lifetime of the viewer tokens /view/{id} issues',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -154,6 +192,8 @@ export interface Config {
   blockSizeBytes: number;
   coalesceGapBytes: number;
   shutdownTimeoutMs: number;
+  /** Patient/study identifiers in the public slide properties (DICOM WSI). */
+  exposePhi: boolean;
   cacheSlides: number;
   cacheTilesBytes: number;
   slideRevalidateMs: number;
@@ -162,10 +202,17 @@ export interface Config {
   cacheMaxAgeMs: number;
   /** `['*']` for any origin. */
   corsOrigins: string[];
+  /** Signed URLs / viewer tokens required (server/auth.ts). */
+  authEnabled: boolean;
+  /** HMAC secrets: the first signs, all verify. */
+  authSecrets: string[];
+  authClockSkewMs: number;
+  viewerTokenTtlMs: number;
 }
 
 export function envName(flag: string): string {
-  return 'MEDSTREAM_' + flag.toUpperCase().replace(/-/g, '_');
+  const override = (OPTIONS as readonly OptionSpec[]).find((spec) => spec.flag === flag)?.env;
+  return override ?? 'MEDSTREAM_' + flag.toUpperCase().replace(/-/g, '_');
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -264,11 +311,15 @@ export function parseConfig(
   env: NodeJS.ProcessEnv,
   commandFlags: Record<string, { type: 'string' | 'boolean' }> = {},
 ): ParsedCommandLine {
-  const parseOptions: Record<string, { type: 'string' | 'boolean' }> = {
+  const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {
     help: { type: 'boolean' },
     ...commandFlags,
   };
-  for (const spec of OPTIONS) parseOptions[spec.flag] = { type: spec.kind === 'bool' ? 'boolean' : 'string' };
+  for (const spec of OPTIONS as readonly OptionSpec[])
+    parseOptions[spec.flag] = {
+      type: spec.kind === 'bool' ? 'boolean' : 'string',
+      ...(spec.multiple ? { multiple: true } : {}),
+    };
   for (const spec of OPTIONS) if (spec.kind === 'bool') parseOptions[`no-${spec.flag}`] = { type: 'boolean' };
 
   let parsed;
@@ -277,11 +328,11 @@ export function parseConfig(
   } catch (e) {
     throw new ConfigError(`${(e as Error).message}. Run 'medstream --help' for the options.`);
   }
-  const values: Record<string, string | boolean | undefined> = parsed.values;
+  const values = parsed.values as Record<string, string | boolean | undefined>;
 
   const out: Record<string, string | number | boolean | undefined> = {};
   for (const spec of OPTIONS as readonly OptionSpec[]) {
-    const envVar = envName(spec.flag);
+    const envVar = spec.env ?? envName(spec.flag);
     const flagValue = values[`no-${spec.flag}`] ? false : values[spec.flag];
     let raw: string | undefined;
     let origin: string;
@@ -319,6 +370,7 @@ export function parseConfig(
     blockSizeBytes: out.blockSize as number,
     coalesceGapBytes: out.coalesceGap as number,
     shutdownTimeoutMs: out.shutdownTimeout as number,
+    exposePhi: out.exposePhi as boolean,
     cacheSlides: out.cacheSlides as number,
     cacheTilesBytes: out.cacheTiles as number,
     slideRevalidateMs: out.slideRevalidate as number,
@@ -329,7 +381,15 @@ export function parseConfig(
       .split(',')
       .map((o) => o.trim())
       .filter(Boolean),
+    authEnabled: out.authEnabled as boolean,
+    authSecrets: ((out.authSecret as string | undefined) ?? '')
+      .split(',')
+      .map((secret) => secret.trim())
+      .filter(Boolean),
+    authClockSkewMs: out.authClockSkew as number,
+    viewerTokenTtlMs: out.viewerTokenTtl as number,
   };
+  validateAuth(config);
   for (const origin of config.corsOrigins) {
     if (origin !== '*' && !/^https?:\/\/[^/]+$/i.test(origin)) {
       throw new ConfigError(
@@ -345,6 +405,26 @@ export function parseConfig(
   }
   const commandValues = Object.fromEntries(Object.keys(commandFlags).map((k) => [k, values[k]]));
   return { config, positionals: parsed.positionals, help: values.help === true, commandValues };
+}
+
+/** Shortest HMAC secret accepted, in bytes (HMAC-SHA256's block of entropy). */
+export const MIN_SECRET_BYTES = 32;
+
+/** Auth on needs a secret; every secret must be long enough. Never prints a secret. */
+function validateAuth(config: Config): void {
+  config.authSecrets.forEach((secret, i) => {
+    const bytes = Buffer.byteLength(secret, 'utf8');
+    if (bytes < MIN_SECRET_BYTES) {
+      throw new ConfigError(
+        `--auth-secret / MEDSTREAM_AUTH_SECRETS: secret #${i + 1} is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are required (e.g. openssl rand -hex 32)`,
+      );
+    }
+  });
+  if (config.authEnabled && config.authSecrets.length === 0) {
+    throw new ConfigError(
+      '--auth-enabled needs at least one secret (--auth-secret or MEDSTREAM_AUTH_SECRETS)',
+    );
+  }
 }
 
 /** Rejects unknown schemes and `s3://` without a bucket before anything is built. */
@@ -381,6 +461,10 @@ export function helpText(): string {
   const lines = [
     'Usage: medstream [serve] [storage-url] [options]',
     '       medstream check <storage-url> [--list-slides] [--test-slide <id>] [options]',
+    '       medstream sign --path <url-path> [--query <q>] [--secret <s>] [--expires-in 1h | --exp <unix>]',
+    '                      [--base-url <url>] [--format text|json]',
+    '       medstream sign --viewer-token --slide <id> [--secret <s>] [--expires-in 8h | --exp <unix>]',
+    '       (sign: the secret defaults to the first of MEDSTREAM_AUTH_SECRETS; see docs/auth.md)',
     '',
     'storage-url: a directory, file:///dir, s3://bucket/prefix or http(s)://host/base/',
     '             (env MEDSTREAM_STORAGE; default: the bundled samples/)',
@@ -389,7 +473,8 @@ export function helpText(): string {
   ];
   for (const spec of OPTIONS as readonly OptionSpec[]) {
     const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
-    lines.push(`  --${spec.flag.padEnd(26)} ${envName(spec.flag).padEnd(36)} ${spec.description}${def}`);
+    const env = spec.env ?? envName(spec.flag);
+    lines.push(`  --${spec.flag.padEnd(26)} ${env.padEnd(36)} ${spec.description}${def}`);
   }
   return lines.join('\n');
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The `medstream` command and composition root: parses the configuration, builds every object
-// (statistics, storage, caches, server) and wires them together. Commands: `serve` (default)
-// and `check`. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+// (statistics, storage, caches, server) and wires them together. Commands: `serve` (default),
+// `check` and `sign`. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 
 import { ConfigError, MedStreamError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { helpText, parseConfig } from './config.js';
 import { runCheck } from './check.js';
 import { runServe } from './serve.js';
+import { runSign, SIGN_FLAGS } from './sign.js';
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -15,8 +16,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`medstream ${VERSION}\n`);
     return 0;
   }
-  const command = first === 'serve' || first === 'check' ? first : 'serve';
-  const args = first === 'serve' || first === 'check' ? rest : argv;
+  const command = first === 'serve' || first === 'check' || first === 'sign' ? first : 'serve';
+  const args = command === first ? rest : argv;
+
+  if (command === 'sign') {
+    const parsed = parseConfig(args, process.env, SIGN_FLAGS);
+    if (parsed.help) return printHelp();
+    return runSign(parsed.config, { values: parsed.commandValues, positionals: parsed.positionals });
+  }
 
   if (command === 'check') {
     const parsed = parseConfig(args, process.env, {

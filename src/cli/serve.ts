@@ -3,12 +3,14 @@
 
 import type { FastifyInstance } from 'fastify';
 import { createCodecs } from '../codecs/index.js';
-import { openSlide } from '../formats/detect.js';
+import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
 import { CoalescerStats } from '../io/coalesce.js';
 import { createReaderFactory } from '../io/reader.js';
 import { ReadStats } from '../io/stats.js';
 import { buildServer } from '../server/app.js';
+import { ViewerTokenIssuer } from '../server/auth.js';
+import { trackConnections } from '../server/drain.js';
 import { createStorage } from '../storage/index.js';
 import type { RetryPolicy } from '../storage/retry.js';
 import { DEFAULT_RETRY_POLICY } from '../storage/retry.js';
@@ -50,7 +52,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const registry = new SlideRegistry({
     storage,
     wrap: createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats }),
-    open: (source, signal) => openSlide(source, { signal }),
+    open: (source, signal, context) =>
+      openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
+    openMany: (sources, signal) => openSlideSeries(sources, { signal, exposePhi: config.exposePhi }),
     maxSlides: config.cacheSlides,
     revalidateMs: config.slideRevalidateMs,
   });
@@ -77,12 +81,24 @@ export async function startServer(config: Config): Promise<RunningServer> {
       cacheMaxAgeSeconds: Math.round(config.cacheMaxAgeMs / 1000),
       maxRegionPixels: config.maxRegionPixels,
       corsOrigins: config.corsOrigins,
+      auth: {
+        enabled: config.authEnabled,
+        secrets: config.authSecrets,
+        clockSkewSeconds: Math.round(config.authClockSkewMs / 1000),
+      },
+      viewerTokens: config.authEnabled
+        ? new ViewerTokenIssuer({
+            secrets: config.authSecrets,
+            ttlSeconds: Math.round(config.viewerTokenTtlMs / 1000),
+          })
+        : undefined,
     });
     await app.listen({ host: config.host, port: config.port });
   } catch (e) {
     await closeAll();
     throw e;
   }
+  const drainer = trackConnections(app.server);
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
@@ -91,7 +107,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     storage,
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     async close() {
-      await app.close();
+      const closing = app.close();
+      drainer.drain(config.shutdownTimeoutMs);
+      await closing;
+      drainer.done();
       await closeAll();
     },
   };

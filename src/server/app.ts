@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
+import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { createMetrics, type MetricSources } from './metrics.js';
 import { registerDeepZoomRoutes } from './routes/dzi.js';
@@ -17,6 +18,7 @@ import { registerIiifRoutes } from './routes/iiif.js';
 import { registerNativeRoutes } from './routes/native.js';
 import { registerRegionRoutes } from './routes/region.js';
 import { registerSlideListRoutes } from './routes/slides.js';
+import { registerViewerRoutes } from './routes/viewer.js';
 
 export interface ServerDependencies extends MetricSources {
   storage: Storage;
@@ -28,6 +30,10 @@ export interface ServerDependencies extends MetricSources {
   maxRegionPixels: number;
   /** Allowed CORS origins; `['*']` for any. */
   corsOrigins: string[];
+  /** Signed URLs / viewer tokens (server/auth.ts); absent = auth off. */
+  auth?: AuthOptions;
+  /** Issues viewer tokens for `/view/{id}` when auth is on. */
+  viewerTokens?: ViewerTokenIssuer;
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -59,6 +65,13 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       'X-Request-Id',
       'X-Thumbnail-Requested-Size',
       'X-Thumbnail-Clamped-Size',
+      'X-Region-Width',
+      'X-Region-Height',
+      'X-Region-Channels',
+      'X-Region-Level',
+      'X-Region-Downsample',
+      'X-Region-Mpp',
+      'Server-Timing',
     ],
   });
   // JSON and text only: images are already compressed.
@@ -68,6 +81,8 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     customTypes: /^(application\/json|text\/)/,
   });
 
+  // Before every route: nothing but /health and /assets/ is served without a signature.
+  registerAuth(app, deps.auth ?? { enabled: false, secrets: [], clockSkewSeconds: 0 });
   const metrics = createMetrics(app, deps);
   registerHealthRoutes(app, metrics);
   registerSlideListRoutes(app, deps.storage);
@@ -76,5 +91,10 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   registerDeepZoomRoutes(app, deps.tiles, policy);
   registerIiifRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });
   registerRegionRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });
+  registerViewerRoutes(app, {
+    slides: deps.tiles,
+    authEnabled: deps.auth?.enabled === true,
+    viewerTokens: deps.auth?.enabled === true ? deps.viewerTokens : undefined,
+  });
   return app;
 }

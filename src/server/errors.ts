@@ -29,6 +29,12 @@ const STATUS: Record<ErrorCode, number> = {
   cancelled: 499,
   config_error: 500,
   internal_error: 500,
+  missing_signature: 401,
+  missing_expiry: 401,
+  signature_expired: 401,
+  invalid_signature: 401,
+  invalid_signature_format: 400,
+  invalid_expiry_format: 400,
 };
 
 /** Seconds a client should wait before retrying a 503 caused by a passing condition. */

@@ -40,6 +40,8 @@ beforeAll(async () => {
     '700ms',
     '--slide-revalidate',
     '1h',
+    '--log-level',
+    'info',
   ]);
   // The tiles every test reads, fetched once without faults, as the expected bytes.
   reference = new Map();
@@ -59,7 +61,7 @@ beforeAll(async () => {
     expect(res.status).toBe(200);
     reference.set(tile, res.body);
   }
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await server?.close();
