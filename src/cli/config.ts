@@ -121,6 +121,28 @@ export const OPTIONS = [
     description: 'largest region, in pixels, read or returned for one request',
   },
   {
+    flag: 'decode-workers',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 256,
+    description: 'worker threads per WASM decoder pool (JPEG 2000, JPEG-LS, HTJ2K); 0 = one per core',
+  },
+  {
+    flag: 'decode-queue',
+    kind: 'int',
+    default: '256',
+    min: 1,
+    max: 100_000,
+    description: 'decodes waiting for a worker at most; beyond it requests get 503 with Retry-After',
+  },
+  {
+    flag: 'decode-timeout',
+    kind: 'duration',
+    default: '30s',
+    description: 'a decode running longer fails and its worker is replaced',
+  },
+  {
     flag: 'cache-max-age',
     kind: 'duration',
     default: '1h',
@@ -199,6 +221,10 @@ export interface Config {
   slideRevalidateMs: number;
   jpegQuality: number;
   maxRegionPixels: number;
+  /** 0 = one per core. */
+  decodeWorkers: number;
+  decodeQueue: number;
+  decodeTimeoutMs: number;
   cacheMaxAgeMs: number;
   /** `['*']` for any origin. */
   corsOrigins: string[];
@@ -376,6 +402,9 @@ export function parseConfig(
     slideRevalidateMs: out.slideRevalidate as number,
     jpegQuality: out.jpegQuality as number,
     maxRegionPixels: out.maxRegionPixels as number,
+    decodeWorkers: out.decodeWorkers as number,
+    decodeQueue: out.decodeQueue as number,
+    decodeTimeoutMs: out.decodeTimeout as number,
     cacheMaxAgeMs: out.cacheMaxAge as number,
     corsOrigins: (out.corsOrigins as string)
       .split(',')

@@ -48,7 +48,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   const blockCache = new BlockCache({ maxBytes: config.cacheBlocksBytes, blockSize: config.blockSizeBytes });
   const coalescerStats = new CoalescerStats();
-  const codecs = createCodecs();
+  const codecs = createCodecs({
+    workers: config.decodeWorkers || undefined,
+    maxQueue: config.decodeQueue,
+    taskTimeoutMs: config.decodeTimeoutMs,
+  });
   const registry = new SlideRegistry({
     storage,
     wrap: createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats }),

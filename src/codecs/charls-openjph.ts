@@ -10,7 +10,7 @@ import type { Jp2kDecoderOptions } from './jp2k.js';
 import { Compression, Photometric } from './types.js';
 import type { DecodedImage, TileEncoding } from './types.js';
 import type { WasmFrameCodec, WasmFrameResult, WasmFrameTask } from './wasm-frame-worker.js';
-import { WorkerPool } from './worker-pool.js';
+import { WorkerPool, type WorkerPoolStats } from './worker-pool.js';
 
 function workerScript(codec: WasmFrameCodec): URL {
   const self = new URL(import.meta.url);
@@ -36,6 +36,10 @@ export class CharlsOpenjphDecoder {
       this.pools.set(codec, pool);
     }
     return pool;
+  }
+
+  poolStats(): WorkerPoolStats[] {
+    return [...this.pools.values()].map((pool) => pool.stats());
   }
 
   /** Decodes one JPEG-LS or HTJ2K frame to 8-bit gray or RGB; `maxBytes` bounds the decoded size. */

@@ -6,7 +6,9 @@ import { Cancelled, DecodeError, UnsupportedFormat, throwIfAborted } from '../er
 import { CharlsOpenjphDecoder } from './charls-openjph.js';
 import { Jp2kDecoder } from './jp2k.js';
 import type { Jp2kDecoderOptions } from './jp2k.js';
+import { DecodeStats, type CodecTimes } from './decode-stats.js';
 import { decoderFor } from './registry.js';
+import type { WorkerPoolStats } from './worker-pool.js';
 import type { DecodeOptions, DecodedImage, TileEncoding } from './types.js';
 
 export { prepareJpeg } from './jpeg.js';
@@ -33,8 +35,15 @@ export interface Codecs {
     height: number,
     options?: DecodeOptions,
   ): Promise<DecodedImage>;
+  /** Decode times per codec, and each worker pool's size and queue (for /metrics). */
+  stats(): CodecsStats;
   /** Stops the worker threads. */
   close(): Promise<void>;
+}
+
+export interface CodecsStats {
+  decodes: Record<string, CodecTimes>;
+  pools: WorkerPoolStats[];
 }
 
 export const DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024;
@@ -48,6 +57,7 @@ export function createCodecs(options: CodecsOptions = {}): Codecs {
   const jp2kDecoder = (): Jp2kDecoder => (jp2k ??= new Jp2kDecoder(options));
   let charls: CharlsOpenjphDecoder | undefined;
   const charlsDecoder = (): CharlsOpenjphDecoder => (charls ??= new CharlsOpenjphDecoder(options));
+  const stats = new DecodeStats();
 
   return {
     async decodeTile(bytes, encoding, width, height, decodeOptions = {}) {
@@ -80,9 +90,23 @@ export function createCodecs(options: CodecsOptions = {}): Codecs {
           return charlsDecoder();
         },
       };
-      const image = await decode(bytes, encoding, width, height, context);
+      const started = performance.now();
+      let image: DecodedImage;
+      try {
+        image = await decode(bytes, encoding, width, height, context);
+      } catch (e) {
+        if (!(e instanceof Cancelled)) stats.record(encoding.compression, performance.now() - started, true);
+        throw e;
+      }
+      stats.record(encoding.compression, performance.now() - started, false);
       throwIfAborted(signal);
       return cropTo(image, width, height);
+    },
+    stats() {
+      return {
+        decodes: stats.snapshot(),
+        pools: [...(jp2k?.poolStats() ?? []), ...(charls?.poolStats() ?? [])],
+      };
     },
     async close() {
       closed = true;

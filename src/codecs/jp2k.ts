@@ -10,7 +10,7 @@ import { readJp2kHeader } from './jp2k-header.js';
 import type { Jp2kResult, Jp2kTask } from './jp2k-worker.js';
 import { Compression, Photometric } from './types.js';
 import type { DecodedImage, TileEncoding } from './types.js';
-import { WorkerPool } from './worker-pool.js';
+import { WorkerPool, type WorkerPoolStats } from './worker-pool.js';
 
 export interface Jp2kDecoderOptions {
   /** Worker threads (default `os.availableParallelism()`). */
@@ -43,6 +43,10 @@ export class Jp2kDecoder {
 
   get workerCount(): number {
     return this.pool.workerCount;
+  }
+
+  poolStats(): WorkerPoolStats[] {
+    return [this.pool.stats()];
   }
 
   /** Decodes one tile to 8-bit gray or RGB; `maxBytes` bounds the size the header may declare. */

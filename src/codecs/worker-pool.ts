@@ -24,6 +24,14 @@ export interface WorkerPoolOptions {
   name: string;
 }
 
+/** A pool's size and backlog, for /metrics. */
+export interface WorkerPoolStats {
+  name: string;
+  workers: number;
+  busy: number;
+  queued: number;
+}
+
 /** What a worker posts back for one task. */
 export type WorkerReply<Result> =
   | { ready: true }
@@ -69,6 +77,11 @@ export class WorkerPool<Request, Result> {
   /** Tasks waiting for a worker. */
   get queued(): number {
     return this.queue.length;
+  }
+
+  stats(): WorkerPoolStats {
+    const busy = [...this.slots].filter((slot) => slot.task !== undefined).length;
+    return { name: this.options.name, workers: this.slots.size, busy, queued: this.queue.length };
   }
 
   /** Runs one task; `transfer` buffers move to the worker (the caller must not use them again). */

@@ -3,6 +3,7 @@
 // requests, bytes, latency, errors and retries; block cache hits; range coalescing). Those are
 // read from their snapshots at scrape time, so the hot paths only bump plain numbers.
 
+import { DECODE_BUCKETS_MS } from '../codecs/decode-stats.js';
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { BlockCache } from '../io/block-cache.js';
@@ -101,7 +102,30 @@ function renderLayerMetrics(sources: MetricSources): string {
     );
   }
   if (sources.tiles) {
-    const { tiles, flight, slides } = sources.tiles.stats();
+    const { tiles, flight, slides, codecs } = sources.tiles.stats();
+    const decode = 'medstream_decode_duration_seconds';
+    out.family(decode, 'histogram', 'Time to decode one stored tile, per codec');
+    for (const [codec, t] of Object.entries(codecs.decodes)) {
+      DECODE_BUCKETS_MS.forEach((ms, i) =>
+        out.sample(`${decode}_bucket`, { codec, le: String(ms / 1000) }, t.cumulative[i]),
+      );
+      out.sample(`${decode}_bucket`, { codec, le: '+Inf' }, t.count);
+      out.sample(`${decode}_sum`, { codec }, t.sumMs / 1000);
+      out.sample(`${decode}_count`, { codec }, t.count);
+    }
+    out.family(
+      'medstream_decode_errors_total',
+      'counter',
+      'Tile decodes that failed (corrupt data), per codec',
+    );
+    for (const [codec, t] of Object.entries(codecs.decodes))
+      out.sample('medstream_decode_errors_total', { codec }, t.errors);
+    out.family('medstream_decode_pool_workers', 'gauge', 'Worker threads started, per decoder pool');
+    for (const p of codecs.pools) out.sample('medstream_decode_pool_workers', { pool: p.name }, p.workers);
+    out.family('medstream_decode_pool_busy', 'gauge', 'Worker threads decoding now, per decoder pool');
+    for (const p of codecs.pools) out.sample('medstream_decode_pool_busy', { pool: p.name }, p.busy);
+    out.family('medstream_decode_queue_depth', 'gauge', 'Decodes waiting for a worker, per decoder pool');
+    for (const p of codecs.pools) out.sample('medstream_decode_queue_depth', { pool: p.name }, p.queued);
     out.counter(
       'medstream_tile_cache_hits_total',
       'Images answered from the encoded-image cache',

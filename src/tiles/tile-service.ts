@@ -341,7 +341,12 @@ export class TileService {
   }
 
   stats() {
-    return { tiles: this.cache.stats(), flight: this.flight.stats(), slides: this.registry.stats() };
+    return {
+      tiles: this.cache.stats(),
+      flight: this.flight.stats(),
+      slides: this.registry.stats(),
+      codecs: this.options.codecs.stats(),
+    };
   }
 
   private cached(
