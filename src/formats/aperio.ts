@@ -7,7 +7,7 @@
 import { UnsupportedFormat } from '../errors.js';
 import { associatedGrid } from './associated.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
-import { levelsFromGrids } from './levels.js';
+import { levelsFromGrids, slideOf } from './levels.js';
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
 import { iccProfile, ignoreCorrupt, tiffProperties } from './tiff-properties.js';
 import { Tag } from './tiff/constants.js';
@@ -57,15 +57,7 @@ export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): P
   if (icc) properties.icc_profile = icc;
 
   const levels = levelsFromGrids(grids);
-  return {
-    format: vendor,
-    source: probe.source,
-    width: levels[0].width,
-    height: levels[0].height,
-    levels,
-    associated,
-    properties,
-  };
+  return slideOf(vendor, probe.source, levels, associated, properties);
 }
 
 async function associatedName(

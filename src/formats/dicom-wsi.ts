@@ -21,7 +21,7 @@ import { Tag, TransferSyntax, VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE } from '..
 import { BadRequest, CorruptFile, UnsupportedFormat } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
-import { levelsFromGrids } from './levels.js';
+import { levelsFromGrids, slideOf } from './levels.js';
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
 
 export const vendor = 'dicom-wsi';
@@ -448,16 +448,8 @@ async function buildSlide(instances: Instance[], options: OpenSlideOptions): Pro
   const base = volumes.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
   const properties = await propertiesOf(base, options.exposePhi ?? false, signal);
   const sources = instances.map((i) => i.source);
-  return {
-    format: vendor,
-    source: base.source,
-    ...(sources.length > 1 ? { sources } : {}),
-    width: levels[0].width,
-    height: levels[0].height,
-    levels,
-    associated,
-    properties,
-  };
+  const slide = slideOf(vendor, base.source, levels, associated, properties);
+  return sources.length > 1 ? { ...slide, sources } : slide;
 }
 
 async function propertiesOf(

@@ -3,7 +3,8 @@
 // until the image fits one tile) so that viewers (OpenSeadragon, Deep Zoom) get a pyramid.
 
 import { CorruptFile } from '../errors.js';
-import type { ImageGrid, SlideLevel } from './slide.js';
+import type { ByteSource } from '../storage/types.js';
+import type { ImageGrid, Slide, SlideLevel, SlideProperties } from './slide.js';
 
 /** Tile size a synthesised level of a stripped image reports (strips are not a useful unit). */
 const SYNTHESISED_TILE = 256;
@@ -61,4 +62,15 @@ function downsample(
   level: { width: number; height: number },
 ): number {
   return (base.width / level.width + base.height / level.height) / 2;
+}
+
+/** The `Slide` a format returns: level 0 of `levels` (finest first) gives the slide's size. */
+export function slideOf(
+  format: string,
+  source: ByteSource,
+  levels: SlideLevel[],
+  associated: ReadonlyMap<string, ImageGrid>,
+  properties: SlideProperties,
+): Slide {
+  return { format, source, width: levels[0].width, height: levels[0].height, levels, associated, properties };
 }

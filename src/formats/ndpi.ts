@@ -28,6 +28,7 @@ import { Compression, Photometric, type TileEncoding } from '../codecs/types.js'
 import { BadRequest, CorruptFile, DecodeError, UnsupportedFormat, throwIfAborted } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
+import { slideOf } from './levels.js';
 import type { ImageGrid, Slide, SlideLevel, SlideProperties } from './slide.js';
 import { iccProfile, ignoreCorrupt, resolutionMpp, tiffProperties } from './tiff-properties.js';
 import { Limits, Tag } from './tiff/constants.js';
@@ -101,15 +102,7 @@ export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): P
   if (natives.length === 0) throw new UnsupportedFormat(`${key}: NDPI file has no pyramid levels`);
 
   const levels = ndpiLevels(natives);
-  return {
-    format: vendor,
-    source: probe.source,
-    width: levels[0].width,
-    height: levels[0].height,
-    levels,
-    associated,
-    properties: await ndpiProperties(tiff, tiff.ifds[0], signal),
-  };
+  return slideOf(vendor, probe.source, levels, associated, await ndpiProperties(tiff, tiff.ifds[0], signal));
 }
 
 /**

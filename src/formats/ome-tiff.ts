@@ -8,7 +8,7 @@ import { UnsupportedFormat } from '../errors.js';
 import { associatedGrid } from './associated.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
 import { pyramidGrids } from './generic-tiff.js';
-import { levelsFromGrids } from './levels.js';
+import { levelsFromGrids, slideOf } from './levels.js';
 import { isOmeXml, parseOmeXml, physicalSizeMicrons, type OmeMetadata } from './ome-xml.js';
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
 import { iccProfile, tiffProperties } from './tiff-properties.js';
@@ -48,15 +48,7 @@ export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): P
   if (icc) properties.icc_profile = icc;
 
   const levels = levelsFromGrids(grids);
-  return {
-    format: vendor,
-    source: probe.source,
-    width: levels[0].width,
-    height: levels[0].height,
-    levels,
-    associated: await associatedImages(tiff, ome, signal),
-    properties,
-  };
+  return slideOf(vendor, probe.source, levels, await associatedImages(tiff, ome, signal), properties);
 }
 
 function omeProperties(ome: OmeMetadata): Record<string, string> {
