@@ -15,6 +15,7 @@ import { NotFound } from '../../src/errors.js';
 import { registerViewerRoutes } from '../../src/server/routes/viewer.js';
 import { startTestServer } from '../support/server.js';
 import {
+  centrePixels,
   CMU,
   COG,
   dziLevels,
@@ -23,6 +24,9 @@ import {
   makeSlideDir,
   PYRAMID,
   removeSlideDir,
+  T,
+  waitReady,
+  waitSettled,
   watch,
 } from './helpers.js';
 
@@ -32,55 +36,11 @@ const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch:
 // Playwright evaluates string predicates with eval, which the pages' CSP forbids; the test
 // 'the pages run under their Content-Security-Policy' checks the pages with it enforced.
 const BYPASS = { bypassCSP: true };
-/** Longest wait for one condition: generous, for a slow, busy 2-core machine. */
-const T = 90_000;
 
 const viewUrl = (base: string, id: string): string => `${base}/view/${encodeURIComponent(id)}`;
 
-async function waitReady(page: Page): Promise<void> {
-  await page.waitForFunction(`document.body.dataset.state === 'ready'`, undefined, { timeout: T });
-}
-
-/** Waits until the viewport stopped moving, the hash is written and no tile is loading. */
-async function waitSettled(page: Page): Promise<void> {
-  await page.waitForFunction(
-    `(() => {
-      const v = window.medstreamViewer && window.medstreamViewer.viewport;
-      if (!v || document.body.dataset.loading !== 'false') return false;
-      return Math.abs(v.getZoom(true) - v.getZoom(false)) < 1e-9 &&
-        v.getCenter(true).distanceTo(v.getCenter(false)) < 1e-9;
-    })()`,
-    undefined,
-    { timeout: T },
-  );
-}
-
 const hashOf = (page: Page): Promise<string> => page.evaluate('location.hash') as Promise<string>;
 const scaleText = (page: Page): Promise<string> => page.locator('.scalebar-text').innerText();
-
-/** Share of pixels in the centre of the viewer that are not its black background, and their spread. */
-async function centrePixels(page: Page): Promise<{ share: number; spread: number }> {
-  const png = await page.locator('#osd').screenshot();
-  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  const x0 = Math.floor(info.width * 0.3);
-  const x1 = Math.floor(info.width * 0.7);
-  const y0 = Math.floor(info.height * 0.3);
-  const y1 = Math.floor(info.height * 0.7);
-  let n = 0;
-  let lit = 0;
-  let min = 255;
-  let max = 0;
-  for (let y = y0; y < y1; y++)
-    for (let x = x0; x < x1; x++) {
-      const i = (y * info.width + x) * 3;
-      const v = (data[i] + data[i + 1] + data[i + 2]) / 3;
-      n++;
-      if (Math.max(data[i], data[i + 1], data[i + 2]) > 24) lit++;
-      min = Math.min(min, v);
-      max = Math.max(max, v);
-    }
-  return { share: lit / n, spread: max - min };
-}
 
 // One server and one Chromium for the whole file.
 let server: RunningServer;

@@ -4,6 +4,7 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
 import { fixture } from '../support/fixtures.js';
 
 export const CMU = 'CMU-1-Small-Region.svs';
@@ -69,4 +70,49 @@ export function dziLevels(urls: string[]): number[] {
     const m = /\/dzi_files\/(\d+)\//.exec(u);
     return m ? [Number(m[1])] : [];
   });
+}
+
+/** Longest wait for one condition: generous, for a slow, busy 2-core machine. */
+export const T = 90_000;
+
+export async function waitReady(page: Page): Promise<void> {
+  await page.waitForFunction(`document.body.dataset.state === 'ready'`, undefined, { timeout: T });
+}
+
+/** Waits until the viewport stopped moving, the hash is written and no tile is loading. */
+export async function waitSettled(page: Page): Promise<void> {
+  await page.waitForFunction(
+    `(() => {
+      const v = window.medstreamViewer && window.medstreamViewer.viewport;
+      if (!v || document.body.dataset.loading !== 'false') return false;
+      return Math.abs(v.getZoom(true) - v.getZoom(false)) < 1e-9 &&
+        v.getCenter(true).distanceTo(v.getCenter(false)) < 1e-9;
+    })()`,
+    undefined,
+    { timeout: T },
+  );
+}
+
+/** Share of pixels in the centre of the viewer that are not its black background, and their spread. */
+export async function centrePixels(page: Page): Promise<{ share: number; spread: number }> {
+  const png = await page.locator('#osd').screenshot();
+  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const x0 = Math.floor(info.width * 0.3);
+  const x1 = Math.floor(info.width * 0.7);
+  const y0 = Math.floor(info.height * 0.3);
+  const y1 = Math.floor(info.height * 0.7);
+  let n = 0;
+  let lit = 0;
+  let min = 255;
+  let max = 0;
+  for (let y = y0; y < y1; y++)
+    for (let x = x0; x < x1; x++) {
+      const i = (y * info.width + x) * 3;
+      const v = (data[i] + data[i + 1] + data[i + 2]) / 3;
+      n++;
+      if (Math.max(data[i], data[i + 1], data[i + 2]) > 24) lit++;
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+    }
+  return { share: lit / n, spread: max - min };
 }
