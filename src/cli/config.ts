@@ -105,6 +105,35 @@ export const OPTIONS = [
     description: 'check an open slide against storage for replacement at most this often',
   },
   {
+    flag: 'redis-url',
+    kind: 'string',
+    description:
+      'shared tile cache for replicas: redis://[user:pass@]host:6379/0 or rediss:// (off if unset)',
+  },
+  {
+    flag: 'redis-ttl',
+    kind: 'duration',
+    default: '1h',
+    min: 1000,
+    description: 'lifetime of an image stored in Redis',
+  },
+  {
+    flag: 'redis-timeout',
+    kind: 'duration',
+    default: '50ms',
+    min: 1,
+    max: 10_000,
+    description: 'a Redis command taking longer counts as a failure (the image is served from storage)',
+  },
+  {
+    flag: 'redis-circuit-cooldown',
+    kind: 'duration',
+    default: '5s',
+    min: 10,
+    max: 600_000,
+    description: 'after 5 consecutive Redis failures, stop using it for this long, then probe again',
+  },
+  {
     flag: 'jpeg-quality',
     kind: 'int',
     default: '80',
@@ -219,6 +248,11 @@ export interface Config {
   cacheSlides: number;
   cacheTilesBytes: number;
   slideRevalidateMs: number;
+  /** Shared Redis image cache; undefined = off. */
+  redisUrl?: string;
+  redisTtlMs: number;
+  redisTimeoutMs: number;
+  redisCircuitCooldownMs: number;
   jpegQuality: number;
   maxRegionPixels: number;
   /** 0 = one per core. */
@@ -400,6 +434,10 @@ export function parseConfig(
     cacheSlides: out.cacheSlides as number,
     cacheTilesBytes: out.cacheTiles as number,
     slideRevalidateMs: out.slideRevalidate as number,
+    redisUrl: out.redisUrl as string | undefined,
+    redisTtlMs: out.redisTtl as number,
+    redisTimeoutMs: out.redisTimeout as number,
+    redisCircuitCooldownMs: out.redisCircuitCooldown as number,
     jpegQuality: out.jpegQuality as number,
     maxRegionPixels: out.maxRegionPixels as number,
     decodeWorkers: out.decodeWorkers as number,
@@ -431,6 +469,11 @@ export function parseConfig(
   }
   if (config.s3Endpoint !== undefined && !/^https?:\/\/[^/]+/i.test(config.s3Endpoint)) {
     throw new ConfigError(`--s3-endpoint: ${JSON.stringify(config.s3Endpoint)} is not an http(s):// URL`);
+  }
+  if (config.redisUrl !== undefined && !/^rediss?:\/\/[^/?#]+(\/\d*)?$/i.test(config.redisUrl)) {
+    throw new ConfigError(
+      `--redis-url: ${JSON.stringify(redactPassword(config.redisUrl))} is not a redis://host:port/db or rediss:// URL`,
+    );
   }
   const commandValues = Object.fromEntries(Object.keys(commandFlags).map((k) => [k, values[k]]));
   return { config, positionals: parsed.positionals, help: values.help === true, commandValues };
@@ -475,6 +518,11 @@ export function validateStorageUrl(url: string): void {
   throw new ConfigError(
     `storage URL ${JSON.stringify(url)} has an unknown scheme '${scheme}:' (use a directory path, file://, s3:// or http(s)://)`,
   );
+}
+
+/** A URL with any `user:password@` replaced, for error messages. */
+function redactPassword(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 function camel(flag: Flag): string {

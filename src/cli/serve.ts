@@ -2,6 +2,7 @@
 // storage, block cache, range coalescing), starts the HTTP server and drains it on SIGTERM/SIGINT.
 
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { createCodecs } from '../codecs/index.js';
 import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
@@ -15,6 +16,7 @@ import { createStorage } from '../storage/index.js';
 import type { RetryPolicy } from '../storage/retry.js';
 import { DEFAULT_RETRY_POLICY } from '../storage/retry.js';
 import type { Storage } from '../storage/types.js';
+import { RedisImageCache, redactUrl } from '../tiles/shared-cache.js';
 import { SlideRegistry } from '../tiles/slide-registry.js';
 import { TileService } from '../tiles/tile-service.js';
 import type { Config } from './config.js';
@@ -62,14 +64,34 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxSlides: config.cacheSlides,
     revalidateMs: config.slideRevalidateMs,
   });
+  const logger =
+    config.redisUrl === undefined
+      ? undefined
+      : pino({ level: config.logLevel }).child({ component: 'redis-cache' });
+  const sharedCache =
+    config.redisUrl === undefined
+      ? undefined
+      : new RedisImageCache({
+          url: config.redisUrl,
+          ttlMs: config.redisTtlMs,
+          timeoutMs: config.redisTimeoutMs,
+          cooldownMs: config.redisCircuitCooldownMs,
+          logger,
+        });
+  if (sharedCache && !(await sharedCache.ready(2000))) {
+    // Not fatal: tiles are served from storage, and the client keeps reconnecting.
+    logger?.warn({ redis: redactUrl(config.redisUrl!) }, 'redis cache not reachable at start');
+  }
   const tiles = new TileService({
     registry,
     codecs,
     cacheBytes: config.cacheTilesBytes,
     defaultQuality: config.jpegQuality,
     maxRegionPixels: config.maxRegionPixels,
+    sharedCache,
   });
   const closeAll = async () => {
+    await sharedCache?.close();
     await codecs.close();
     await storage.close();
   };

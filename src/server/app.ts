@@ -62,6 +62,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     exposedHeaders: [
       'ETag',
       'X-Tile-Cache-Hit',
+      'X-Cache',
       'X-Request-Id',
       'X-Thumbnail-Requested-Size',
       'X-Thumbnail-Clamped-Size',

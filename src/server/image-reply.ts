@@ -1,5 +1,6 @@
 // Sends a rendered image with HTTP caching: strong ETag (object identity + request), 304 on a
-// matching If-None-Match, Cache-Control with the configured max-age, X-Tile-Cache-Hit, and
+// matching If-None-Match, Cache-Control with the configured max-age, X-Tile-Cache-Hit, X-Cache
+// (memory | redis | miss), and
 // Server-Timing (storage, decode and encode time of the computation, or the cache hit).
 // HEAD requests get the same headers without the body (Fastify strips it).
 
@@ -19,7 +20,13 @@ export function sendImage(
   reply.header('ETag', image.etag);
   reply.header('Cache-Control', `public, max-age=${policy.maxAgeSeconds}`);
   reply.header('X-Tile-Cache-Hit', String(image.cacheHit));
-  const timing = image.cacheHit ? 'cache;desc="hit"' : image.timings?.header();
+  reply.header('X-Cache', image.cacheLevel ?? 'miss');
+  const timing =
+    image.cacheLevel === 'redis'
+      ? 'cache;desc="redis"'
+      : image.cacheHit
+        ? 'cache;desc="hit"'
+        : image.timings?.header();
   if (timing) reply.header('Server-Timing', timing);
   if (matchesEtag(request.headers['if-none-match'], image.etag)) return reply.code(304).send();
   reply.type(image.contentType);

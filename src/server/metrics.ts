@@ -102,7 +102,7 @@ function renderLayerMetrics(sources: MetricSources): string {
     );
   }
   if (sources.tiles) {
-    const { tiles, flight, slides, codecs } = sources.tiles.stats();
+    const { tiles, flight, rendered, slides, codecs, shared } = sources.tiles.stats();
     const decode = 'medstream_decode_duration_seconds';
     out.family(decode, 'histogram', 'Time to decode one stored tile, per codec');
     for (const [codec, t] of Object.entries(codecs.decodes)) {
@@ -141,8 +141,8 @@ function renderLayerMetrics(sources: MetricSources): string {
     out.gauge('medstream_tile_cache_max_bytes', 'Bound of the encoded-image cache', tiles.maxBytes);
     out.counter(
       'medstream_images_rendered_total',
-      'Images computed (cache misses not joined to another)',
-      flight.started,
+      'Images computed (cache misses not joined to another, not found in Redis)',
+      rendered,
     );
     out.counter(
       'medstream_images_joined_total',
@@ -166,6 +166,45 @@ function renderLayerMetrics(sources: MetricSources): string {
       slides.revalidations,
     );
     out.gauge('medstream_slides_open', 'Slides held open', slides.entries);
+    if (shared) {
+      out.counter('medstream_redis_hits_total', 'Images answered by the shared Redis cache', shared.hits);
+      out.counter('medstream_redis_misses_total', 'Images looked up in Redis and not found', shared.misses);
+      out.counter(
+        'medstream_redis_errors_total',
+        'Redis commands that failed or timed out (served from storage instead)',
+        shared.errors,
+      );
+      out.counter(
+        'medstream_redis_skipped_total',
+        'Redis commands not sent because the circuit was open',
+        shared.skipped,
+      );
+      out.counter('medstream_redis_sets_total', 'Images stored in Redis', shared.sets);
+      out.counter(
+        'medstream_redis_circuit_opens_total',
+        'Times the Redis circuit breaker opened',
+        shared.circuitOpens,
+      );
+      out.gauge(
+        'medstream_redis_connected',
+        '1 while the connection to Redis is up',
+        shared.connected ? 1 : 0,
+      );
+      out.gauge(
+        'medstream_redis_circuit_open',
+        '1 while the Redis circuit breaker is open (Redis unused)',
+        shared.circuitOpen ? 1 : 0,
+      );
+      for (const [op, count, sumMs] of [
+        ['get', shared.getCount, shared.getSumMs],
+        ['set', shared.setCount, shared.setSumMs],
+      ] as const) {
+        const name = `medstream_redis_${op}_duration_seconds`;
+        out.family(name, 'summary', `Latency of successful Redis ${op.toUpperCase()} commands`);
+        out.sample(`${name}_sum`, {}, sumMs / 1000);
+        out.sample(`${name}_count`, {}, count);
+      }
+    }
   }
   return out.toString();
 }
@@ -174,7 +213,7 @@ function renderLayerMetrics(sources: MetricSources): string {
 class PrometheusText {
   private lines: string[] = [];
 
-  family(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void {
+  family(name: string, type: 'counter' | 'gauge' | 'histogram' | 'summary', help: string): void {
     this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   }
 

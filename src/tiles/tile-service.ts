@@ -2,7 +2,7 @@
 // (Deep Zoom, IIIF, thumbnails, ML regions) and associated images — behind one encoded-image
 // cache bounded in bytes, with concurrent identical requests sharing one computation.
 //
-//   getTile  -> cache | passthrough (stored JPEG, tables spliced, APP14 for RGB) | readRegion -> encode
+//   getTile  -> cache | shared cache (Redis, optional) | passthrough (stored JPEG, tables spliced, APP14 for RGB) | readRegion -> encode
 //   render   -> exactly one stored tile? getTile (passthrough) | cache | pick level -> readRegion
 //               -> resize -> mirror/rotate/colour -> encode
 //
@@ -19,6 +19,7 @@ import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
 import { CONTENT_TYPES, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
 import { readGrid, readRegion } from './region.js';
+import type { SharedImageCache } from './shared-cache.js';
 import { sampleBilinear } from './subpixel.js';
 import { RequestTimings } from './timings.js';
 import type { OpenedSlide, SlideRegistry } from './slide-registry.js';
@@ -28,8 +29,10 @@ export interface ImageResult {
   contentType: string;
   /** Strong ETag, quoted. */
   etag: string;
-  /** Whether the body came from the encoded-image cache. */
+  /** Whether the body came from a cache (in-process or shared). */
   cacheHit: boolean;
+  /** Which cache answered: `memory` (this process), `redis` (shared), or undefined (computed). */
+  cacheLevel?: 'memory' | 'redis';
   /** Whether a stored tile was served without decoding. */
   passthrough: boolean;
   /** Where the computation's time went (absent for cache hits). */
@@ -45,6 +48,8 @@ export interface TileServiceOptions {
   defaultQuality: number;
   /** Largest region read from a level to serve one request, in pixels. */
   maxRegionPixels: number;
+  /** Second cache level shared by replicas (Redis), behind the in-process one. */
+  sharedCache?: SharedImageCache;
 }
 
 export interface TileRequest {
@@ -74,8 +79,14 @@ export interface RenderRequest {
 }
 
 export class TileService {
-  private readonly cache: ByteLru<string, { body: Buffer; contentType: string; passthrough: boolean }>;
+  /** Encoded images with their ETag (hashed once, on the miss, not on every hit). */
+  private readonly cache: ByteLru<
+    string,
+    { body: Buffer; contentType: string; passthrough: boolean; etag: string }
+  >;
   private readonly flight = new SharedFlight<string, ImageResult>();
+  /** Images computed (not answered by either cache). */
+  private rendered = 0;
   readonly registry: SlideRegistry;
 
   constructor(private readonly options: TileServiceOptions) {
@@ -344,8 +355,10 @@ export class TileService {
     return {
       tiles: this.cache.stats(),
       flight: this.flight.stats(),
+      rendered: this.rendered,
       slides: this.registry.stats(),
       codecs: this.options.codecs.stats(),
+      shared: this.options.sharedCache?.stats(),
     };
   }
 
@@ -355,12 +368,20 @@ export class TileService {
     signal: AbortSignal | undefined,
     make: (signal: AbortSignal, timings: RequestTimings) => Promise<{ body: Buffer; passthrough: boolean }>,
   ): Promise<ImageResult> {
-    const etag = `"${createHash('sha256').update(key).digest('base64url').slice(0, 32)}"`;
     const hit = this.cache.get(key);
-    if (hit) return Promise.resolve({ ...hit, etag, cacheHit: true });
+    if (hit) return Promise.resolve({ ...hit, cacheHit: true, cacheLevel: 'memory' });
+    const etag = `"${createHash('sha256').update(key).digest('base64url').slice(0, 32)}"`;
+    const shared = this.options.sharedCache;
     return this.flight.run(
       key,
       async (sharedSignal) => {
+        // Redis down, slow or hung reads as a miss (the cache never rejects; this guards others).
+        const remote = await shared?.get(key, sharedSignal).catch(() => undefined);
+        if (remote) {
+          this.cache.set(key, { ...remote, etag });
+          return { ...remote, etag, cacheHit: true, cacheLevel: 'redis' as const };
+        }
+        this.rendered++;
         const timings = new RequestTimings();
         const made = await make(sharedSignal, timings);
         // A copy: passthrough bodies may be views into a larger coalesced read.
@@ -369,7 +390,12 @@ export class TileService {
           contentType: CONTENT_TYPES[format],
           passthrough: made.passthrough,
         };
-        this.cache.set(key, entry);
+        this.cache.set(key, { ...entry, etag });
+        try {
+          shared?.set(key, entry);
+        } catch {
+          // A shared cache that throws is only a cache that missed.
+        }
         return { ...entry, etag, cacheHit: false, timings };
       },
       signal,

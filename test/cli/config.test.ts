@@ -83,4 +83,27 @@ describe('configuration schema', () => {
     expect(parseDuration('100')).toBe(100);
     expect(parseDuration('1d')).toBeUndefined();
   });
+
+  it('shared Redis cache: off by default, URL validated without echoing a password', () => {
+    const off = parseConfig([], {}).config;
+    expect(off.redisUrl).toBeUndefined();
+    expect(off).toMatchObject({ redisTtlMs: 3_600_000, redisTimeoutMs: 50, redisCircuitCooldownMs: 5000 });
+    for (const url of [
+      'redis://redis:6379/0',
+      'rediss://user:pw@cache.example.org:6380',
+      'redis://127.0.0.1',
+    ]) {
+      expect(parseConfig([], { MEDSTREAM_REDIS_URL: url }).config.redisUrl).toBe(url);
+    }
+    expect(parseConfig(['--redis-ttl', '10m', '--redis-timeout', '20ms'], {}).config).toMatchObject({
+      redisTtlMs: 600_000,
+      redisTimeoutMs: 20,
+    });
+    for (const bad of ['http://redis:6379', 'redis:6379', 'redis://host/0/extra', 'redis://host?db=1']) {
+      expect(() => parseConfig(['--redis-url', bad], {})).toThrow(/--redis-url: .* is not a redis:/);
+    }
+    expect(() => parseConfig(['--redis-url', 'http://u:secret@redis'], {})).toThrow(ConfigError);
+    expect(() => parseConfig(['--redis-url', 'http://u:secret@redis'], {})).not.toThrow(/secret/);
+    expect(() => parseConfig(['--redis-timeout', '0'], {})).toThrow(/--redis-timeout/);
+  });
 });

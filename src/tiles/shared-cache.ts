@@ -1,0 +1,304 @@
+// The second level of the encoded-image cache, shared by every replica: Redis (`--redis-url`).
+// TileService looks here after a miss in its own in-process cache and stores what it computes.
+// The cache is an optimisation, never a dependency: every command has a short timeout
+// (`--redis-timeout`), a circuit breaker stops sending commands after repeated failures and
+// probes again after a cooldown, and every failure reads as a miss. A tile never fails because
+// Redis is down, slow or hung.
+//
+//   get(key) -> breaker open? miss | GET medstream:v1:img:<sha256(key)> (timeout) -> decode | miss
+//   set(key) -> breaker open? skip | SET ... PX <ttl>, fire and forget
+//
+// Values are a small binary header (version, flags, content type) followed by the body; keys
+// are hashes of the TileService cache key, which includes the object's identity, so a replaced
+// slide never meets the old entries (they expire by TTL or Redis' maxmemory policy).
+
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+
+/** One cached image, as TileService keeps it in memory. */
+export interface SharedImageValue {
+  body: Buffer;
+  contentType: string;
+  passthrough: boolean;
+}
+
+export interface SharedCacheStats {
+  hits: number;
+  misses: number;
+  /** Commands that failed or timed out. */
+  errors: number;
+  /** Commands not sent because the circuit was open. */
+  skipped: number;
+  sets: number;
+  /** Whether the connection to Redis is up now. */
+  connected: boolean;
+  circuitOpen: boolean;
+  /** Times the circuit went from closed to open. */
+  circuitOpens: number;
+  getCount: number;
+  getSumMs: number;
+  setCount: number;
+  setSumMs: number;
+}
+
+/** What TileService needs of a shared cache; `get` never rejects, `set` never throws. */
+export interface SharedImageCache {
+  get(key: string, signal?: AbortSignal): Promise<SharedImageValue | undefined>;
+  set(key: string, value: SharedImageValue): void;
+  stats(): SharedCacheStats;
+  close(): Promise<void>;
+}
+
+/** The part of a pino logger the cache uses (passed in; no global logger). */
+export interface CacheLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface RedisImageCacheOptions {
+  /** `redis://[user:pass@]host:port/db` or `rediss://...`. */
+  url: string;
+  ttlMs: number;
+  /** Per-command timeout. */
+  timeoutMs: number;
+  /** Consecutive failures that open the circuit. */
+  failureThreshold?: number;
+  /** Time the circuit stays open before one probe command is let through. */
+  cooldownMs?: number;
+  /** Values larger than this are not stored. */
+  maxValueBytes?: number;
+  logger?: CacheLogger;
+  now?: () => number;
+}
+
+export const KEY_PREFIX = 'medstream:v1:img:';
+const FORMAT_VERSION = 1;
+const FLAG_PASSTHROUGH = 1;
+
+/** Redis key of a TileService cache key: a prefix and the key's SHA-256 (base64url). */
+export function redisKeyOf(key: string): string {
+  return KEY_PREFIX + createHash('sha256').update(key).digest('base64url');
+}
+
+/** `[version][flags][type length][type utf8][body]`. */
+export function encodeValue(value: SharedImageValue): Buffer {
+  const type = Buffer.from(value.contentType, 'utf8');
+  if (type.length > 255) throw new RangeError('content type too long');
+  const header = Buffer.from([FORMAT_VERSION, value.passthrough ? FLAG_PASSTHROUGH : 0, type.length]);
+  return Buffer.concat([header, type, value.body]);
+}
+
+/** The value, or undefined for anything not written by this version of `encodeValue`. */
+export function decodeValue(data: Buffer): SharedImageValue | undefined {
+  if (data.length < 3 || data[0] !== FORMAT_VERSION) return undefined;
+  const typeEnd = 3 + data[2];
+  if (data.length < typeEnd) return undefined;
+  return {
+    passthrough: (data[1] & FLAG_PASSTHROUGH) !== 0,
+    contentType: data.subarray(3, typeEnd).toString('utf8'),
+    // A copy: the reply buffer of the connection is not ours to keep.
+    body: Buffer.from(data.subarray(typeEnd)),
+  };
+}
+
+type CircuitState = 'closed' | 'open' | 'half-open';
+
+/**
+ * Closed: commands flow, consecutive failures are counted. Open: nothing is sent until the
+ * cooldown has passed. Half-open: one probe command; success closes, failure re-opens.
+ */
+export class CircuitBreaker {
+  private state: CircuitState = 'closed';
+  private failures = 0;
+  private openedAt = 0;
+  private probing = false;
+  opens = 0;
+
+  constructor(
+    private readonly threshold: number,
+    private readonly cooldownMs: number,
+    private readonly now: () => number,
+    private readonly onChange: (open: boolean) => void,
+  ) {}
+
+  get open(): boolean {
+    return this.state !== 'closed';
+  }
+
+  /** Whether a command may be sent now (in half-open: only the one probe). */
+  allow(): boolean {
+    if (this.state === 'closed') return true;
+    if (this.state === 'open' && this.now() - this.openedAt >= this.cooldownMs) {
+      this.state = 'half-open';
+      this.probing = false;
+    }
+    if (this.state === 'half-open' && !this.probing) {
+      this.probing = true;
+      return true;
+    }
+    return false;
+  }
+
+  success(): void {
+    this.failures = 0;
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.probing = false;
+      this.onChange(false);
+    }
+  }
+
+  failure(): void {
+    this.failures++;
+    if (this.state === 'half-open') {
+      this.state = 'open';
+      this.openedAt = this.now();
+      this.probing = false;
+    } else if (this.state === 'closed' && this.failures >= this.threshold) {
+      this.state = 'open';
+      this.openedAt = this.now();
+      this.opens++;
+      this.onChange(true);
+    }
+  }
+}
+
+export class RedisImageCache implements SharedImageCache {
+  private readonly client: Redis;
+  private readonly breaker: CircuitBreaker;
+  private readonly now: () => number;
+  private readonly counters = {
+    hits: 0,
+    misses: 0,
+    errors: 0,
+    skipped: 0,
+    sets: 0,
+    getCount: 0,
+    getSumMs: 0,
+    setCount: 0,
+    setSumMs: 0,
+  };
+  private closed = false;
+
+  constructor(private readonly options: RedisImageCacheOptions) {
+    this.now = options.now ?? Date.now;
+    const log = options.logger;
+    const target = redactUrl(options.url);
+    this.breaker = new CircuitBreaker(
+      options.failureThreshold ?? 5,
+      options.cooldownMs ?? 5000,
+      this.now,
+      (open) => {
+        if (open) log?.warn({ redis: target }, 'redis cache unavailable: circuit open, serving without it');
+        else log?.info({ redis: target }, 'redis cache available again: circuit closed');
+      },
+    );
+    this.client = new Redis(options.url, {
+      // Fail fast: no queue while disconnected, no retries of a command, no resends.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: options.timeoutMs,
+      connectTimeout: Math.max(1000, options.timeoutMs),
+      // Keep reconnecting in the background (at most every 2 s) so the cache comes back.
+      retryStrategy: (times) => Math.min(times * 100, 2000),
+      lazyConnect: false,
+    });
+    // Connection errors surface through the commands and the breaker; without a listener
+    // ioredis would print every reconnect failure.
+    this.client.on('error', (err: Error) => log?.debug({ err: err.message }, 'redis connection error'));
+  }
+
+  async get(key: string, signal?: AbortSignal): Promise<SharedImageValue | undefined> {
+    if (this.closed || signal?.aborted) return undefined;
+    if (!this.breaker.allow()) {
+      this.counters.skipped++;
+      return undefined;
+    }
+    const started = performance.now();
+    try {
+      // Not raced against `signal`: the command timeout bounds the wait, and the breaker must
+      // see every probe's outcome.
+      const data = await this.client.getBuffer(redisKeyOf(key));
+      this.counters.getCount++;
+      this.counters.getSumMs += performance.now() - started;
+      this.breaker.success();
+      const value = data ? decodeValue(data) : undefined;
+      if (value) this.counters.hits++;
+      else this.counters.misses++;
+      return value;
+    } catch {
+      this.counters.errors++;
+      this.breaker.failure();
+      return undefined;
+    }
+  }
+
+  set(key: string, value: SharedImageValue): void {
+    if (this.closed) return;
+    if (value.body.length > (this.options.maxValueBytes ?? 16 * 1024 * 1024)) return;
+    if (!this.breaker.allow()) {
+      this.counters.skipped++;
+      return;
+    }
+    const started = performance.now();
+    this.client.set(redisKeyOf(key), encodeValue(value), 'PX', this.options.ttlMs).then(
+      () => {
+        this.counters.sets++;
+        this.counters.setCount++;
+        this.counters.setSumMs += performance.now() - started;
+        this.breaker.success();
+      },
+      () => {
+        this.counters.errors++;
+        this.breaker.failure();
+      },
+    );
+  }
+
+  stats(): SharedCacheStats {
+    return {
+      ...this.counters,
+      connected: this.client.status === 'ready',
+      circuitOpen: this.breaker.open,
+      circuitOpens: this.breaker.opens,
+    };
+  }
+
+  /**
+   * Waits at most `timeoutMs` for the first connection (so that the first requests after start
+   * do not trip the breaker); resolves false, never rejects, when Redis is not there.
+   */
+  ready(timeoutMs: number): Promise<boolean> {
+    if (this.client.status === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.client.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.client.once('ready', onReady);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // QUIT waits for Redis; a dead or hung one must not hold up shutdown.
+    this.client.disconnect(false);
+  }
+}
+
+/** The URL without its password, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis';
+  }
+}
