@@ -38,31 +38,54 @@ function tableBody(tables: Uint8Array | undefined): Uint8Array {
   return tables.subarray(start, end);
 }
 
-/** Whether the header of `stream` (before SOS) already carries a JFIF or Adobe marker. */
-function hasColourMarker(stream: Uint8Array): boolean {
+/**
+ * The header segments of `stream` up to SOS or EOI: each marker with its position and length
+ * field. Lenient (a scan over possibly odd streams, not a validator): it stops at the first
+ * byte that is not a marker or at a truncated segment.
+ */
+function* headerSegments(stream: Uint8Array): Generator<{ marker: number; pos: number; length: number }> {
   let pos = 2;
   while (pos + 4 <= stream.length) {
-    if (stream[pos] !== 0xff) return false;
+    if (stream[pos] !== 0xff) return;
     const marker = stream[pos + 1];
     if (marker === 0xff) {
       pos++; // fill byte
       continue;
     }
-    if (marker === SOS || marker === EOI) return false;
+    if (marker === SOS || marker === EOI) return;
     if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
-      pos += 2;
+      pos += 2; // markers without a length
       continue;
     }
     const length = (stream[pos + 2] << 8) | stream[pos + 3];
+    yield { marker, pos, length };
+    pos += 2 + length;
+  }
+}
+
+/** Whether the header of `stream` (before SOS) already carries a JFIF or Adobe marker. */
+function hasColourMarker(stream: Uint8Array): boolean {
+  for (const { marker, pos, length } of headerSegments(stream)) {
     if (marker === APP14 && length >= 7 && pos + 9 <= stream.length) {
-      const id = String.fromCharCode(...stream.subarray(pos + 4, pos + 9));
-      if (id === 'Adobe') return true;
+      if (String.fromCharCode(...stream.subarray(pos + 4, pos + 9)) === 'Adobe') return true;
     }
     if (marker === APP0 && length >= 7 && pos + 8 <= stream.length) {
-      const id = String.fromCharCode(...stream.subarray(pos + 4, pos + 8));
-      if (id === 'JFIF') return true;
+      if (String.fromCharCode(...stream.subarray(pos + 4, pos + 8)) === 'JFIF') return true;
     }
-    pos += 2 + length;
+  }
+  return false;
+}
+
+/** Whether a baseline/sequential JPEG's chroma is subsampled (SOF sampling factors differ). */
+export function chromaSubsampled(stream: Uint8Array): boolean {
+  for (const { marker, pos } of headerSegments(stream)) {
+    if (marker >= 0xc0 && marker <= 0xc3 && pos + 10 <= stream.length) {
+      const components = stream[pos + 9];
+      const factors = new Set<number>();
+      for (let c = 0; c < components && pos + 12 + c * 3 <= stream.length; c++)
+        factors.add(stream[pos + 11 + c * 3]);
+      return factors.size > 1;
+    }
   }
   return false;
 }

@@ -12,7 +12,7 @@
 // Each instance costs its header's windows (one 64 KiB read for usual headers) and nothing that
 // grows with its pixel data; frames are located lazily when a tile is read.
 
-import { prepareJpeg } from '../codecs/jpeg.js';
+import { chromaSubsampled, prepareJpeg } from '../codecs/jpeg.js';
 import { Compression, Photometric, type TileEncoding } from '../codecs/types.js';
 import { readDeferred, type DataSet } from '../dicom/dataset.js';
 import { frameTable, type FrameTable } from '../dicom/frames.js';
@@ -345,30 +345,6 @@ function frameMap(key: string, members: Instance[], tilesX: number, tilesY: numb
     }
   });
   return map;
-}
-
-/** Whether a baseline JPEG's chroma is subsampled (SOF component sampling factors differ). */
-function chromaSubsampled(stream: Uint8Array): boolean {
-  let pos = 2;
-  while (pos + 4 <= stream.length) {
-    if (stream[pos] !== 0xff) return false;
-    const marker = stream[pos + 1];
-    if (marker === 0xff) {
-      pos++;
-      continue;
-    }
-    if (marker === 0xda || marker === 0xd9) return false;
-    const length = (stream[pos + 2] << 8) | stream[pos + 3];
-    if (marker >= 0xc0 && marker <= 0xc3 && pos + 10 <= stream.length) {
-      const components = stream[pos + 9];
-      const factors = new Set<number>();
-      for (let c = 0; c < components && pos + 12 + c * 3 <= stream.length; c++)
-        factors.add(stream[pos + 11 + c * 3]);
-      return factors.size > 1;
-    }
-    pos += 2 + length;
-  }
-  return false;
 }
 
 function gridOf(key: string, members: Instance[]): ImageGrid {

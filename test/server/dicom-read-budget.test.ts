@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { TransferSyntax } from '../../src/dicom/tags.js';
 import { writeDicomFile, wsiInstance } from '../support/dicom-writer.js';
-import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 import { request, startTestServer } from '../support/server.js';
 
 const TILE = 64;
@@ -56,17 +56,7 @@ beforeAll(async () => {
   await s3.createBucket('slides');
   await s3.upload('slides', 'lab/big/instance.dcm', big);
   await s3.upload('slides', 'lab/walk/instance.dcm', walk);
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-  });
-  server = await startTestServer('s3://slides/lab', [
-    '--s3-endpoint',
-    s3.endpoint,
-    '--s3-force-path-style',
-    '--s3-region',
-    'us-east-1',
-  ]);
+  server = await startTestServer('s3://slides/lab', s3.medstreamFlags());
 }, 300_000);
 
 afterAll(async () => {
@@ -74,17 +64,6 @@ afterAll(async () => {
   await s3?.close();
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Range GETs that reached the S3 server since `from`, with their lengths. */
-function rangeReads(from: number): number[] {
-  return s3.requestLog
-    .slice(from)
-    .filter((r) => r.method === 'GET' && r.range)
-    .map((r) => {
-      const [, a, b] = /bytes=(\d+)-(\d+)/.exec(r.range!)!;
-      return Number(b) - Number(a) + 1;
-    });
-}
 
 describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
   it('opening by an instance id (Extended Offset Table of 1.6 MB): ≤ 3 range requests of one block', async () => {
@@ -97,7 +76,7 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     });
     // The header's first window, then a 4 KiB window after each of the two deferred tables,
     // each fetched as one 64 KiB block of the block cache.
-    const open = rangeReads(start);
+    const open = s3.rangeReadsSince(start);
     expect(open.length).toBeLessThanOrEqual(3);
     expect(Math.max(...open)).toBeLessThanOrEqual(64 * 1024);
   });
@@ -107,13 +86,13 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     const meta = await request(server, '/slides/walk%2F');
     expect(meta.status).toBe(200);
     expect((meta.json() as { levels: { tiles_x: number }[] }).levels[0].tiles_x).toBe(ACROSS);
-    const open = rangeReads(start);
+    const open = s3.rangeReadsSince(start);
     expect(open.length).toBe(1);
     expect(open[0]).toBeLessThanOrEqual(64 * 1024);
     // The same instance's header blocks are cached: its folder, opened next, costs nothing more.
     const again = s3.requestLog.length;
     expect((await request(server, '/slides/big%2F')).status).toBe(200);
-    expect(rangeReads(again).length).toBe(0);
+    expect(s3.rangeReadsSince(again).length).toBe(0);
   });
 
   it('a cold frame: its two Extended Offset Table entries and its bytes; the next: one request', async () => {
@@ -121,7 +100,7 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     const before = s3.requestLog.length;
     const first = await request(server, '/tiles/big%2F/0/123/200.jpg');
     expect(first.status).toBe(200);
-    const cold = rangeReads(before);
+    const cold = s3.rangeReadsSince(before);
     expect(cold.length).toBe(3);
     expect(cold.at(-1)).toBe(frameBytes);
     expect(cold.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2 * 64 * 1024 + frameBytes);
@@ -129,7 +108,7 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     const next = s3.requestLog.length;
     const second = await request(server, '/tiles/big%2F/0/124/200.jpg');
     expect(second.status).toBe(200);
-    expect(rangeReads(next)).toEqual([frameBytes]);
+    expect(s3.rangeReadsSince(next)).toEqual([frameBytes]);
   });
 
   it('without offset tables, a frame near the start costs the item-header blocks before it and its bytes', async () => {
@@ -137,7 +116,7 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     const before = s3.requestLog.length;
     const tile = await request(server, '/tiles/walk%2F/0/30/0.jpg');
     expect(tile.status).toBe(200);
-    const reads = rangeReads(before);
+    const reads = s3.rangeReadsSince(before);
     // 31 item headers in ~20 KiB: within the first blocks; then the frame itself.
     expect(reads.length).toBeLessThanOrEqual(3);
     expect(reads.at(-1)).toBe(frameBytes);

@@ -11,7 +11,7 @@ import { openSeries } from '../../src/formats/dicom-wsi.js';
 import { BytesSource } from '../support/file-source.js';
 import { FIXTURES, fixture } from '../support/fixtures.js';
 import { compareRgb, loadRgb } from '../support/image-compare.js';
-import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 import { request, startTestServer } from '../support/server.js';
 
 const CMU_DIR = fixture('wsi/dicom-wsi/cmu-1-small-region');
@@ -74,12 +74,8 @@ describe.each(['local', 's3'] as const)('DICOM WSI routes on %s storage', (kind)
       }
       for (const name of ['boxes_0.dcm', 'boxes_1.dcm'])
         await s3.upload('slides', `lab/boxes/${name}`, path.join(dir, 'boxes', name));
-      Object.assign(process.env, {
-        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-      });
       storage = 's3://slides/lab';
-      flags.push('--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--s3-region', 'us-east-1');
+      flags.push(...s3.medstreamFlags());
     }
     server = await startTestServer(storage, flags);
     answers.set(kind, new Map());

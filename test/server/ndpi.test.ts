@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { NdpiWriter, writeLevel, type SynthLevelSpec } from '../formats/ndpi-synth.js';
 import { fixture } from '../support/fixtures.js';
-import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 import { request, startTestServer } from '../support/server.js';
 
 const SLIDE = 'test3-DAPI-2.ndpi';
@@ -38,10 +38,6 @@ beforeAll(async () => {
   s3 = await startS3Server();
   await s3.createBucket('slides');
   await s3.upload('slides', `lab/${SLIDE}`, path.join(dir, SLIDE));
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-  });
 }, 120_000);
 
 afterAll(async () => {
@@ -49,19 +45,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const S3_FLAGS = (): string[] => [
-  '--s3-endpoint',
-  s3.endpoint,
-  '--s3-force-path-style',
-  '--s3-region',
-  'us-east-1',
-];
-
 describe.each(['local', 's3'] as const)('NDPI routes on %s storage', (kind) => {
   let server: RunningServer;
   beforeAll(async () => {
     server =
-      kind === 'local' ? await startTestServer(dir) : await startTestServer('s3://slides/lab', S3_FLAGS());
+      kind === 'local'
+        ? await startTestServer(dir)
+        : await startTestServer('s3://slides/lab', s3.medstreamFlags());
   });
   afterAll(() => server?.close());
 
@@ -122,25 +112,15 @@ describe('NDPI read budget on S3 (generated, 4 MiB of McuStarts)', () => {
     const file = path.join(dir, 'big.ndpi');
     await writer.writeFile(file);
     await s3.upload('slides', 'budget/big.ndpi', file);
-    server = await startTestServer('s3://slides/budget', S3_FLAGS());
+    server = await startTestServer('s3://slides/budget', s3.medstreamFlags());
   }, 180_000);
   afterAll(() => server?.close());
-
-  function rangeReads(from: number): number[] {
-    return s3.requestLog
-      .slice(from)
-      .filter((r) => r.method === 'GET' && r.range)
-      .map((r) => {
-        const [, a, b] = /bytes=(\d+)-(\d+)/.exec(r.range as string) as RegExpExecArray;
-        return Number(b) - Number(a) + 1;
-      });
-  }
 
   it('open: ≤ 4 range requests and ≤ 512 KiB; a cold tile: a few McuStarts blocks and its bytes; the next: 1 request', async () => {
     const start = s3.requestLog.length;
     const meta = await request(server, '/slides/big.ndpi');
     expect(meta.status).toBe(200);
-    const open = rangeReads(start);
+    const open = s3.rangeReadsSince(start);
     console.log(
       `generated NDPI on S3: open = ${open.length} range requests, ${(open.reduce((a, b) => a + b, 0) / 1024).toFixed(0)} KiB`,
     );
@@ -151,11 +131,11 @@ describe('NDPI read budget on S3 (generated, 4 MiB of McuStarts)', () => {
     const first = await request(server, '/tiles/big.ndpi/0/64/16.jpg');
     expect(first.status).toBe(200);
     expect((await sharp(first.body).metadata()).width).toBe(512);
-    const cold = rangeReads(before);
+    const cold = s3.rangeReadsSince(before);
     expect(cold.length).toBeLessThanOrEqual(4); // ≤ 3 blocks of McuStarts (64 rows, 2 KiB apart), the tile
 
     const next = s3.requestLog.length;
     expect((await request(server, '/tiles/big.ndpi/0/65/16.jpg')).status).toBe(200);
-    expect(rangeReads(next).length).toBe(1);
+    expect(s3.rangeReadsSince(next).length).toBe(1);
   });
 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
-import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 import { request, startTestServer } from '../support/server.js';
 import { T, TiffWriter, tiledImageTags, type TagSpec } from '../support/tiff-writer.js';
 
@@ -75,17 +75,7 @@ beforeAll(async () => {
   s3 = await startS3Server();
   await s3.createBucket('slides');
   await s3.upload('slides', 'lab/big.tif', file);
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-  });
-  server = await startTestServer('s3://slides/lab', [
-    '--s3-endpoint',
-    s3.endpoint,
-    '--s3-force-path-style',
-    '--s3-region',
-    'us-east-1',
-  ]);
+  server = await startTestServer('s3://slides/lab', s3.medstreamFlags());
 }, 180_000);
 
 afterAll(async () => {
@@ -94,24 +84,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Range GETs that reached the S3 server since `from`, with their lengths. */
-function rangeReads(from: number): number[] {
-  return s3.requestLog
-    .slice(from)
-    .filter((r) => r.method === 'GET' && r.range)
-    .map((r) => {
-      const [, a, b] = /bytes=(\d+)-(\d+)/.exec(r.range!)!;
-      return Number(b) - Number(a) + 1;
-    });
-}
-
 describe('read budget on S3 (≥ 1 GiB BigTIFF, 160 000-tile level)', () => {
   it('open: ≤ 3 range requests and ≤ 512 KiB; a cold tile: its two table entries and its bytes; the next: 1 request', async () => {
     const start = s3.requestLog.length;
     const meta = await request(server, '/slides/big.tif');
     expect(meta.status).toBe(200);
     expect((meta.json() as { levels: { tiles_x: number }[] }).levels[0].tiles_x).toBe(ACROSS);
-    const open = rangeReads(start);
+    const open = s3.rangeReadsSince(start);
     expect(open.length).toBeLessThanOrEqual(3);
     expect(open.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(512 * 1024); // never the 1.25 MiB array
 
@@ -120,7 +99,7 @@ describe('read budget on S3 (≥ 1 GiB BigTIFF, 160 000-tile level)', () => {
     const before = s3.requestLog.length;
     const first = await request(server, '/tiles/big.tif/0/123/321.jpg');
     expect(first.status).toBe(200);
-    const cold = rangeReads(before);
+    const cold = s3.rangeReadsSince(before);
     expect(cold.length).toBe(3);
     expect(cold.at(-1)).toBe(tileBytes);
     expect(cold.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2 * 64 * 1024 + tileBytes);
@@ -129,6 +108,6 @@ describe('read budget on S3 (≥ 1 GiB BigTIFF, 160 000-tile level)', () => {
     const next = s3.requestLog.length;
     const second = await request(server, '/tiles/big.tif/0/124/321.jpg');
     expect(second.status).toBe(200);
-    expect(rangeReads(next)).toEqual([tileBytes]);
+    expect(s3.rangeReadsSince(next)).toEqual([tileBytes]);
   });
 });

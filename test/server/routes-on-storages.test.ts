@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { RangeServer } from '../support/range-server.js';
-import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 import { request, startTestServer } from '../support/server.js';
 
 const FILES: Record<string, string> = {
@@ -70,12 +70,8 @@ describe.each(['local', 's3', 'http'] as const)('routes on %s storage', (kind) =
       s3 = await startS3Server();
       await s3.createBucket('slides');
       for (const key of Object.keys(FILES)) await s3.upload('slides', `lab/${key}`, path.join(dir, key));
-      Object.assign(process.env, {
-        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-      });
       storage = 's3://slides/lab';
-      flags.push('--s3-endpoint', s3.endpoint, '--s3-force-path-style', '--s3-region', 'us-east-1');
+      flags.push(...s3.medstreamFlags());
     } else if (kind === 'http') {
       http = await RangeServer.start({ root: dir });
       storage = http.url;

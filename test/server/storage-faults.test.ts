@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { fixture } from '../support/fixtures.js';
-import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 import { request, startTestServer } from '../support/server.js';
 
 const SLIDE = 'pyramid-jpeg.tif';
@@ -24,16 +24,8 @@ beforeAll(async () => {
   await s3.upload('slides', `lab/${SLIDE}`, fixture('wsi/generated/pyramid-jpeg.tif'));
   await s3.upload('slides', 'lab/CMU.svs', fixture('wsi/svs/CMU-1-Small-Region.svs'));
   proxy = await startFaultProxy(s3.endpoint);
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
-  });
   server = await startTestServer('s3://slides/lab', [
-    '--s3-endpoint',
-    proxy.url,
-    '--s3-force-path-style',
-    '--s3-region',
-    'us-east-1',
+    ...s3.medstreamFlags(proxy.url),
     '--storage-deadline',
     '3s',
     '--storage-attempt-timeout',

@@ -48,6 +48,13 @@ export interface TestS3Server {
   createBucket(name: string): Promise<void>;
   /** Uploads bytes, or the contents of a file when given a path. */
   upload(bucket: string, key: string, body: Uint8Array | string): Promise<void>;
+  /**
+   * The flags a MedStream server needs to read from this server (or from a proxy in front of it
+   * at `endpoint`). Puts s3rver's credentials in the environment, where the AWS chain finds them.
+   */
+  medstreamFlags(endpoint?: string): string[];
+  /** Lengths of the range GETs that reached the server from `requestLog[from]` on. */
+  rangeReadsSince(from: number): number[];
   close(): Promise<void>;
 }
 
@@ -94,6 +101,22 @@ export async function startS3Server(): Promise<TestS3Server> {
     async upload(bucket, key, body) {
       const bytes = typeof body === 'string' ? await readFile(body) : body;
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }));
+    },
+    medstreamFlags(via = endpoint) {
+      Object.assign(process.env, {
+        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+      });
+      return ['--s3-endpoint', via, '--s3-force-path-style', '--s3-region', 'us-east-1'];
+    },
+    rangeReadsSince(from) {
+      return requestLog
+        .slice(from)
+        .filter((r) => r.method === 'GET' && r.range)
+        .map((r) => {
+          const [, a, b] = /bytes=(\d+)-(\d+)/.exec(r.range!)!;
+          return Number(b) - Number(a) + 1;
+        });
     },
     async close() {
       client.destroy();
