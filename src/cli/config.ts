@@ -108,14 +108,14 @@ export const OPTIONS = [
     flag: 'redis-url',
     kind: 'string',
     description:
-      'shared tile cache for replicas: redis://[user:pass@]host:6379/0 or rediss:// (off if unset)',
+      'cache shared by replicas (images, slide metadata): redis://[user:pass@]host:6379/0 or rediss:// (off if unset)',
   },
   {
     flag: 'redis-ttl',
     kind: 'duration',
     default: '1h',
     min: 1000,
-    description: 'lifetime of an image stored in Redis',
+    description: "lifetime of an image or of a slide's metadata blocks in Redis",
   },
   {
     flag: 'redis-timeout',

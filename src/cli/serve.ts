@@ -16,7 +16,7 @@ import { createStorage } from '../storage/index.js';
 import type { RetryPolicy } from '../storage/retry.js';
 import { DEFAULT_RETRY_POLICY } from '../storage/retry.js';
 import type { Storage } from '../storage/types.js';
-import { RedisImageCache, redactUrl } from '../tiles/shared-cache.js';
+import { RedisSharedCache, redactUrl } from '../tiles/shared-cache.js';
 import { SlideRegistry } from '../tiles/slide-registry.js';
 import { TileService } from '../tiles/tile-service.js';
 import type { Config } from './config.js';
@@ -48,21 +48,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
     retry: retryPolicyOf(config),
     observer: readStats,
   });
-  const blockCache = new BlockCache({ maxBytes: config.cacheBlocksBytes, blockSize: config.blockSizeBytes });
   const coalescerStats = new CoalescerStats();
   const codecs = createCodecs({
     workers: config.decodeWorkers || undefined,
     maxQueue: config.decodeQueue,
     taskTimeoutMs: config.decodeTimeoutMs,
-  });
-  const registry = new SlideRegistry({
-    storage,
-    wrap: createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats }),
-    open: (source, signal, context) =>
-      openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
-    openMany: (sources, signal) => openSlideSeries(sources, { signal, exposePhi: config.exposePhi }),
-    maxSlides: config.cacheSlides,
-    revalidateMs: config.slideRevalidateMs,
   });
   const logger =
     config.redisUrl === undefined
@@ -71,7 +61,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const sharedCache =
     config.redisUrl === undefined
       ? undefined
-      : new RedisImageCache({
+      : new RedisSharedCache({
           url: config.redisUrl,
           ttlMs: config.redisTtlMs,
           timeoutMs: config.redisTimeoutMs,
@@ -82,6 +72,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
     // Not fatal: tiles are served from storage, and the client keeps reconnecting.
     logger?.warn({ redis: redactUrl(config.redisUrl!) }, 'redis cache not reachable at start');
   }
+  const blockCache = new BlockCache({
+    maxBytes: config.cacheBlocksBytes,
+    blockSize: config.blockSizeBytes,
+    shared: sharedCache,
+  });
+  const registry = new SlideRegistry({
+    storage,
+    wrap: createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats }),
+    open: (source, signal, context) =>
+      openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
+    openMany: (sources, signal) => openSlideSeries(sources, { signal, exposePhi: config.exposePhi }),
+    maxSlides: config.cacheSlides,
+    revalidateMs: config.slideRevalidateMs,
+  });
   const tiles = new TileService({
     registry,
     codecs,

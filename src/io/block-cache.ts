@@ -8,6 +8,10 @@
 //
 // Blocks are keyed by the object's identity and key, so a replaced object (new ETag / size /
 // mtime) can never be answered with the old object's bytes; its stale blocks age out of the LRU.
+//
+// With a shared store (Redis, `--redis-url`) a missing run is first looked up there (one round
+// trip), and the blocks fetched from storage are offered to it: every replica then parses a
+// slide, and finds the tile offsets another one already read, without a range request.
 
 import { ConfigError, throwIfAborted } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
@@ -17,11 +21,23 @@ import { SharedTask } from './shared-flight.js';
 
 export const DEFAULT_BLOCK_SIZE = 64 * 1024;
 
+/**
+ * A second level for blocks, shared by every replica. `object` names one version of one object
+ * at one block size. It is an optimisation: `getBlocks` never rejects (a failure reads as all
+ * missing) and `setBlocks` is fire and forget.
+ */
+export interface SharedBlockStore {
+  /** The blocks at `indices`, undefined where the store has none. */
+  getBlocks(object: string, indices: readonly number[]): Promise<(Uint8Array | undefined)[]>;
+  setBlocks(object: string, blocks: ReadonlyArray<readonly [number, Uint8Array]>): void;
+}
+
 export interface BlockCacheOptions {
   /** Bound on cached bytes; 0 disables caching (reads still share in-flight fetches). */
   maxBytes: number;
   /** Power of two, default 64 KiB: one block holds a typical IFD with its small tag arrays. */
   blockSize?: number;
+  shared?: SharedBlockStore;
 }
 
 export interface BlockCacheStats {
@@ -33,6 +49,8 @@ export interface BlockCacheStats {
   joined: number;
   /** Range requests sent to storage. */
   requests: number;
+  /** Blocks answered by the shared store instead of storage. */
+  sharedHits: number;
   /** Bytes received from storage. */
   bytesFetched: number;
   /** Bytes held now. */
@@ -54,8 +72,10 @@ export class BlockCache {
   private readonly lru: ByteLru<string, Uint8Array>;
   /** Block key -> the run fetching it, while that fetch runs. */
   private readonly pending = new Map<string, BlockRun>();
+  private readonly shared?: SharedBlockStore;
   private joined = 0;
   private requests = 0;
+  private sharedHits = 0;
   private bytesFetched = 0;
 
   constructor(options: BlockCacheOptions) {
@@ -67,6 +87,7 @@ export class BlockCache {
       throw new ConfigError(`block cache size must be >= 0 bytes, got ${options.maxBytes}`);
     }
     this.blockSize = blockSize;
+    this.shared = options.shared;
     this.lru = new ByteLru({ maxBytes: options.maxBytes, sizeOf: (block) => block.byteLength });
   }
 
@@ -142,6 +163,7 @@ export class BlockCache {
       misses: lru.misses,
       joined: this.joined,
       requests: this.requests,
+      sharedHits: this.sharedHits,
       bytesFetched: this.bytesFetched,
       bytes: lru.bytes,
       blocks: lru.entries,
@@ -156,7 +178,10 @@ export class BlockCache {
     this.lru.clear();
   }
 
-  /** Starts one range request for `count` blocks from `first`, clipped to the object's end. */
+  /**
+   * Starts fetching `count` blocks from `first`, clipped to the object's end: from the shared
+   * store when it has all of them, otherwise as one range request.
+   */
   private fetchRun(source: ByteSource, prefix: string, first: number, count: number): BlockRun {
     const size = this.blockSize;
     const start = first * size;
@@ -167,24 +192,48 @@ export class BlockCache {
     const forget = () => {
       for (const key of keys) if (this.pending.get(key) === run) this.pending.delete(key);
     };
+    const keep = (i: number, block: Uint8Array) => {
+      // Own each block's memory: a block sharing a larger buffer (the rest of its run, or
+      // Node's 8 KiB Buffer pool) would keep that buffer alive and make the byte bound a lie.
+      if (this.lru.maxBytes > 0) this.lru.set(keys[i], ownedCopy(block));
+    };
     const fetch = async (signal: AbortSignal): Promise<Uint8Array> => {
+      const sharedKey = this.shared ? `${size}\u0000${prefix}` : '';
+      if (this.shared) {
+        const found = await this.shared.getBlocks(sharedKey, blockIndices(first, count));
+        throwIfAborted(signal);
+        // All there with the lengths this object's blocks have: answered without storage.
+        if (found.every((block, i) => block?.byteLength === Math.min(size, length - i * size))) {
+          this.sharedHits += count;
+          const bytes = new Uint8Array(length);
+          found.forEach((block, i) => {
+            bytes.set(block!, i * size);
+            keep(i, block!);
+          });
+          return bytes;
+        }
+      }
       this.requests++;
       const bytes = await source.read(start, length, { signal, purpose: 'metadata' });
       assertLength(source, start, bytes, length);
       this.bytesFetched += length;
-      if (this.lru.maxBytes === 0) return bytes;
+      const blocks: [number, Uint8Array][] = [];
       for (let i = 0; i < count; i++) {
         const block = bytes.subarray(i * size, Math.min(length, (i + 1) * size));
-        // Own each block's memory: a block sharing a larger buffer (the rest of its run, or
-        // Node's 8 KiB Buffer pool) would keep that buffer alive and make the byte bound a lie.
-        this.lru.set(keys[i], ownedCopy(block));
+        keep(i, block);
+        blocks.push([first + i, block]);
       }
+      this.shared?.setBlocks(sharedKey, blocks);
       return bytes;
     };
     const run: BlockRun = { first, task: new SharedTask(fetch, forget) };
     for (const key of keys) this.pending.set(key, run);
     return run;
   }
+}
+
+function blockIndices(first: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => first + i);
 }
 
 /** Separates blocks of different objects, and of different versions of one object. */

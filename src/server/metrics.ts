@@ -82,6 +82,11 @@ function renderLayerMetrics(sources: MetricSources): string {
     out.counter('medstream_block_cache_misses_total', 'Metadata blocks not in the block cache', s.misses);
     out.counter('medstream_block_cache_joined_total', 'Missing blocks joined to a fetch in flight', s.joined);
     out.counter('medstream_block_cache_requests_total', 'Range requests sent by the block cache', s.requests);
+    out.counter(
+      'medstream_block_cache_shared_hits_total',
+      'Blocks answered by the shared Redis cache instead of storage',
+      s.sharedHits,
+    );
     out.counter('medstream_block_cache_evictions_total', 'Blocks evicted', s.evictions);
     out.gauge('medstream_block_cache_bytes', 'Bytes held by the block cache', s.bytes);
     out.gauge('medstream_block_cache_max_bytes', 'Bound of the block cache', s.maxBytes);
@@ -180,6 +185,22 @@ function renderLayerMetrics(sources: MetricSources): string {
         shared.skipped,
       );
       out.counter('medstream_redis_sets_total', 'Images stored in Redis', shared.sets);
+      out.gauge(
+        'medstream_redis_writes_in_flight',
+        'Redis writes sent and not yet answered (they are fire and forget)',
+        shared.writesInFlight,
+      );
+      out.counter('medstream_redis_block_hits_total', 'Metadata blocks found in Redis', shared.blockHits);
+      out.counter(
+        'medstream_redis_block_misses_total',
+        'Metadata blocks looked up in Redis and not found',
+        shared.blockMisses,
+      );
+      out.counter(
+        'medstream_redis_block_sets_total',
+        'Metadata blocks offered to Redis after a storage read',
+        shared.blockSets,
+      );
       out.counter(
         'medstream_redis_circuit_opens_total',
         'Times the Redis circuit breaker opened',

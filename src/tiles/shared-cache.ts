@@ -1,19 +1,27 @@
-// The second level of the encoded-image cache, shared by every replica: Redis (`--redis-url`).
-// TileService looks here after a miss in its own in-process cache and stores what it computes.
+// The second cache level shared by every replica: Redis (`--redis-url`). It holds two things:
+// - encoded images: TileService looks here after a miss in its own in-process cache and stores
+//   what it computes;
+// - metadata blocks: the BlockCache (io/) looks here before fetching a run of blocks from
+//   storage and stores the blocks it fetched, so a replica that has never seen a slide parses
+//   it (header, directories, the tile offsets read so far) without a range read.
 // The cache is an optimisation, never a dependency: every command has a short timeout
 // (`--redis-timeout`), a circuit breaker stops sending commands after repeated failures and
 // probes again after a cooldown, and every failure reads as a miss. A tile never fails because
 // Redis is down, slow or hung.
 //
-//   get(key) -> breaker open? miss | GET medstream:v1:img:<sha256(key)> (timeout) -> decode | miss
-//   set(key) -> breaker open? skip | SET ... PX <ttl>, fire and forget
+//   get(key)         -> breaker open? miss | GET medstream:v1:img:<sha256(key)> (timeout) | miss
+//   set(key)         -> breaker open? skip | SET ... PX <ttl>, fire and forget
+//   getBlocks(o, ix) -> HMGET medstream:v1:meta:<sha256(o)> ix...        (one round trip per run)
+//   setBlocks(o, bs) -> one script: HSETNX each block while the hash holds < max, PEXPIRE <ttl>
 //
-// Values are a small binary header (version, flags, content type) followed by the body; keys
-// are hashes of the TileService cache key, which includes the object's identity, so a replaced
-// slide never meets the old entries (they expire by TTL or Redis' maxmemory policy).
+// Image values are a small binary header (version, flags, content type) followed by the body;
+// keys are hashes of the TileService cache key or of the block cache's object key, both of
+// which include the object's identity, so a replaced slide never meets the old entries (they
+// expire by TTL or Redis' maxmemory policy).
 
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, type Result } from 'ioredis';
+import type { SharedBlockStore } from '../io/block-cache.js';
 
 /** One cached image, as TileService keeps it in memory. */
 export interface SharedImageValue {
@@ -39,6 +47,12 @@ export interface SharedCacheStats {
   getSumMs: number;
   setCount: number;
   setSumMs: number;
+  /** Metadata blocks found in Redis / looked up and not there / offered for storing. */
+  blockHits: number;
+  blockMisses: number;
+  blockSets: number;
+  /** SET commands sent and not answered yet (fire and forget). */
+  writesInFlight: number;
 }
 
 /** What TileService needs of a shared cache; `get` never rejects, `set` never throws. */
@@ -56,7 +70,7 @@ export interface CacheLogger {
   debug(obj: object, msg: string): void;
 }
 
-export interface RedisImageCacheOptions {
+export interface RedisSharedCacheOptions {
   /** `redis://[user:pass@]host:port/db` or `rediss://...`. */
   url: string;
   ttlMs: number;
@@ -68,17 +82,42 @@ export interface RedisImageCacheOptions {
   cooldownMs?: number;
   /** Values larger than this are not stored. */
   maxValueBytes?: number;
+  /** Metadata blocks kept per object version (default 128: 8 MiB of 64 KiB blocks). */
+  maxBlocksPerObject?: number;
   logger?: CacheLogger;
   now?: () => number;
 }
 
 export const KEY_PREFIX = 'medstream:v1:img:';
+export const BLOCKS_KEY_PREFIX = 'medstream:v1:meta:';
 const FORMAT_VERSION = 1;
 const FLAG_PASSTHROUGH = 1;
 
 /** Redis key of a TileService cache key: a prefix and the key's SHA-256 (base64url). */
-export function redisKeyOf(key: string): string {
-  return KEY_PREFIX + createHash('sha256').update(key).digest('base64url');
+export function redisKeyOf(key: string, prefix = KEY_PREFIX): string {
+  return prefix + createHash('sha256').update(key).digest('base64url');
+}
+
+/**
+ * KEYS[1] the object's block hash; ARGV: max fields, TTL ms, then index/bytes pairs. Adds the
+ * blocks not there yet while the hash holds fewer than max, and renews the TTL: one round trip,
+ * and concurrent replicas cannot push an object past its bound.
+ */
+const PUT_BLOCKS = `
+local n = redis.call('HLEN', KEYS[1])
+local max = tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  if n >= max then break end
+  n = n + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    medstreamPutBlocks(key: string, ...args: (string | number | Buffer)[]): Result<number, Context>;
+  }
 }
 
 /** `[version][flags][type length][type utf8][body]`. */
@@ -164,7 +203,7 @@ export class CircuitBreaker {
   }
 }
 
-export class RedisImageCache implements SharedImageCache {
+export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
   private readonly client: Redis;
   private readonly breaker: CircuitBreaker;
   private readonly now: () => number;
@@ -178,10 +217,14 @@ export class RedisImageCache implements SharedImageCache {
     getSumMs: 0,
     setCount: 0,
     setSumMs: 0,
+    blockHits: 0,
+    blockMisses: 0,
+    blockSets: 0,
+    writesInFlight: 0,
   };
   private closed = false;
 
-  constructor(private readonly options: RedisImageCacheOptions) {
+  constructor(private readonly options: RedisSharedCacheOptions) {
     this.now = options.now ?? Date.now;
     const log = options.logger;
     const target = redactUrl(options.url);
@@ -208,6 +251,8 @@ export class RedisImageCache implements SharedImageCache {
     // Connection errors surface through the commands and the breaker; without a listener
     // ioredis would print every reconnect failure.
     this.client.on('error', (err: Error) => log?.debug({ err: err.message }, 'redis connection error'));
+    // Sent as EVALSHA, loaded by ioredis on the first NOSCRIPT.
+    this.client.defineCommand('medstreamPutBlocks', { numberOfKeys: 1, lua: PUT_BLOCKS });
   }
 
   async get(key: string, signal?: AbortSignal): Promise<SharedImageValue | undefined> {
@@ -243,14 +288,67 @@ export class RedisImageCache implements SharedImageCache {
       return;
     }
     const started = performance.now();
-    this.client.set(redisKeyOf(key), encodeValue(value), 'PX', this.options.ttlMs).then(
+    this.write(this.client.set(redisKeyOf(key), encodeValue(value), 'PX', this.options.ttlMs), () => {
+      this.counters.sets++;
+      this.counters.setCount++;
+      this.counters.setSumMs += performance.now() - started;
+    });
+  }
+
+  async getBlocks(object: string, indices: readonly number[]): Promise<(Uint8Array | undefined)[]> {
+    const none = () => indices.map(() => undefined);
+    if (this.closed || indices.length === 0) return none();
+    if (!this.breaker.allow()) {
+      this.counters.skipped++;
+      return none();
+    }
+    try {
+      const found = await this.client.hmgetBuffer(
+        redisKeyOf(object, BLOCKS_KEY_PREFIX),
+        ...indices.map(String),
+      );
+      this.breaker.success();
+      return found.map((block) => {
+        if (block === null) {
+          this.counters.blockMisses++;
+          return undefined;
+        }
+        this.counters.blockHits++;
+        return block;
+      });
+    } catch {
+      this.counters.errors++;
+      this.breaker.failure();
+      return none();
+    }
+  }
+
+  setBlocks(object: string, blocks: ReadonlyArray<readonly [number, Uint8Array]>): void {
+    if (this.closed || blocks.length === 0) return;
+    if (!this.breaker.allow()) {
+      this.counters.skipped++;
+      return;
+    }
+    const args: (string | number | Buffer)[] = [this.options.maxBlocksPerObject ?? 128, this.options.ttlMs];
+    for (const [index, bytes] of blocks) {
+      args.push(String(index), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    }
+    this.write(this.client.medstreamPutBlocks(redisKeyOf(object, BLOCKS_KEY_PREFIX), ...args), () => {
+      this.counters.blockSets += blocks.length;
+    });
+  }
+
+  /** Sends a write without waiting for it; its outcome feeds the counters and the breaker. */
+  private write(command: Promise<unknown>, onSuccess: () => void): void {
+    this.counters.writesInFlight++;
+    command.then(
       () => {
-        this.counters.sets++;
-        this.counters.setCount++;
-        this.counters.setSumMs += performance.now() - started;
+        this.counters.writesInFlight--;
+        onSuccess();
         this.breaker.success();
       },
       () => {
+        this.counters.writesInFlight--;
         this.counters.errors++;
         this.breaker.failure();
       },

@@ -11,7 +11,7 @@ import { openSlide } from '../../src/formats/detect.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { fixture, FIXTURES } from '../support/fixtures.js';
 import { compareRgb } from '../support/image-compare.js';
-import { request, startTestServer } from '../support/server.js';
+import { metric, request, startTestServer } from '../support/server.js';
 
 interface ManifestSlide {
   slide: string;
@@ -186,11 +186,11 @@ describe('GET /tiles/{id}/{level}/{x}/{y}.jpg', () => {
   });
 
   it('shares one computation among concurrent identical requests', async () => {
-    const before = await metric('medstream_images_joined_total');
+    const before = await metric(server, 'medstream_images_joined_total');
     const url = `/tiles/${CMU_ID}/0/5/5.webp?quality=33`;
     const bodies = await Promise.all(Array.from({ length: 8 }, () => request(server, url)));
     expect(new Set(bodies.map((b) => b.body.toString('base64'))).size).toBe(1);
-    expect((await metric('medstream_images_joined_total')) - before).toBeGreaterThan(0);
+    expect((await metric(server, 'medstream_images_joined_total')) - before).toBeGreaterThan(0);
   });
 
   it.each([
@@ -268,9 +268,3 @@ describe('replaced objects', () => {
     expect(tileAfter.body.equals(tileBefore.body)).toBe(false);
   });
 });
-
-async function metric(name: string): Promise<number> {
-  const text = (await request(server, '/metrics')).body.toString();
-  const m = new RegExp(`^${name} (\\d+)`, 'm').exec(text);
-  return Number(m?.[1] ?? NaN);
-}

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
-import { request, startTestServer } from '../support/server.js';
+import { metric, request, startTestServer, until } from '../support/server.js';
 
 let dir: string;
 let redis: TestRedis;
@@ -39,21 +39,6 @@ afterAll(async () => {
   await redis?.stop();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function metric(server: RunningServer, name: string): Promise<number> {
-  const text = (await request(server, '/metrics')).body.toString();
-  const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
-  if (!m) throw new Error(`no metric ${name}`);
-  return Number(m[1]);
-}
-
-async function until(condition: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Distinct tiles of cmu.svs level 0 (10 x 13 of them), so each one starts uncached. */
 let nextTile = 0;

@@ -15,11 +15,32 @@ export async function startTestServer(storage: string, flags: string[] = []): Pr
 
 /** GET (or another method) and read the body as bytes. */
 export async function request(
-  server: RunningServer,
+  server: { url: string },
   path: string,
   init: RequestInit = {},
 ): Promise<{ status: number; headers: Headers; body: Buffer; json: () => unknown }> {
   const res = await fetch(server.url + path, init);
   const body = Buffer.from(await res.arrayBuffer());
   return { status: res.status, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) };
+}
+
+/** The value of one sample in `/metrics`, e.g. `medstream_redis_hits_total` or `name{kind="read"}`. */
+export async function metric(
+  server: { url: string },
+  sample: string,
+  init: RequestInit = {},
+): Promise<number> {
+  const text = (await request(server, '/metrics', init)).body.toString();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  if (line === undefined) throw new Error(`no metric ${sample}`);
+  return Number(line.slice(sample.length + 1));
+}
+
+/** Polls `condition` every 20 ms until it holds; throws after `ms`. */
+export async function until(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

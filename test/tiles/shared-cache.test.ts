@@ -7,11 +7,15 @@ import {
   decodeValue,
   encodeValue,
   KEY_PREFIX,
-  RedisImageCache,
+  BLOCKS_KEY_PREFIX,
+  RedisSharedCache,
   redisKeyOf,
   type CacheLogger,
 } from '../../src/tiles/shared-cache.js';
+import { BlockCache } from '../../src/io/block-cache.js';
+import { MemorySource } from '../support/memory-source.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { until } from '../support/server.js';
 
 let redis: TestRedis;
 
@@ -37,14 +41,6 @@ function recordingLogger(): CacheLogger & { lines: string[] } {
     warn: (_obj, msg) => lines.push(`warn ${msg}`),
     debug: () => {},
   };
-}
-
-async function until(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('value encoding', () => {
@@ -102,9 +98,9 @@ describe('CircuitBreaker', () => {
   });
 });
 
-describe('RedisImageCache', () => {
+describe('RedisSharedCache', () => {
   it('stores with a TTL and reads back; misses count', async () => {
-    const cache = new RedisImageCache({ url: redis.url, ttlMs: 60_000, timeoutMs: 200 });
+    const cache = new RedisSharedCache({ url: redis.url, ttlMs: 60_000, timeoutMs: 200 });
     try {
       expect(await cache.ready(5000)).toBe(true);
       cache.set('k1', value('hello', true));
@@ -127,7 +123,7 @@ describe('RedisImageCache', () => {
 
   it('Redis killed: misses without throwing, circuit opens, logs once; restarted: recovers', async () => {
     const logger = recordingLogger();
-    const cache = new RedisImageCache({
+    const cache = new RedisSharedCache({
       url: redis.url,
       ttlMs: 60_000,
       timeoutMs: 100,
@@ -160,7 +156,7 @@ describe('RedisImageCache', () => {
   });
 
   it('ready() resolves false, without throwing, when nothing listens', async () => {
-    const cache = new RedisImageCache({ url: 'redis://127.0.0.1:1/0', ttlMs: 60_000, timeoutMs: 50 });
+    const cache = new RedisSharedCache({ url: 'redis://127.0.0.1:1/0', ttlMs: 60_000, timeoutMs: 50 });
     try {
       expect(await cache.ready(300)).toBe(false);
       expect(await cache.get('k')).toBeUndefined();
@@ -171,7 +167,7 @@ describe('RedisImageCache', () => {
   });
 
   it('Redis hung (SIGSTOP): each get returns within about the timeout, then the circuit skips it', async () => {
-    const cache = new RedisImageCache({
+    const cache = new RedisSharedCache({
       url: redis.url,
       ttlMs: 60_000,
       timeoutMs: 50,
@@ -193,6 +189,114 @@ describe('RedisImageCache', () => {
     } finally {
       redis.resume();
       await cache.close();
+    }
+  });
+});
+
+describe('metadata blocks shared through Redis (two replicas = two BlockCaches, two clients)', () => {
+  const BLOCK = 4096;
+  async function replica(options: { maxBlocksPerObject?: number } = {}) {
+    const shared = new RedisSharedCache({ url: redis.url, ttlMs: 60_000, timeoutMs: 200, ...options });
+    expect(await shared.ready(5000)).toBe(true);
+    return { shared, blocks: new BlockCache({ maxBytes: 1 << 20, blockSize: BLOCK, shared }) };
+  }
+
+  it('blocks A fetched are answered on B without a storage request, byte-identical', async () => {
+    const source = MemorySource.pattern(10 * BLOCK + 100, { key: 'shared.bin' });
+    const [a, b] = await Promise.all([replica(), replica()]);
+    try {
+      // Spans blocks 1..3, and the short tail block 10 separately.
+      expect(await a.blocks.read(source, BLOCK + 5, 2 * BLOCK)).toEqual(
+        source.data.slice(BLOCK + 5, 3 * BLOCK + 5),
+      );
+      await a.blocks.read(source, 10 * BLOCK + 1, 90);
+      expect(source.calls).toHaveLength(2);
+      await until(() => a.shared.stats().blockSets === 4);
+
+      expect(await b.blocks.read(source, BLOCK + 5, 2 * BLOCK)).toEqual(
+        source.data.slice(BLOCK + 5, 3 * BLOCK + 5),
+      );
+      expect(await b.blocks.read(source, 10 * BLOCK, 100)).toEqual(source.data.slice(10 * BLOCK));
+      expect(source.calls).toHaveLength(2);
+      expect(b.blocks.stats()).toMatchObject({ requests: 0, sharedHits: 4 });
+      expect(b.shared.stats()).toMatchObject({ blockHits: 4, blockMisses: 0 });
+      // Then from B's own memory.
+      await b.blocks.read(source, BLOCK, 10);
+      expect(b.shared.stats().blockHits).toBe(4);
+
+      // A run with one block Redis lacks (4; A has read 5) goes to storage as one request,
+      // and B offers the blocks back.
+      await a.blocks.read(source, 5 * BLOCK, 10);
+      await until(() => a.shared.stats().blockSets === 5);
+      expect(await b.blocks.read(source, 4 * BLOCK, 2 * BLOCK)).toEqual(
+        source.data.slice(4 * BLOCK, 6 * BLOCK),
+      );
+      expect(source.calls).toHaveLength(4);
+      expect(source.calls[3]).toMatchObject({ offset: 4 * BLOCK, length: 2 * BLOCK });
+      await until(() => b.shared.stats().blockSets === 2);
+    } finally {
+      await Promise.all([a.shared.close(), b.shared.close()]);
+    }
+  });
+
+  it('keys carry the identity and block size: a replaced object or another block size misses', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const other = new BlockCache({ maxBytes: 1 << 20, blockSize: 2 * BLOCK, shared: b.shared });
+    try {
+      const v1 = MemorySource.pattern(4 * BLOCK, { key: 'replaced.bin', identity: 'v1' });
+      await a.blocks.read(v1, 0, 100);
+      await until(() => a.shared.stats().blockSets === 1);
+      const v2 = MemorySource.pattern(4 * BLOCK, { key: 'replaced.bin', identity: 'v2', seed: 9 });
+      expect(await b.blocks.read(v2, 0, 100)).toEqual(v2.data.slice(0, 100));
+      expect(v2.calls).toHaveLength(1);
+      await other.read(v1, 0, 100);
+      expect(v1.calls).toHaveLength(2);
+      expect(other.stats().sharedHits).toBe(0);
+    } finally {
+      await Promise.all([a.shared.close(), b.shared.close()]);
+    }
+  });
+
+  it('bounds the blocks kept per object, sets a TTL, and ignores values of the wrong length', async () => {
+    const { shared, blocks } = await replica({ maxBlocksPerObject: 3 });
+    const direct = new Redis(redis.url);
+    try {
+      await direct.flushall();
+      const source = MemorySource.pattern(8 * BLOCK, { key: 'bounded.bin' });
+      await blocks.read(source, 0, 8 * BLOCK);
+      await until(() => shared.stats().blockSets === 8);
+      const [key] = await direct.keys(`${BLOCKS_KEY_PREFIX}*`);
+      expect(await direct.hlen(key)).toBe(3);
+      expect(await direct.pttl(key)).toBeGreaterThan(50_000);
+
+      // A value cut short (another writer, a bug) is not trusted: storage answers.
+      await direct.hset(key, '0', 'short');
+      const fresh = new BlockCache({ maxBytes: 1 << 20, blockSize: BLOCK, shared });
+      expect(await fresh.read(source, 0, 10)).toEqual(source.data.slice(0, 10));
+      expect(source.calls).toHaveLength(2);
+      expect(await fresh.read(source, BLOCK, 10)).toEqual(source.data.slice(BLOCK, BLOCK + 10));
+      expect(source.calls).toHaveLength(2); // block 1 is intact in Redis
+    } finally {
+      await direct.quit();
+      await shared.close();
+    }
+  });
+
+  it('Redis killed: blocks come from storage, reads never fail', async () => {
+    const { shared, blocks } = await replica();
+    try {
+      await redis.kill();
+      const source = MemorySource.pattern(4 * BLOCK, { key: 'redis-down.bin' });
+      for (let i = 0; i < 4; i++) {
+        expect(await blocks.read(source, i * BLOCK, 10)).toEqual(
+          source.data.slice(i * BLOCK, i * BLOCK + 10),
+        );
+      }
+      expect(source.calls).toHaveLength(4);
+      expect(shared.stats().errors).toBeGreaterThan(0);
+    } finally {
+      await redis.restart();
+      await shared.close();
     }
   });
 });
