@@ -29,6 +29,7 @@ import {
   formatRate,
   formatRatio,
   interleaved,
+  LOAD_SETTINGS,
   median,
   seededRandom,
   randomInt,
@@ -46,10 +47,7 @@ import { BENCH_BUCKET, type BenchStores } from './stores.js';
 import { percentile, ServerProcess } from './tiles.js';
 
 const env = process.env;
-const SHORT = env.BENCH_SHORT === '1';
-const DURATION_S = Number(env.BENCH_DURATION ?? (SHORT ? 3 : 10));
-const ROUNDS = Number(env.BENCH_ROUNDS ?? (SHORT ? 1 : 2));
-const CONNECTIONS = (env.BENCH_CONNECTIONS ?? '16,64').split(',').map(Number);
+const { short: SHORT, durationS: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS } = LOAD_SETTINGS;
 const BIG = env.BENCH_BIG !== '0';
 const REGION_CONCURRENCY = 2;
 
@@ -63,14 +61,14 @@ function settings() {
 // Tiles: MedStream native / IIIF vs IIPImage IIIF, wrk.
 
 /** Level-0 interior tiles (full 256 px) of the bench pyramid, as [x, y] grid positions. */
-function tileGrid(cols: number, rows: number, x0: number, y0: number): [number, number][] {
+export function tileGrid(cols: number, rows: number, x0: number, y0: number): [number, number][] {
   const out: [number, number][] = [];
   for (let y = y0; y < y0 + rows; y++) for (let x = x0; x < x0 + cols; x++) out.push([x, y]);
   return out;
 }
 
 /** A fixed shuffle, so consecutive requests do not walk the file in order. */
-function shuffled<T>(items: T[], seed: number): T[] {
+export function shuffled<T>(items: T[], seed: number): T[] {
   const random = seededRandom(seed);
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
@@ -89,7 +87,7 @@ const routes = {
 };
 
 /** Fetches every URL once with a few clients (opens the slide, fills a warm cache). */
-async function prewarm(base: string, urls: string[], concurrency = 8): Promise<void> {
+export async function prewarm(base: string, urls: string[], concurrency = 8): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -824,7 +822,7 @@ const coldOpen: Benchmark = {
 
 // ---------------------------------------------------------------------------------------------
 
-function skipped(benchmark: Benchmark, why: string): BenchmarkResult {
+export function skipped(benchmark: Benchmark, why: string): BenchmarkResult {
   console.log(`${benchmark.name}: skipped: ${why}`);
   return {
     name: benchmark.name,
@@ -835,7 +833,7 @@ function skipped(benchmark: Benchmark, why: string): BenchmarkResult {
 }
 
 /** Appends a notes table (peer versions, what was skipped) when there is anything to say. */
-function withNotes(tables: ResultTable[], notes: string[]): ResultTable[] {
+export function withNotes(tables: ResultTable[], notes: string[]): ResultTable[] {
   return notes.length === 0
     ? tables
     : [...tables, { title: 'Notes', columns: ['note'], rows: notes.map((n) => [n]) }];

@@ -35,6 +35,21 @@ export interface Suite {
   benchmarks: Benchmark[];
 }
 
+const SHORT = process.env.BENCH_SHORT === '1';
+
+/**
+ * The settings of the wrk-driven suites (`compare`, `replicas`), from the environment (run.ts
+ * takes only benchmark names): BENCH_SHORT=1 (3 s runs, 1 round: for development),
+ * BENCH_DURATION (seconds per wrk run, 10), BENCH_ROUNDS (interleaved rounds, 2),
+ * BENCH_CONNECTIONS (`16,64`).
+ */
+export const LOAD_SETTINGS = {
+  short: SHORT,
+  durationS: Number(process.env.BENCH_DURATION ?? (SHORT ? 3 : 10)),
+  rounds: Number(process.env.BENCH_ROUNDS ?? (SHORT ? 1 : 2)),
+  connections: (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').map(Number),
+};
+
 export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const started = performance.now();
   const value = await fn();

@@ -20,6 +20,7 @@ import {
   type BenchmarkResult,
   type Suite,
 } from './harness.js';
+import { freePort, stopChild, untilListening } from './peers/procs.js';
 
 const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/wsi/', import.meta.url));
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -34,12 +35,18 @@ export class ServerProcess {
     readonly url: string,
   ) {}
 
-  /** Serves `storage` (a directory or storage URL); `env` adds to the environment (credentials). */
+  /**
+   * Serves `storage` (a directory or storage URL); `env` adds to the environment (credentials).
+   * At the default log level `info` the OS picks the port and the "listening" log line names it;
+   * at a quieter one (`warn`: no line per request) a free port is chosen here and waited for.
+   */
   static async start(
     storage: string,
     flags: string[],
     env: Record<string, string> = {},
+    logLevel: 'info' | 'warn' = 'info',
   ): Promise<ServerProcess> {
+    const port = logLevel === 'info' ? 0 : await freePort();
     const child = spawn(
       process.execPath,
       [
@@ -51,25 +58,36 @@ export class ServerProcess {
         '--host',
         '127.0.0.1',
         '--port',
-        '0',
+        String(port),
         '--log-level',
-        'info',
+        logLevel,
         ...flags,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } },
     );
-    const url = await new Promise<string>((resolve, reject) => {
-      let buffered = '';
-      child.once('exit', (code) => reject(new Error(`medstream exited with ${code} before listening`)));
-      child.stdout!.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
-        if (match) resolve(match[1]);
-      });
-    });
-    child.removeAllListeners('exit');
-    child.stdout!.resume();
-    return new ServerProcess(child, url);
+    try {
+      const url =
+        port === 0
+          ? await new Promise<string>((resolve, reject) => {
+              let buffered = '';
+              child.once('exit', (code) =>
+                reject(new Error(`medstream exited with ${code} before listening`)),
+              );
+              child.stdout!.on('data', (chunk: Buffer) => {
+                buffered += chunk.toString();
+                const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+                if (match) resolve(match[1]);
+              });
+            })
+          : await untilListening(child, port, 'medstream').then(() => `http://127.0.0.1:${port}`);
+      child.removeAllListeners('exit');
+      child.stdout!.removeAllListeners('data');
+      child.stdout!.resume();
+      return new ServerProcess(child, url);
+    } catch (e) {
+      await stopChild(child);
+      throw e;
+    }
   }
 
   get pid(): number {
@@ -77,9 +95,7 @@ export class ServerProcess {
   }
 
   async close(): Promise<void> {
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.child.kill('SIGTERM');
-    await exited;
+    await stopChild(this.child);
   }
 }
 

@@ -242,7 +242,8 @@ export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      commandTimeout: options.timeoutMs,
+      // A backstop that frees a command Redis never answers; waiting is bounded by `deadline`.
+      commandTimeout: Math.max(1000, options.timeoutMs * 10),
       connectTimeout: Math.max(1000, options.timeoutMs),
       // Keep reconnecting in the background (at most every 2 s) so the cache comes back.
       retryStrategy: (times) => Math.min(times * 100, 2000),
@@ -265,7 +266,7 @@ export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
     try {
       // Not raced against `signal`: the command timeout bounds the wait, and the breaker must
       // see every probe's outcome.
-      const data = await this.client.getBuffer(redisKeyOf(key));
+      const data = await deadline(this.client.getBuffer(redisKeyOf(key)), this.options.timeoutMs);
       this.counters.getCount++;
       this.counters.getSumMs += performance.now() - started;
       this.breaker.success();
@@ -303,9 +304,9 @@ export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
       return none();
     }
     try {
-      const found = await this.client.hmgetBuffer(
-        redisKeyOf(object, BLOCKS_KEY_PREFIX),
-        ...indices.map(String),
+      const found = await deadline(
+        this.client.hmgetBuffer(redisKeyOf(object, BLOCKS_KEY_PREFIX), ...indices.map(String)),
+        this.options.timeoutMs,
       );
       this.breaker.success();
       return found.map((block) => {
@@ -341,7 +342,7 @@ export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
   /** Sends a write without waiting for it; its outcome feeds the counters and the breaker. */
   private write(command: Promise<unknown>, onSuccess: () => void): void {
     this.counters.writesInFlight++;
-    command.then(
+    deadline(command, this.options.timeoutMs).then(
       () => {
         this.counters.writesInFlight--;
         onSuccess();
@@ -388,6 +389,33 @@ export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
     // QUIT waits for Redis; a dead or hung one must not hold up shutdown.
     this.client.disconnect(false);
   }
+}
+
+/**
+ * `command`'s outcome, or a rejection once `ms` have passed. The timer does not decide alone: a
+ * process whose event loop was busy (a saturated replica) runs expired timers before it reads
+ * the sockets, so a reply that arrived in time would lose to its own timeout and the breaker
+ * would blame Redis for our lag. When the timer fires, the rejection waits for the next check
+ * phase (`setImmediate`), after the poll phase has read whatever replies are there.
+ */
+export function deadline<T>(command: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn();
+    };
+    const timer = setTimeout(
+      () => setImmediate(() => settle(() => reject(new Error(`redis command timed out after ${ms} ms`)))),
+      ms,
+    );
+    command.then(
+      (value) => settle(() => resolve(value)),
+      (err: unknown) => settle(() => reject(err)),
+    );
+  });
 }
 
 /** The URL without its password, for logs. */

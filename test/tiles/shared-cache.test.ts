@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CircuitBreaker,
+  deadline,
   decodeValue,
   encodeValue,
   KEY_PREFIX,
@@ -153,6 +154,33 @@ describe('RedisSharedCache', () => {
     } finally {
       await cache.close();
     }
+  });
+
+  it('a reply that arrived while this process was busy past the timeout is a hit, not a failure', async () => {
+    const cache = new RedisSharedCache({ url: redis.url, ttlMs: 60_000, timeoutMs: 30 });
+    try {
+      expect(await cache.ready(5000)).toBe(true);
+      cache.set('busy', value('in time'));
+      await until(() => cache.stats().sets === 1);
+      for (let i = 0; i < 3; i++) {
+        const pending = cache.get('busy');
+        // A saturated event loop: Redis answers at once, we read the answer 150 ms later.
+        const end = performance.now() + 150;
+        while (performance.now() < end);
+        expect(await pending).toEqual(value('in time'));
+      }
+      expect(cache.stats()).toMatchObject({ errors: 0, hits: 3, circuitOpen: false });
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('deadline: a command that never answers is given up after the timeout', async () => {
+    const t0 = performance.now();
+    await expect(deadline(new Promise(() => {}), 40)).rejects.toThrow(/timed out after 40 ms/);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(39);
+    await expect(deadline(Promise.resolve(7), 40)).resolves.toBe(7);
+    await expect(deadline(Promise.reject(new Error('refused')), 40)).rejects.toThrow('refused');
   });
 
   it('ready() resolves false, without throwing, when nothing listens', async () => {
