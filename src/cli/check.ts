@@ -2,7 +2,9 @@
 // configured credentials, lists what is there, then opens one slide (--test-slide, else the
 // first slide listed) the way the server does — same storage, block cache and range coalescing,
 // same format detection — and reads and decodes one tile, printing each step, so an operator
-// sees exactly which one fails and why. Exit code 0 when everything worked, 1 when not.
+// sees exactly which one fails and why. With --redis-url it also checks the shared cache:
+// reachable, writable, and configured as docs/deploy.md recommends. Exit code 0 when everything
+// worked, 1 when not.
 
 import { createCodecs } from '../codecs/index.js';
 import { Compression } from '../codecs/types.js';
@@ -13,6 +15,7 @@ import { BlockCache } from '../io/block-cache.js';
 import { CoalescerStats } from '../io/coalesce.js';
 import { createReaderFactory } from '../io/reader.js';
 import { createStorage } from '../storage/index.js';
+import { inspectRedis, redactUrl } from '../tiles/shared-cache.js';
 import type { Storage } from '../storage/types.js';
 import type { Config } from './config.js';
 import { retryPolicyOf } from './serve.js';
@@ -47,10 +50,49 @@ export async function runCheck(config: Config, options: CheckOptions): Promise<n
     return 1;
   }
   print(`storage: ${storage.description} (${storage.kind})`);
+  let code: number;
   try {
-    return await checkStorage(storage, config, options, print);
+    code = await checkStorage(storage, config, options, print);
   } finally {
     await storage.close();
+  }
+  if (config.redisUrl !== undefined && !(await checkRedis(config.redisUrl, print))) code = 1;
+  if (code === 0) print('check: ok');
+  return code;
+}
+
+/** Prints what the shared cache is and how it is set up; false when it cannot be used. */
+async function checkRedis(url: string, print: (line: string) => void): Promise<boolean> {
+  const shown = redactUrl(url);
+  try {
+    const r = await inspectRedis(url, 2000);
+    const memory = r.maxmemory > 0 ? `${Math.round(r.maxmemory / 2 ** 20)} MiB` : 'unbounded';
+    print(
+      `redis: ${shown} ok, Redis ${r.version}, round trip ${r.roundTripMs.toFixed(1)} ms, ` +
+        `maxmemory ${memory}, policy ${r.policy}`,
+    );
+    if (!r.policy.startsWith('allkeys-')) {
+      print(
+        `redis: warning — maxmemory-policy ${r.policy}: when full, Redis refuses the cache's writes or keeps keys ` +
+          'without a TTL (failures can open the circuit); set allkeys-lru (docs/deploy.md)',
+      );
+    }
+    if (r.maxmemory === 0) {
+      print(
+        'redis: warning — no maxmemory: the cache grows until the host runs out of memory; set maxmemory',
+      );
+    }
+    return true;
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    print(`redis: FAILED — ${message}`);
+    const auth = /NOAUTH|WRONGPASS|NOPERM/.test(message);
+    print(
+      auth
+        ? 'diagnosis: Redis refused the credentials or the command (check the user:password in --redis-url and its ACL: GET, SET, DEL, HMGET, EVALSHA, INFO)'
+        : `diagnosis: Redis unreachable at ${shown}: the server still serves tiles without it, but replicas share nothing (check --redis-url, DNS, firewalls, TLS: rediss://)`,
+    );
+    return false;
   }
 }
 
@@ -85,7 +127,6 @@ async function checkStorage(
   const id = options.testSlide ?? firstSlide;
   if (id === undefined) {
     print('slide: none found to test (give one with --test-slide <id>)');
-    print('check: ok');
     return 0;
   }
   if (options.testSlide === undefined) print(`testing the first slide listed: ${id}`);
@@ -122,7 +163,6 @@ async function checkStorage(
   } finally {
     await codecs.close();
   }
-  print('check: ok');
   return 0;
 }
 

@@ -19,7 +19,7 @@
 // which include the object's identity, so a replaced slide never meets the old entries (they
 // expire by TTL or Redis' maxmemory policy).
 
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Redis, type Result } from 'ioredis';
 import type { SharedBlockStore } from '../io/block-cache.js';
 
@@ -416,6 +416,65 @@ export function deadline<T>(command: Promise<T>, ms: number): Promise<T> {
       (err: unknown) => settle(() => reject(err)),
     );
   });
+}
+
+/** What `medstream check` reports about the configured Redis. */
+export interface RedisReport {
+  version: string;
+  /** Bytes; 0 when unbounded. */
+  maxmemory: number;
+  policy: string;
+  /** Half of a SET + GET pair: about one command's round trip. */
+  roundTripMs: number;
+}
+
+/**
+ * Connects once (no reconnects, no queue), writes, reads back and deletes a probe key (so a
+ * read-only replica or an ACL without writes shows), and reads `INFO server` and `INFO memory`
+ * (which managed services allow where `CONFIG GET` is disabled). Rejects with the connection's
+ * or a command's error.
+ */
+export async function inspectRedis(url: string, timeoutMs: number): Promise<RedisReport> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    retryStrategy: () => null,
+    // disconnect() arms a timer that only a socket's 'close' clears; after a refused connection
+    // that has already happened, and the default 2 s would hold a one-shot command open.
+    disconnectTimeout: 100,
+  });
+  // The connection's own error (ECONNREFUSED, ENOTFOUND, TLS) says more than connect()'s
+  // "Connection is closed".
+  let connectionError: Error | undefined;
+  client.on('error', (err: Error) => (connectionError ??= err));
+  try {
+    await client.connect();
+    const key = `medstream:v1:check:${randomUUID()}`;
+    const started = performance.now();
+    await client.set(key, 'ok', 'PX', 60_000);
+    const back = await client.get(key);
+    const roundTripMs = (performance.now() - started) / 2;
+    await client.del(key);
+    if (back !== 'ok') throw new Error('a value written to Redis could not be read back');
+    const info = new Map<string, string>();
+    for (const line of `${await client.info('server')}\n${await client.info('memory')}`.split(/\r?\n/)) {
+      const colon = line.indexOf(':');
+      if (colon > 0 && !line.startsWith('#')) info.set(line.slice(0, colon), line.slice(colon + 1));
+    }
+    return {
+      version: info.get('redis_version') ?? 'unknown',
+      maxmemory: Number(info.get('maxmemory') ?? 0),
+      policy: info.get('maxmemory_policy') ?? 'unknown',
+      roundTripMs,
+    };
+  } catch (e) {
+    throw connectionError ?? e;
+  } finally {
+    client.disconnect();
+  }
 }
 
 /** The URL without its password, for logs. */

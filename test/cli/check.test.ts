@@ -4,8 +4,10 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture } from '../support/fixtures.js';
+import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -160,5 +162,66 @@ describe('medstream check', { timeout: 120_000 }, () => {
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/open missing\.svs: FAILED — not_found/);
     expect(run.stdout).toMatch(/diagnosis: not found/);
+  });
+
+  describe('with --redis-url', () => {
+    let redis: TestRedis;
+    beforeAll(async () => {
+      redis = await startRedis();
+    });
+    afterAll(async () => {
+      await redis?.stop();
+    });
+    const checkWith = (url: string) =>
+      medstream(['check', '--test-slide', 'CMU-1-Small-Region.svs', '--redis-url', url]);
+
+    it("Redis' defaults (noeviction, no maxmemory): ok, with a warning for each", async () => {
+      const run = await checkWith(redis.url);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      expect(run.stdout).toMatch(
+        /redis: redis:\/\/127\.0\.0\.1:\d+\/0 ok, Redis \d+\.\d+\.\d+, round trip [\d.]+ ms, maxmemory unbounded, policy noeviction/,
+      );
+      expect(run.stdout).toMatch(/redis: warning — maxmemory-policy noeviction: .* set allkeys-lru/);
+      expect(run.stdout).toMatch(/redis: warning — no maxmemory/);
+      expect(run.stdout).toMatch(/check: ok\n$/);
+    });
+
+    it('the recommended settings: ok, no warning, and the probe key is gone', async () => {
+      const direct = new Redis(redis.url);
+      try {
+        await direct.config('SET', 'maxmemory', '64mb');
+        await direct.config('SET', 'maxmemory-policy', 'allkeys-lru');
+        const run = await checkWith(redis.url);
+        expect(run.code).toBe(0);
+        expect(run.stdout).toMatch(/redis: .* ok, .*maxmemory 64 MiB, policy allkeys-lru\n/);
+        expect(run.stdout).not.toMatch(/warning/);
+        expect(await direct.keys('medstream:v1:check:*')).toEqual([]);
+      } finally {
+        await direct.quit();
+      }
+    });
+
+    it('Redis unreachable: exit 1, a diagnosis, the storage checks still run', async () => {
+      const run = await checkWith(`redis://:secret@127.0.0.1:${await closedPort()}/0`);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toMatch(/tile: level 0/);
+      expect(run.stdout).toMatch(/redis: FAILED — /);
+      expect(run.stdout).toMatch(/diagnosis: Redis unreachable at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/0/);
+      expect(run.stdout).not.toMatch(/secret|check: ok/);
+    });
+
+    it('a wrong password: exit 1, "refused the credentials"', async () => {
+      const direct = new Redis(redis.url);
+      try {
+        await direct.config('SET', 'requirepass', 'right');
+        const run = await checkWith(redis.url.replace('redis://', 'redis://:wrong@'));
+        expect(run.code).toBe(1);
+        expect(run.stdout).toMatch(/redis: FAILED — WRONGPASS/);
+        expect(run.stdout).toMatch(/diagnosis: Redis refused the credentials/);
+      } finally {
+        await direct.config('SET', 'requirepass', '');
+        await direct.quit();
+      }
+    });
   });
 });
