@@ -51,7 +51,7 @@ export interface SharedCacheStats {
   blockHits: number;
   blockMisses: number;
   blockSets: number;
-  /** SET commands sent and not answered yet (fire and forget). */
+  /** Writes sent and neither answered nor given up yet (they are fire and forget). */
   writesInFlight: number;
 }
 
@@ -257,92 +257,87 @@ export class RedisSharedCache implements SharedImageCache, SharedBlockStore {
   }
 
   async get(key: string, signal?: AbortSignal): Promise<SharedImageValue | undefined> {
-    if (this.closed || signal?.aborted) return undefined;
-    if (!this.breaker.allow()) {
-      this.counters.skipped++;
-      return undefined;
-    }
+    if (signal?.aborted) return undefined;
     const started = performance.now();
-    try {
-      // Not raced against `signal`: the command timeout bounds the wait, and the breaker must
-      // see every probe's outcome.
-      const data = await deadline(this.client.getBuffer(redisKeyOf(key)), this.options.timeoutMs);
-      this.counters.getCount++;
-      this.counters.getSumMs += performance.now() - started;
-      this.breaker.success();
-      const value = data ? decodeValue(data) : undefined;
-      if (value) this.counters.hits++;
-      else this.counters.misses++;
-      return value;
-    } catch {
-      this.counters.errors++;
-      this.breaker.failure();
-      return undefined;
-    }
+    // Not raced against `signal`: the timeout bounds the wait, and the breaker must see every
+    // probe's outcome.
+    const data = await this.read(() => this.client.getBuffer(redisKeyOf(key)));
+    if (data === undefined) return undefined;
+    this.counters.getCount++;
+    this.counters.getSumMs += performance.now() - started;
+    const value = data ? decodeValue(data) : undefined;
+    if (value) this.counters.hits++;
+    else this.counters.misses++;
+    return value;
   }
 
   set(key: string, value: SharedImageValue): void {
-    if (this.closed) return;
     if (value.body.length > (this.options.maxValueBytes ?? 16 * 1024 * 1024)) return;
-    if (!this.breaker.allow()) {
-      this.counters.skipped++;
-      return;
-    }
     const started = performance.now();
-    this.write(this.client.set(redisKeyOf(key), encodeValue(value), 'PX', this.options.ttlMs), () => {
-      this.counters.sets++;
-      this.counters.setCount++;
-      this.counters.setSumMs += performance.now() - started;
-    });
+    this.write(
+      () => this.client.set(redisKeyOf(key), encodeValue(value), 'PX', this.options.ttlMs),
+      () => {
+        this.counters.sets++;
+        this.counters.setCount++;
+        this.counters.setSumMs += performance.now() - started;
+      },
+    );
   }
 
   async getBlocks(object: string, indices: readonly number[]): Promise<(Uint8Array | undefined)[]> {
-    const none = () => indices.map(() => undefined);
-    if (this.closed || indices.length === 0) return none();
-    if (!this.breaker.allow()) {
-      this.counters.skipped++;
-      return none();
-    }
-    try {
-      const found = await deadline(
-        this.client.hmgetBuffer(redisKeyOf(object, BLOCKS_KEY_PREFIX), ...indices.map(String)),
-        this.options.timeoutMs,
-      );
-      this.breaker.success();
-      return found.map((block) => {
-        if (block === null) {
-          this.counters.blockMisses++;
-          return undefined;
-        }
-        this.counters.blockHits++;
-        return block;
-      });
-    } catch {
-      this.counters.errors++;
-      this.breaker.failure();
-      return none();
-    }
+    const found =
+      indices.length === 0
+        ? undefined
+        : await this.read(() =>
+            this.client.hmgetBuffer(redisKeyOf(object, BLOCKS_KEY_PREFIX), ...indices.map(String)),
+          );
+    if (found === undefined) return indices.map(() => undefined);
+    return found.map((block) => {
+      if (block === null) this.counters.blockMisses++;
+      else this.counters.blockHits++;
+      return block ?? undefined;
+    });
   }
 
   setBlocks(object: string, blocks: ReadonlyArray<readonly [number, Uint8Array]>): void {
-    if (this.closed || blocks.length === 0) return;
-    if (!this.breaker.allow()) {
-      this.counters.skipped++;
-      return;
-    }
+    if (blocks.length === 0) return;
     const args: (string | number | Buffer)[] = [this.options.maxBlocksPerObject ?? 128, this.options.ttlMs];
     for (const [index, bytes] of blocks) {
       args.push(String(index), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     }
-    this.write(this.client.medstreamPutBlocks(redisKeyOf(object, BLOCKS_KEY_PREFIX), ...args), () => {
-      this.counters.blockSets += blocks.length;
-    });
+    this.write(
+      () => this.client.medstreamPutBlocks(redisKeyOf(object, BLOCKS_KEY_PREFIX), ...args),
+      () => (this.counters.blockSets += blocks.length),
+    );
+  }
+
+  /** Whether a command may be sent now (not closed, circuit not open); counts the ones skipped. */
+  private maySend(): boolean {
+    if (this.closed) return false;
+    if (this.breaker.allow()) return true;
+    this.counters.skipped++;
+    return false;
+  }
+
+  /** The reply of `send()`, or undefined when it was not sent, failed or timed out. */
+  private async read<T>(send: () => Promise<T>): Promise<T | undefined> {
+    if (!this.maySend()) return undefined;
+    try {
+      const reply = await deadline(send(), this.options.timeoutMs);
+      this.breaker.success();
+      return reply;
+    } catch {
+      this.counters.errors++;
+      this.breaker.failure();
+      return undefined;
+    }
   }
 
   /** Sends a write without waiting for it; its outcome feeds the counters and the breaker. */
-  private write(command: Promise<unknown>, onSuccess: () => void): void {
+  private write(send: () => Promise<unknown>, onSuccess: () => void): void {
+    if (!this.maySend()) return;
     this.counters.writesInFlight++;
-    deadline(command, this.options.timeoutMs).then(
+    deadline(send(), this.options.timeoutMs).then(
       () => {
         this.counters.writesInFlight--;
         onSuccess();
