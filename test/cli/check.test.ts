@@ -1,44 +1,19 @@
 // `medstream check` as an operator runs it: a real child process against the bundled samples, a
 // real S3 server (s3rver) and a closed port; each failure with its exit code and diagnosis.
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMedstream } from '../support/cli.js';
 import { fixture } from '../support/fixtures.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { startS3Server, type TestS3Server } from '../support/s3-server.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const SAMPLES = path.resolve(fileURLToPath(new URL('../../samples', import.meta.url)));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function medstream(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`medstream ${args.join(' ')} did not finish: ${stdout} ${stderr}`));
-    }, 100_000);
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const medstream = (args: string[], env: Record<string, string> = {}) =>
+  runMedstream(args, { env: { ...process.env, ...env }, timeoutMs: 100_000 });
 
 /** Credentials for s3rver, and nothing from the developer's own AWS setup. */
 function awsEnv(accessKeyId = 'S3RVER', secretAccessKey = 'S3RVER'): Record<string, string> {

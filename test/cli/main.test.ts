@@ -1,53 +1,9 @@
 // The `medstream` command as a user runs it: a real child process.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runMedstream } from '../support/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Started extends Run {
-  /** Sends SIGTERM; resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-function medstream(args: string[], env: Record<string, string> = {}, untilStdout?: RegExp): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`medstream ${args.join(' ')} did not finish: ${stdout} ${stderr}`));
-    }, 20_000);
-    const exit = new Promise<number | null>((onExit) => child.on('exit', onExit));
-    const stop = () => {
-      child.kill('SIGTERM');
-      return exit;
-    };
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-      if (untilStdout?.test(stdout)) {
-        // Hand the running process to the test, which stops it.
-        clearTimeout(timer);
-        resolve({ code: null, stdout, stderr, stop });
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    void exit.then((code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, stop });
-    });
-  });
-}
+const medstream = (args: string[], env: Record<string, string> = {}, untilStdout?: RegExp) =>
+  runMedstream(args, { env: { ...process.env, ...env }, untilStdout, timeoutMs: 20_000 });
 
 describe('medstream command', () => {
   it.each([

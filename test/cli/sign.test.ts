@@ -1,6 +1,5 @@
 // `medstream sign` as a user runs it (a real child process), and its signatures checked by a
 // real server with auth enabled.
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,9 +7,9 @@ import { parseConfig } from '../../src/cli/config.js';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { runSign, SIGN_FLAGS } from '../../src/cli/sign.js';
 import { ConfigError } from '../../src/errors.js';
+import { runMedstream } from '../support/cli.js';
 import { request, startTestServer } from '../support/server.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const SAMPLES = fileURLToPath(new URL('../../samples', import.meta.url));
 const SECRET = 'sign-test-secret-0123456789abcdef0123456789';
 const OTHER = 'sign-test-other-0123456789abcdef0123456789ab';
@@ -23,32 +22,8 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return env;
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function medstream(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'sign', ...args], {
-      env: cleanEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`medstream sign ${args.join(' ')} did not finish`));
-    }, 60_000);
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const medstream = (args: string[], env: Record<string, string> = {}) =>
+  runMedstream(['sign', ...args], { env: cleanEnv(env) });
 
 let server: RunningServer;
 beforeAll(async () => {
@@ -256,29 +231,10 @@ describe('auth configuration', { timeout: 120_000 }, () => {
   });
 
   it('serve refuses to start without a secret: exit code 2, the secret never printed', async () => {
-    const run = await new Promise<Run>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          MAIN,
-          'serve',
-          SAMPLES,
-          '--port',
-          '0',
-          '--auth-enabled',
-          '--auth-secret',
-          'too-short',
-        ],
-        { env: cleanEnv({}), stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d));
-      child.stderr.on('data', (d: Buffer) => (stderr += d));
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+    const run = await runMedstream(
+      ['serve', SAMPLES, '--port', '0', '--auth-enabled', '--auth-secret', 'too-short'],
+      { env: cleanEnv({}) },
+    );
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/secret #1 is 9 bytes/);
     expect(run.stderr).not.toContain('too-short');

@@ -28,8 +28,8 @@ beforeAll(async () => {
   }
   const flags = [...s3.medstreamFlags(), '--redis-url', redis.url, '--slide-revalidate', '0'];
   [a, b] = await Promise.all([
-    startServerProcess(`s3://${BUCKET}`, flags, { ...process.env } as Record<string, string>),
-    startServerProcess(`s3://${BUCKET}`, flags, { ...process.env } as Record<string, string>),
+    startServerProcess(`s3://${BUCKET}`, flags),
+    startServerProcess(`s3://${BUCKET}`, flags),
   ]);
 }, 60_000);
 

@@ -4,6 +4,8 @@
 // the directories), saying what the reader must answer. The generators parse the TIFF structure
 // themselves, independently of src/, so a reader bug cannot hide a mutation.
 
+import { TIFF_TYPE_SIZES } from './tiff-writer.js';
+
 export interface EntryMap {
   tag: number;
   type: number;
@@ -27,25 +29,6 @@ export interface TiffMap {
   littleEndian: boolean;
   ifds: IfdMap[];
 }
-
-const TYPE_SIZES: Record<number, number> = {
-  1: 1,
-  2: 1,
-  3: 2,
-  4: 4,
-  5: 8,
-  6: 1,
-  7: 1,
-  8: 2,
-  9: 4,
-  10: 8,
-  11: 4,
-  12: 8,
-  13: 4,
-  16: 8,
-  17: 8,
-  18: 8,
-};
 
 /**
  * What the reader must answer: `open` fails with one of `codes`; or the slide opens and
@@ -110,7 +93,7 @@ export function mapTiff(bytes: Uint8Array): TiffMap {
       const type = c.u16(pos + 2);
       const n = bigTiff ? c.u64(pos + 4) : c.u32(pos + 4);
       const fieldPos = pos + (bigTiff ? 12 : 8);
-      const inline = n * (TYPE_SIZES[type] ?? 1) <= (bigTiff ? 8 : 4);
+      const inline = n * (TIFF_TYPE_SIZES[type] ?? 1) <= (bigTiff ? 8 : 4);
       entries.push({
         tag: c.u16(pos),
         type,
@@ -171,13 +154,13 @@ export function structuralMutations(original: Uint8Array): Mutation[] {
   };
   /** Position of element `index` of an array entry. */
   const elementPos = (e: EntryMap, index: number) =>
-    (e.valueOffset < 0 ? e.fieldPos : e.valueOffset) + index * TYPE_SIZES[e.type];
+    (e.valueOffset < 0 ? e.fieldPos : e.valueOffset) + index * TIFF_TYPE_SIZES[e.type];
   /** Sets an entry to one inline value of `type`. */
   const setInline = (c: Cursor, e: EntryMap, type: number, value: number) => {
     c.set(e.pos + 2, type, 2);
     c.set(e.countPos, 1, offsetSize);
     c.set(e.fieldPos, 0, offsetSize);
-    c.set(e.fieldPos, value, TYPE_SIZES[type]);
+    c.set(e.fieldPos, value, TIFF_TYPE_SIZES[type]);
   };
 
   // Truncations.
@@ -192,7 +175,7 @@ export function structuralMutations(original: Uint8Array): Mutation[] {
   if (!offsets || !counts) throw new Error('fixture has no tile offsets');
   const c0 = new Cursor(original, map.littleEndian);
   const readElement = (e: EntryMap, index: number) => {
-    const size = TYPE_SIZES[e.type];
+    const size = TIFF_TYPE_SIZES[e.type];
     const p = elementPos(e, index);
     return size === 2 ? c0.u16(p) : size === 4 ? c0.u32(p) : c0.u64(p);
   };
@@ -249,11 +232,11 @@ export function structuralMutations(original: Uint8Array): Mutation[] {
       c.set(description.fieldPos, size + 10, offsetSize),
     );
   }
-  const elementSize = TYPE_SIZES[offsets.type];
+  const elementSize = TIFF_TYPE_SIZES[offsets.type];
   mutate('tile 0 offset past the end', { kind: 'tile-fails', codes: CORRUPT }, (c) =>
     c.set(elementPos(offsets, 0), Math.min(size + 1000, 2 ** (8 * elementSize) - 1), elementSize),
   );
-  const countSize = TYPE_SIZES[counts.type];
+  const countSize = TIFF_TYPE_SIZES[counts.type];
   const pastEnd = size - tileOffset + 1;
   if (pastEnd < 2 ** (8 * countSize)) {
     mutate('tile 0 byte count past the end', { kind: 'tile-fails', codes: CORRUPT }, (c) =>

@@ -24,7 +24,8 @@ export const T = {
   IFD8: 18,
 } as const;
 
-const SIZES: Record<number, number> = {
+/** Bytes per value of each TIFF field type (TIFF 6.0 §2, BigTIFF). */
+export const TIFF_TYPE_SIZES: Record<number, number> = {
   1: 1,
   2: 1,
   3: 2,
@@ -226,7 +227,7 @@ export class TiffWriter {
     const values = tag.values;
     const rational = tag.type === T.RATIONAL || tag.type === T.SRATIONAL;
     const count = rational ? values.length / 2 : values.length;
-    const bytes = new Uint8Array(count * SIZES[tag.type]);
+    const bytes = new Uint8Array(count * TIFF_TYPE_SIZES[tag.type]);
     const view = new DataView(bytes.buffer);
     const le = this.littleEndian;
     values.forEach((value, i) => {
