@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'corrupt_file'
   | 'decode_error'
   | 'not_implemented'
+  | 'not_acceptable'
+  | 'conflict'
   | 'overloaded'
   | 'cancelled'
   | 'config_error'

@@ -223,6 +223,59 @@ export const OPTIONS = [
     min: 1000,
     description: 'lifetime of the viewer tokens /view/{id} issues',
   },
+  {
+    flag: 'data-dir',
+    kind: 'string',
+    default: '.medstream',
+    description: 'directory for local state (the embedded SQLite catalog)',
+  },
+  {
+    flag: 'catalog',
+    kind: 'string',
+    description:
+      'radiology catalog: a SQLite file, or postgres://user:pass@host/db for replicas (default: <data-dir>/catalog-<storage hash>.sqlite)',
+  },
+  {
+    flag: 'index-at-start',
+    kind: 'bool',
+    default: 'true',
+    description: 'index the storage in the background when the server starts',
+  },
+  {
+    flag: 'index-interval',
+    kind: 'duration',
+    default: '5m',
+    description: 're-index the storage this often (0 = only at start and on POST /admin/reindex)',
+  },
+  {
+    flag: 'index-concurrency',
+    kind: 'int',
+    default: '32',
+    min: 1,
+    max: 256,
+    description: 'object headers read in parallel while indexing',
+  },
+  {
+    flag: 'qido-max-results',
+    kind: 'int',
+    default: '1000',
+    min: 1,
+    max: 100_000,
+    description: 'most results of one QIDO-RS search (more: a Warning header, page with offset)',
+  },
+  {
+    flag: 'stow-prefix',
+    kind: 'string',
+    default: 'stow/',
+    description: 'where STOW-RS writes received instances in the storage',
+  },
+  {
+    flag: 'stow-max-bytes',
+    kind: 'size',
+    default: '1GB',
+    min: 1024,
+    description: 'largest instance STOW-RS accepts',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -268,6 +321,16 @@ export interface Config {
   authSecrets: string[];
   authClockSkewMs: number;
   viewerTokenTtlMs: number;
+  dataDir: string;
+  /** SQLite path or postgres:// URL of the radiology catalog; undefined = one per storage under dataDir. */
+  catalog?: string;
+  indexAtStart: boolean;
+  /** 0 = no periodic re-index. */
+  indexIntervalMs: number;
+  indexConcurrency: number;
+  qidoMaxResults: number;
+  stowPrefix: string;
+  stowMaxBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -359,7 +422,7 @@ export interface ParsedCommandLine {
   positionals: string[];
   help: boolean;
   /** Values of the command's own flags (`commandFlags`), e.g. `check --list-slides`. */
-  commandValues: Record<string, string | boolean | undefined>;
+  commandValues: Record<string, string | string[] | boolean | undefined>;
 }
 
 /**
@@ -369,7 +432,7 @@ export interface ParsedCommandLine {
 export function parseConfig(
   argv: string[],
   env: NodeJS.ProcessEnv,
-  commandFlags: Record<string, { type: 'string' | 'boolean' }> = {},
+  commandFlags: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {},
 ): ParsedCommandLine {
   const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {
     help: { type: 'boolean' },
@@ -455,6 +518,14 @@ export function parseConfig(
       .filter(Boolean),
     authClockSkewMs: out.authClockSkew as number,
     viewerTokenTtlMs: out.viewerTokenTtl as number,
+    dataDir: out.dataDir as string,
+    catalog: out.catalog as string | undefined,
+    indexAtStart: out.indexAtStart as boolean,
+    indexIntervalMs: out.indexInterval as number,
+    indexConcurrency: out.indexConcurrency as number,
+    qidoMaxResults: out.qidoMaxResults as number,
+    stowPrefix: validateStowPrefix(out.stowPrefix as string),
+    stowMaxBytes: out.stowMaxBytes as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
@@ -520,6 +591,17 @@ export function validateStorageUrl(url: string): void {
   );
 }
 
+/** `stow/`: a relative key prefix ending in `/`, no `..` segments. */
+function validateStowPrefix(prefix: string): string {
+  const normalised = prefix.endsWith('/') ? prefix : prefix + '/';
+  if (normalised.startsWith('/') || normalised.split('/').some((s) => s === '..' || s === '.')) {
+    throw new ConfigError(
+      `--stow-prefix: ${JSON.stringify(prefix)} must be a relative key prefix such as stow/`,
+    );
+  }
+  return normalised;
+}
+
 /** A URL with any `user:password@` replaced, for error messages. */
 function redactPassword(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
@@ -541,6 +623,8 @@ export function helpText(): string {
     '       medstream sign --path <url-path> [--query <q>] [--secret <s>] [--expires-in 1h | --exp <unix>]',
     '                      [--base-url <url>] [--format text|json]',
     '       medstream sign --viewer-token --slide <id> [--secret <s>] [--expires-in 8h | --exp <unix>]',
+    '       medstream sign --dicomweb [--study <uid> ...] [--write] [--secret <s>] [--expires-in 1h | --exp <unix>]',
+    '       medstream index <storage-url> [--catalog <sqlite path | postgres://...>] [--prefix <p>] [--report] [--json]',
     '       (sign: the secret defaults to the first of MEDSTREAM_AUTH_SECRETS; see docs/auth.md)',
     '',
     'storage-url: a directory, file:///dir, s3://bucket/prefix or http(s)://host/base/',

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `medstream` command and composition root: parses the configuration, builds every object
 // (statistics, storage, caches, server) and wires them together. Commands: `serve` (default),
-// `check` and `sign`. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+// `check`, `sign` and `index`. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 
 import { ConfigError, MedStreamError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -9,6 +9,7 @@ import { helpText, parseConfig } from './config.js';
 import { runCheck } from './check.js';
 import { runServe } from './serve.js';
 import { runSign, SIGN_FLAGS } from './sign.js';
+import { INDEX_FLAGS, runIndex } from './index-command.js';
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -16,13 +17,29 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`medstream ${VERSION}\n`);
     return 0;
   }
-  const command = first === 'serve' || first === 'check' || first === 'sign' ? first : 'serve';
+  const command =
+    first === 'serve' || first === 'check' || first === 'sign' || first === 'index' ? first : 'serve';
   const args = command === first ? rest : argv;
 
   if (command === 'sign') {
     const parsed = parseConfig(args, process.env, SIGN_FLAGS);
     if (parsed.help) return printHelp();
     return runSign(parsed.config, { values: parsed.commandValues, positionals: parsed.positionals });
+  }
+
+  if (command === 'index') {
+    const parsed = parseConfig(args, process.env, INDEX_FLAGS);
+    if (parsed.help) return printHelp();
+    if (parsed.config.storage === undefined) {
+      throw new ConfigError(
+        'index: name the storage to index (a directory, s3://bucket/prefix or http(s)://...)',
+      );
+    }
+    return runIndex(parsed.config, {
+      prefix: parsed.commandValues.prefix as string | undefined,
+      report: parsed.commandValues.report === true,
+      json: parsed.commandValues.json === true,
+    });
   }
 
   if (command === 'check') {

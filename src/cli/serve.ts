@@ -19,7 +19,12 @@ import type { Storage } from '../storage/types.js';
 import { RedisSharedCache, redactUrl } from '../tiles/shared-cache.js';
 import { SlideRegistry } from '../tiles/slide-registry.js';
 import { TileService } from '../tiles/tile-service.js';
+import { Catalog } from '../catalog/catalog.js';
+import { IndexService } from '../catalog/index-service.js';
+import { Indexer } from '../catalog/indexer.js';
+import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
+import { join } from 'node:path';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -94,7 +99,23 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxRegionPixels: config.maxRegionPixels,
     sharedCache,
   });
+  let catalog: Catalog;
+  try {
+    catalog = await Catalog.open(catalogLocation(config, storage.description));
+  } catch (e) {
+    await sharedCache?.close();
+    await codecs.close();
+    await storage.close();
+    throw e;
+  }
+  const index = new IndexService(new Indexer(storage, catalog), {
+    intervalMs: config.indexIntervalMs,
+    concurrency: config.indexConcurrency,
+    logger: pino({ level: config.logLevel }).child({ component: 'indexer' }),
+  });
   const closeAll = async () => {
+    await index.close();
+    await catalog.close();
     await sharedCache?.close();
     await codecs.close();
     await storage.close();
@@ -122,8 +143,21 @@ export async function startServer(config: Config): Promise<RunningServer> {
             ttlSeconds: Math.round(config.viewerTokenTtlMs / 1000),
           })
         : undefined,
+      radiology: {
+        catalog,
+        index,
+        qidoMaxResults: config.qidoMaxResults,
+        stow: {
+          storage,
+          prefix: config.stowPrefix,
+          maxBytes: config.stowMaxBytes,
+          tmpDir: join(config.dataDir, 'tmp'),
+        },
+      },
     });
     await app.listen({ host: config.host, port: config.port });
+    // In the background: the server answers (from what the catalog already holds) meanwhile.
+    index.start(config.indexAtStart);
   } catch (e) {
     await closeAll();
     throw e;

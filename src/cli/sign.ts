@@ -5,9 +5,11 @@
 //   medstream sign --path /tiles/a.svs/0/0/0.jpg [--query 'quality=90'] [--secret S]
 //                  [--expires-in 1h | --exp 1735689600] [--base-url http://host:3000] [--format text|json]
 //   medstream sign --viewer-token --slide a.svs [--secret S] [--expires-in 8h | --exp N] [...]
+//   medstream sign --dicomweb [--study UID ...] [--write] [--expires-in 1h | --exp N] [...]
 
 import { ConfigError } from '../errors.js';
 import { encodeQueryComponent, signUrl, viewerToken } from '../server/auth.js';
+import { issueDicomwebToken } from '../server/dicomweb-auth.js';
 import { MIN_SECRET_BYTES, parseDuration, type Config } from './config.js';
 
 /** The command's own flags, for parseConfig. */
@@ -21,10 +23,13 @@ export const SIGN_FLAGS = {
   format: { type: 'string' },
   'viewer-token': { type: 'boolean' },
   slide: { type: 'string' },
-} as const satisfies Record<string, { type: 'string' | 'boolean' }>;
+  dicomweb: { type: 'boolean' },
+  study: { type: 'string', multiple: true },
+  write: { type: 'boolean' },
+} as const satisfies Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
 
 export interface SignOptions {
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, string | string[] | boolean | undefined>;
   positionals: string[];
   /** Milliseconds since the epoch (tests). */
   now?: number;
@@ -46,12 +51,29 @@ export function runSign(config: Config, options: SignOptions): number {
     throw new ConfigError(`sign: --format: ${JSON.stringify(format)} is not text or json`);
   }
   const viewer = v['viewer-token'] === true;
+  const dicomweb = v.dicomweb === true;
+  const studies = (Array.isArray(v.study) ? v.study : typeof v.study === 'string' ? [v.study] : [])
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (!dicomweb && (studies.length > 0 || v.write === true)) {
+    throw new ConfigError('sign: --study and --write go with --dicomweb');
+  }
+  if (dicomweb) {
+    if (viewer || str('path') !== undefined || str('slide') !== undefined || str('query') !== undefined) {
+      throw new ConfigError(
+        'sign: --dicomweb takes --study and --write, not --path, --query, --slide or --viewer-token',
+      );
+    }
+    const bad = studies.find((uid) => !/^[0-9]+(\.[0-9]+)*$/.test(uid) || uid.length > 64);
+    if (bad !== undefined) throw new ConfigError(`sign: --study: ${JSON.stringify(bad)} is not a UID`);
+  }
   if (viewer && (str('path') !== undefined || str('query') !== undefined)) {
     throw new ConfigError('sign: --viewer-token takes --slide, not --path or --query');
   }
-  if (viewer && !str('slide')) throw new ConfigError('sign: --viewer-token needs --slide <id>');
+  if (!dicomweb && viewer && !str('slide')) throw new ConfigError('sign: --viewer-token needs --slide <id>');
   if (!viewer && str('slide') !== undefined) throw new ConfigError('sign: --slide goes with --viewer-token');
-  if (!viewer && str('path') === undefined) {
+  if (!viewer && !dicomweb && str('path') === undefined) {
     throw new ConfigError('sign: --path <url-path> is required (or --viewer-token --slide <id>)');
   }
   const secret = str('secret') ?? config.authSecrets[0];
@@ -76,6 +98,19 @@ export function runSign(config: Config, options: SignOptions): number {
     options.now,
   );
 
+  if (dicomweb) {
+    const token = issueDicomwebToken(secret, {
+      expiresAt: exp,
+      studies: studies.length ? studies : undefined,
+      write: v.write === true,
+    });
+    if (format === 'json') {
+      print(
+        JSON.stringify({ token, exp, studies: studies.length ? studies : 'all', write: v.write === true }),
+      );
+    } else print(token);
+    return 0;
+  }
   if (viewer) {
     const slide = str('slide') as string;
     const vt = viewerToken(secret, slide, exp);

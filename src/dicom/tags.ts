@@ -18,6 +18,7 @@ export const Tag = {
   // File meta information (group 0002, always explicit VR little endian).
   FileMetaGroupLength: tag(0x0002, 0x0000),
   MediaStorageSopClassUid: tag(0x0002, 0x0002),
+  MediaStorageSopInstanceUid: tag(0x0002, 0x0003),
   TransferSyntaxUid: tag(0x0002, 0x0010),
   // Identification.
   SopClassUid: tag(0x0008, 0x0016),

@@ -52,6 +52,7 @@ export interface ReadStatsSnapshot {
   read: KindSnapshot;
   stat: KindSnapshot;
   list: KindSnapshot;
+  write: KindSnapshot;
   /** Keys with counters kept now (at most `maxKeys`). */
   keysTracked: number;
 }
@@ -109,7 +110,12 @@ class KeyCounters {
 
 export class ReadStats implements RequestObserver {
   readonly maxKeys: number;
-  private totals = { read: new KindTotals(), stat: new KindTotals(), list: new KindTotals() };
+  private totals = {
+    read: new KindTotals(),
+    stat: new KindTotals(),
+    list: new KindTotals(),
+    write: new KindTotals(),
+  };
   private readonly keys: ByteLru<string, KeyCounters>;
 
   constructor(
@@ -159,13 +165,19 @@ export class ReadStats implements RequestObserver {
       read: this.totals.read.snapshot(),
       stat: this.totals.stat.snapshot(),
       list: this.totals.list.snapshot(),
+      write: this.totals.write.snapshot(),
       keysTracked: this.keys.size,
     };
   }
 
   /** Zeroes every counter of this object (not of its parent or children). */
   reset(): void {
-    this.totals = { read: new KindTotals(), stat: new KindTotals(), list: new KindTotals() };
+    this.totals = {
+      read: new KindTotals(),
+      stat: new KindTotals(),
+      list: new KindTotals(),
+      write: new KindTotals(),
+    };
     this.keys.clear();
   }
 

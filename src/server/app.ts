@@ -19,6 +19,9 @@ import { registerNativeRoutes } from './routes/native.js';
 import { registerRegionRoutes } from './routes/region.js';
 import { registerSlideListRoutes } from './routes/slides.js';
 import { registerViewerRoutes } from './routes/viewer.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerDicomwebRoutes, type DicomwebOptions } from './routes/dicomweb/index.js';
+import type { IndexService } from '../catalog/index-service.js';
 
 export interface ServerDependencies extends MetricSources {
   storage: Storage;
@@ -34,6 +37,8 @@ export interface ServerDependencies extends MetricSources {
   auth?: AuthOptions;
   /** Issues viewer tokens for `/view/{id}` when auth is on. */
   viewerTokens?: ViewerTokenIssuer;
+  /** The radiology catalog and DICOMweb service; absent = no /dicomweb or /admin routes. */
+  radiology?: Omit<DicomwebOptions, 'auth'> & { index: IndexService };
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -58,7 +63,16 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   app.setNotFoundHandler(notFoundHandler);
   await app.register(cors, {
     origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
-    methods: ['GET', 'HEAD', 'OPTIONS'],
+    methods: ['GET', 'HEAD', 'POST', 'OPTIONS'],
+    allowedHeaders: [
+      'Accept',
+      'Range',
+      'Authorization',
+      'Content-Type',
+      'If-None-Match',
+      'If-Range',
+      'X-Request-Id',
+    ],
     exposedHeaders: [
       'ETag',
       'X-Tile-Cache-Hit',
@@ -73,17 +87,23 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       'X-Region-Downsample',
       'X-Region-Mpp',
       'Server-Timing',
+      'Content-Range',
+      'Content-Length',
+      'Content-Type',
+      'Warning',
+      'Location',
     ],
   });
   // JSON and text only: images are already compressed.
   await app.register(compress, {
     global: true,
     encodings: ['gzip'],
-    customTypes: /^(application\/json|text\/)/,
+    customTypes: /^(application\/(dicom\+)?json|text\/)/,
   });
 
   // Before every route: nothing but /health and /assets/ is served without a signature.
-  registerAuth(app, deps.auth ?? { enabled: false, secrets: [], clockSkewSeconds: 0 });
+  const auth = deps.auth ?? { enabled: false, secrets: [], clockSkewSeconds: 0 };
+  registerAuth(app, auth);
   const metrics = createMetrics(app, deps);
   registerHealthRoutes(app, metrics);
   registerSlideListRoutes(app, deps.storage);
@@ -92,6 +112,10 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   registerDeepZoomRoutes(app, deps.tiles, policy);
   registerIiifRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });
   registerRegionRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });
+  if (deps.radiology) {
+    registerDicomwebRoutes(app, { ...deps.radiology, auth });
+    registerAdminRoutes(app, deps.radiology.catalog, deps.radiology.index);
+  }
   registerViewerRoutes(app, {
     slides: deps.tiles,
     authEnabled: deps.auth?.enabled === true,

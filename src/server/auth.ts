@@ -312,6 +312,11 @@ export function slideIdOfRequest(request: FastifyRequest): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
+/** `/dicomweb` and below. */
+export function isDicomwebUrl(url: string): boolean {
+  return url === '/dicomweb' || url.startsWith('/dicomweb/') || url.startsWith('/dicomweb?');
+}
+
 /** Served without a signature: `/health`, and static viewer assets under `/assets/`. */
 export function isOpenRequest(request: FastifyRequest): boolean {
   if (request.method === 'OPTIONS') return true; // CORS preflight: no data, and browsers send no query of ours
@@ -334,7 +339,8 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
   if (!options.enabled) return;
   const verifier = new RequestVerifier(options);
   app.addHook('onRequest', async (request) => {
-    if (isOpenRequest(request)) return;
+    // DICOMweb carries bearer tokens instead (dicomweb-auth.ts, checked by its own hook).
+    if (isOpenRequest(request) || isDicomwebUrl(request.url)) return;
     verifier.verify(request.url, slideIdOfRequest(request));
   });
 }

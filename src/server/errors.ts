@@ -24,6 +24,8 @@ const STATUS: Record<ErrorCode, number> = {
   corrupt_file: 422,
   decode_error: 500,
   not_implemented: 501,
+  not_acceptable: 406,
+  conflict: 409,
   overloaded: 503,
   // nginx's "client closed request": nobody reads it, but logs and metrics should not say 5xx.
   cancelled: 499,

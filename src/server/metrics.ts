@@ -55,7 +55,7 @@ function renderLayerMetrics(sources: MetricSources): string {
   const out = new PrometheusText();
   if (sources.readStats) {
     const snap = sources.readStats.snapshot();
-    const kinds = ['read', 'stat', 'list'] as const;
+    const kinds = ['read', 'stat', 'list', 'write'] as const;
     out.family('medstream_storage_requests_total', 'counter', 'Requests sent to storage, retries included');
     for (const kind of kinds) out.sample('medstream_storage_requests_total', { kind }, snap[kind].requests);
     out.family('medstream_storage_errors_total', 'counter', 'Storage request attempts that failed');

@@ -80,6 +80,37 @@ export class LocalStorage implements Storage {
     });
   }
 
+  async put(key: string, file: string, options: { signal?: AbortSignal } = {}): Promise<ObjectStat> {
+    await this.observed('write', key, async () => {
+      validateKey(key);
+      if (key.endsWith('/')) throw new InvalidRange(`${key} is a folder name`);
+      throwIfAborted(options.signal);
+      const realRoot = await this.resolveRoot();
+      const target = path.join(realRoot, key);
+      try {
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        // The folder must not resolve outside the root through a symlink.
+        if (!isInside(realRoot, await fs.realpath(path.dirname(target))))
+          throw new NotFound(`${key} not found`);
+        // A hidden temporary name in the same folder, so the rename is atomic on every filesystem.
+        const temporary = path.join(
+          path.dirname(target),
+          `.${path.basename(target)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`,
+        );
+        try {
+          await fs.copyFile(file, temporary);
+          await fs.rename(temporary, target);
+        } catch (e) {
+          await fs.rm(temporary, { force: true });
+          throw e;
+        }
+      } catch (e) {
+        throw e instanceof MedStreamError ? e : fsError(e, key);
+      }
+    });
+    return this.stat(key, options);
+  }
+
   async open(key: string, options: { signal?: AbortSignal } = {}): Promise<ByteSource> {
     return this.observed('stat', key, async () => {
       throwIfAborted(options.signal);

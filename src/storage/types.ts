@@ -70,6 +70,21 @@ export interface Storage {
    */
   open(key: string, options?: { signal?: AbortSignal }): Promise<ByteSource>;
   list(options?: ListOptions): Promise<ListPage>;
+  /**
+   * Opens an object as a listing described it, without another round trip where the listing
+   * carries the version (S3's ETag). Optional: callers fall back to `open(info.key)`.
+   */
+  openListed?(info: ObjectInfo, options?: { signal?: AbortSignal }): Promise<ByteSource>;
+  /**
+   * Stores the contents of a local file under `key`, atomically: readers see the old object or
+   * the whole new one, never a part (local: temporary name + rename; S3: one PUT). Optional:
+   * read-only stores (HTTP) have none.
+   */
+  put?(
+    key: string,
+    file: string,
+    options?: { signal?: AbortSignal; contentType?: string },
+  ): Promise<ObjectStat>;
   /** Releases sockets and handles. */
   close(): Promise<void>;
 }
@@ -94,7 +109,7 @@ export interface RequestObserver {
 }
 
 export interface StorageRequestEvent {
-  kind: 'read' | 'stat' | 'list';
+  kind: 'read' | 'stat' | 'list' | 'write';
   key: string;
   bytes: number;
   ms: number;

@@ -1,0 +1,461 @@
+// The catalog: what the indexer recorded about the objects in storage, and the queries the
+// DICOMweb layer asks of it. One class over either database (sql.ts); it knows storage keys and
+// DICOM attributes, nothing of HTTP.
+//
+//   indexer --applyBatch--> objects / instances / series / studies <--search, instance-- dicomweb
+
+import type { DicomJson } from '../dicom/json.js';
+import { compileQuery, type CatalogQuery } from './query.js';
+import { fuzzyName, type InstanceRecord } from './record.js';
+import { migrate } from './schema.js';
+import { openSql, type Sql, type SqlValue } from './sql.js';
+
+export type ObjectKind = 'dicom' | 'nifti' | 'other' | 'error';
+
+/** An object the indexer looked at but did not record as an instance. */
+export interface OtherObject {
+  key: string;
+  version: string;
+  size: number;
+  kind: Exclude<ObjectKind, 'dicom'>;
+  reason?: string;
+}
+
+export interface IndexBatch {
+  /** Unchanged objects seen by this scan. */
+  seen: string[];
+  instances: InstanceRecord[];
+  others: OtherObject[];
+}
+
+export interface IndexProblem {
+  key: string;
+  kind: 'error' | 'duplicate';
+  reason: string;
+  indexedAt: string;
+}
+
+export interface SearchRow {
+  studyUid: string;
+  seriesUid?: string;
+  sopUid?: string;
+  key?: string;
+  study: DicomJson;
+  series?: DicomJson;
+  instance?: DicomJson;
+}
+
+export interface StoredInstance {
+  key: string;
+  sopUid: string;
+  seriesUid: string;
+  studyUid: string;
+  version: string;
+  size: number;
+  transferSyntax: string;
+  json: DicomJson;
+}
+
+function json(value: unknown): DicomJson {
+  // SQLite returns TEXT, PostgreSQL parses JSONB.
+  return (typeof value === 'string' ? JSON.parse(value) : value) as DicomJson;
+}
+
+const nullable = (value: string | number | undefined): SqlValue => value ?? null;
+
+export class Catalog {
+  private constructor(readonly sql: Sql) {}
+
+  /** Opens (and migrates) the catalog at a SQLite path or a postgres:// URL. */
+  static async open(location: string): Promise<Catalog> {
+    const sql = await openSql(location);
+    try {
+      await migrate(sql);
+    } catch (e) {
+      await sql.close();
+      throw e;
+    }
+    return new Catalog(sql);
+  }
+
+  get description(): string {
+    return this.sql.description;
+  }
+
+  close(): Promise<void> {
+    return this.sql.close();
+  }
+
+  /** A new scan number; objects not seen by a complete scan are removed by `removeUnseen`. */
+  async beginScan(): Promise<number> {
+    return this.sql.transaction(async (tx) => {
+      const rows = await tx.all<{ value: string }>("SELECT value FROM catalog_state WHERE name = 'scan'");
+      const scan = Number(rows[0]?.value ?? 0) + 1;
+      await tx.run(
+        "INSERT INTO catalog_state (name, value) VALUES ('scan', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        [String(scan)],
+      );
+      return scan;
+    });
+  }
+
+  /**
+   * Makes objects that an older indexer skipped or failed on read again, once per indexer version
+   * (a new format learnt, a parser fix).
+   */
+  async invalidateSkipped(indexerVersion: string): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      const rows = await tx.all<{ value: string }>("SELECT value FROM catalog_state WHERE name = 'indexer'");
+      if (rows[0]?.value === indexerVersion) return;
+      await tx.run("UPDATE objects SET version = '' WHERE kind IN ('other', 'error')");
+      await tx.run(
+        "INSERT INTO catalog_state (name, value) VALUES ('indexer', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        [indexerVersion],
+      );
+    });
+  }
+
+  /** The latest scan number (objects recorded outside a scan, by STOW-RS, take it). */
+  async currentScan(): Promise<number> {
+    const rows = await this.sql.all<{ value: string }>("SELECT value FROM catalog_state WHERE name = 'scan'");
+    return Number(rows[0]?.value ?? 0);
+  }
+
+  /** The recorded listing version of each of `keys` that the catalog knows. */
+  async versions(keys: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (let i = 0; i < keys.length; i += 500) {
+      const chunk = keys.slice(i, i + 500);
+      const rows = await this.sql.all<{ key: string; version: string }>(
+        `SELECT key, version FROM objects WHERE key IN (${chunk.map(() => '?').join(', ')})`,
+        chunk,
+      );
+      for (const row of rows) out.set(row.key, row.version);
+    }
+    return out;
+  }
+
+  /** Records one batch of indexing results in one transaction. */
+  async applyBatch(batch: IndexBatch, scan: number): Promise<void> {
+    const now = new Date().toISOString();
+    await this.sql.transaction(async (tx) => {
+      for (let i = 0; i < batch.seen.length; i += 500) {
+        const chunk = batch.seen.slice(i, i + 500);
+        await tx.run(`UPDATE objects SET seen_scan = ? WHERE key IN (${chunk.map(() => '?').join(', ')})`, [
+          scan,
+          ...chunk,
+        ]);
+      }
+      let replaced = false;
+      for (const other of batch.others) {
+        replaced =
+          (await upsertObject(
+            tx,
+            other.key,
+            other.version,
+            other.size,
+            other.kind,
+            other.reason,
+            scan,
+            now,
+          )) || replaced;
+      }
+      for (const record of batch.instances) replaced = (await putInstance(tx, record, scan, now)) || replaced;
+      // Only a replaced instance can leave an empty series or an unserved duplicate behind.
+      if (replaced) await removeOrphans(tx);
+    });
+  }
+
+  /** Removes objects under `prefix` that scan `scan` did not see (deleted from storage). */
+  async removeUnseen(scan: number, prefix = ''): Promise<number> {
+    return this.sql.transaction(async (tx) => {
+      const removed = await tx.run(
+        prefix === ''
+          ? 'DELETE FROM objects WHERE seen_scan < ?'
+          : 'DELETE FROM objects WHERE seen_scan < ? AND substr(key, 1, ?) = ?',
+        prefix === '' ? [scan] : [scan, prefix.length, prefix],
+      );
+      if (removed > 0) await removeOrphans(tx);
+      return removed;
+    });
+  }
+
+  /** Removes the given objects (a STOW replacement, a deleted object). */
+  async removeKeys(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.sql.transaction(async (tx) => {
+      await tx.run(`DELETE FROM objects WHERE key IN (${keys.map(() => '?').join(', ')})`, keys as string[]);
+      await removeOrphans(tx);
+    });
+  }
+
+  /** Objects that could not be indexed, and objects whose SOP Instance UID another object serves. */
+  async problems(limit = 1000): Promise<IndexProblem[]> {
+    const errors = await this.sql.all<{ key: string; reason: string; indexed_at: string }>(
+      "SELECT key, reason, indexed_at FROM objects WHERE kind = 'error' ORDER BY key LIMIT ?",
+      [limit],
+    );
+    const duplicates = await this.sql.all<{
+      key: string;
+      sop_uid: string;
+      served_key: string;
+      indexed_at: string;
+    }>(
+      `SELECT d.key, d.sop_uid, s.key AS served_key, o.indexed_at FROM instances d
+       JOIN instances s ON s.sop_uid = d.sop_uid AND s.served = 1
+       JOIN objects o ON o.key = d.key
+       WHERE d.served = 0 ORDER BY d.key LIMIT ?`,
+      [limit],
+    );
+    return [
+      ...errors.map((e) => ({
+        key: e.key,
+        kind: 'error' as const,
+        reason: e.reason,
+        indexedAt: e.indexed_at,
+      })),
+      ...duplicates.map((d) => ({
+        key: d.key,
+        kind: 'duplicate' as const,
+        reason: `SOP Instance UID ${d.sop_uid} is also stored as ${d.served_key}, which is served`,
+        indexedAt: d.indexed_at,
+      })),
+    ];
+  }
+
+  /** Counts of what the catalog holds. */
+  async counts(): Promise<{
+    studies: number;
+    series: number;
+    instances: number;
+    errors: number;
+    objects: number;
+  }> {
+    const one = async (sql: string) => Number((await this.sql.all<{ n: number }>(sql))[0]?.n ?? 0);
+    return {
+      studies: await one('SELECT COUNT(*) AS n FROM studies'),
+      series: await one('SELECT COUNT(*) AS n FROM series'),
+      instances: await one('SELECT COUNT(*) AS n FROM instances WHERE served = 1'),
+      errors: await one("SELECT COUNT(*) AS n FROM objects WHERE kind = 'error'"),
+      objects: await one('SELECT COUNT(*) AS n FROM objects'),
+    };
+  }
+
+  /** One page of QIDO results (`more`: rows exist past the page). */
+  async search(query: CatalogQuery): Promise<{ rows: SearchRow[]; more: boolean }> {
+    const { sql, params } = compileQuery(query, this.sql.dialect);
+    const raw = await this.sql.all<Record<string, unknown>>(sql, params);
+    const more = raw.length > query.limit;
+    const rows = raw.slice(0, query.limit).map((r) => ({
+      studyUid: r.study_uid as string,
+      seriesUid: r.series_uid as string | undefined,
+      sopUid: r.sop_uid as string | undefined,
+      key: r.key as string | undefined,
+      study: json(r.study_json),
+      series: r.series_json === undefined ? undefined : json(r.series_json),
+      instance: r.instance_json === undefined ? undefined : json(r.instance_json),
+    }));
+    return { rows, more };
+  }
+
+  /** Per study: series and instance counts and modalities (for the page's studies only). */
+  async studyCounts(
+    studyUids: readonly string[],
+  ): Promise<Map<string, { series: number; instances: number; modalities: string[] }>> {
+    const out = new Map<string, { series: number; instances: number; modalities: string[] }>();
+    if (studyUids.length === 0) return out;
+    for (const uid of studyUids) out.set(uid, { series: 0, instances: 0, modalities: [] });
+    const marks = studyUids.map(() => '?').join(', ');
+    const series = await this.sql.all<{ study_uid: string; modality: string | null; n: number }>(
+      `SELECT study_uid, modality, COUNT(*) AS n FROM series WHERE study_uid IN (${marks}) GROUP BY study_uid, modality`,
+      studyUids as string[],
+    );
+    for (const row of series) {
+      const entry = out.get(row.study_uid)!;
+      entry.series += Number(row.n);
+      if (row.modality && !entry.modalities.includes(row.modality)) entry.modalities.push(row.modality);
+    }
+    const instances = await this.sql.all<{ study_uid: string; n: number }>(
+      `SELECT study_uid, COUNT(*) AS n FROM instances WHERE served = 1 AND study_uid IN (${marks}) GROUP BY study_uid`,
+      studyUids as string[],
+    );
+    for (const row of instances) out.get(row.study_uid)!.instances = Number(row.n);
+    for (const entry of out.values()) entry.modalities.sort();
+    return out;
+  }
+
+  /** Instances per series, for the page's series. */
+  async seriesCounts(seriesUids: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (seriesUids.length === 0) return out;
+    const rows = await this.sql.all<{ series_uid: string; n: number }>(
+      `SELECT series_uid, COUNT(*) AS n FROM instances WHERE served = 1 AND series_uid IN (${seriesUids
+        .map(() => '?')
+        .join(', ')}) GROUP BY series_uid`,
+      seriesUids as string[],
+    );
+    for (const uid of seriesUids) out.set(uid, 0);
+    for (const row of rows) out.set(row.series_uid, Number(row.n));
+    return out;
+  }
+
+  /** Whether a study / series (of that study) exists. */
+  async exists(studyUid: string, seriesUid?: string): Promise<boolean> {
+    const rows =
+      seriesUid === undefined
+        ? await this.sql.all('SELECT 1 AS x FROM studies WHERE study_uid = ?', [studyUid])
+        : await this.sql.all('SELECT 1 AS x FROM series WHERE series_uid = ? AND study_uid = ?', [
+            seriesUid,
+            studyUid,
+          ]);
+    return rows.length > 0;
+  }
+
+  /** The served instance with this SOP Instance UID. */
+  async instance(sopUid: string): Promise<StoredInstance | undefined> {
+    const rows = await this.sql.all<Record<string, unknown>>(
+      'SELECT key, sop_uid, series_uid, study_uid, version, size, transfer_syntax, json FROM instances WHERE sop_uid = ? AND served = 1',
+      [sopUid],
+    );
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      key: r.key as string,
+      sopUid: r.sop_uid as string,
+      seriesUid: r.series_uid as string,
+      studyUid: r.study_uid as string,
+      version: r.version as string,
+      size: Number(r.size),
+      transferSyntax: r.transfer_syntax as string,
+      json: json(r.json),
+    };
+  }
+}
+
+async function upsertObject(
+  tx: Sql,
+  key: string,
+  version: string,
+  size: number,
+  kind: ObjectKind,
+  reason: string | undefined,
+  scan: number,
+  now: string,
+): Promise<boolean> {
+  // A changed object that was an instance is no longer one until re-recorded.
+  const replaced = (await tx.run('DELETE FROM instances WHERE key = ?', [key])) > 0;
+  await tx.run(
+    `INSERT INTO objects (key, version, size, kind, reason, seen_scan, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (key) DO UPDATE SET version = excluded.version, size = excluded.size, kind = excluded.kind,
+       reason = excluded.reason, seen_scan = excluded.seen_scan, indexed_at = excluded.indexed_at`,
+    [key, version, size, kind, nullable(reason), scan, now],
+  );
+  return replaced;
+}
+
+/** Records one instance; true when it replaced an earlier record of the same key. */
+async function putInstance(tx: Sql, r: InstanceRecord, scan: number, now: string): Promise<boolean> {
+  const replaced = await upsertObject(
+    tx,
+    r.key,
+    r.version,
+    r.size,
+    'dicom',
+    r.warnings.join('; ') || undefined,
+    scan,
+    now,
+  );
+  // The first key (in byte order) serves a SOP Instance UID that several objects claim.
+  const earlier = await tx.all('SELECT 1 AS x FROM instances WHERE sop_uid = ? AND key < ?', [
+    r.sopUid,
+    r.key,
+  ]);
+  const served = earlier.length === 0 ? 1 : 0;
+  if (served)
+    await tx.run('UPDATE instances SET served = 0 WHERE sop_uid = ? AND key > ?', [r.sopUid, r.key]);
+  await tx.run(
+    `INSERT INTO instances (key, sop_uid, served, series_uid, study_uid, sop_class_uid, instance_number, rows_,
+       columns_, bits_allocated, number_of_frames, transfer_syntax, version, size, pixel_data, warnings, json)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    [
+      r.key,
+      r.sopUid,
+      served,
+      r.seriesUid,
+      r.studyUid,
+      nullable(r.sopClassUid),
+      nullable(r.instanceNumber),
+      nullable(r.rows),
+      nullable(r.columns),
+      nullable(r.bitsAllocated),
+      nullable(r.numberOfFrames),
+      r.transferSyntax,
+      r.version,
+      r.size,
+      r.pixelData ? JSON.stringify(r.pixelData) : null,
+      r.warnings.length ? JSON.stringify(r.warnings) : null,
+      JSON.stringify(r.json),
+    ],
+  );
+  const st = r.study;
+  await tx.run(
+    `INSERT INTO studies (study_uid, patient_name, patient_name_fuzzy, patient_id, patient_birth_date, patient_sex,
+       study_date, study_time, accession_number, study_id, referring_physician_name, study_description, json)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (study_uid) DO UPDATE SET patient_name = excluded.patient_name,
+       patient_name_fuzzy = excluded.patient_name_fuzzy, patient_id = excluded.patient_id,
+       patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex,
+       study_date = excluded.study_date, study_time = excluded.study_time,
+       accession_number = excluded.accession_number, study_id = excluded.study_id,
+       referring_physician_name = excluded.referring_physician_name,
+       study_description = excluded.study_description, json = excluded.json`,
+    [
+      st.studyUid,
+      nullable(st.patientName),
+      nullable(fuzzyName(st.patientName)),
+      nullable(st.patientId),
+      nullable(st.patientBirthDate),
+      nullable(st.patientSex),
+      nullable(st.studyDate),
+      nullable(st.studyTime),
+      nullable(st.accessionNumber),
+      nullable(st.studyId),
+      nullable(st.referringPhysicianName),
+      nullable(st.studyDescription),
+      JSON.stringify(st.json),
+    ],
+  );
+  const se = r.series;
+  await tx.run(
+    `INSERT INTO series (series_uid, study_uid, modality, series_number, series_description, pps_start_date,
+       pps_start_time, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (series_uid) DO UPDATE SET study_uid = excluded.study_uid, modality = excluded.modality,
+       series_number = excluded.series_number, series_description = excluded.series_description,
+       pps_start_date = excluded.pps_start_date, pps_start_time = excluded.pps_start_time, json = excluded.json`,
+    [
+      se.seriesUid,
+      se.studyUid,
+      nullable(se.modality),
+      nullable(se.seriesNumber),
+      nullable(se.seriesDescription),
+      nullable(se.ppsStartDate),
+      nullable(se.ppsStartTime),
+      JSON.stringify(se.json),
+    ],
+  );
+  return replaced;
+}
+
+/** After removals: promote a duplicate whose served twin went, drop empty series and studies. */
+async function removeOrphans(tx: Sql): Promise<void> {
+  await tx.run(
+    `UPDATE instances SET served = 1 WHERE key IN (
+       SELECT MIN(key) FROM instances GROUP BY sop_uid HAVING MAX(served) = 0)`,
+  );
+  await tx.run(
+    'DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)',
+  );
+  await tx.run(
+    'DELETE FROM studies WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)',
+  );
+}

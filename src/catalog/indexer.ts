@@ -1,0 +1,162 @@
+// The indexer: lists the storage root page by page, reads the header of every new or changed
+// object (one range read for ordinary DICOM files: the parser stops at Pixel Data) and records
+// what it found in the catalog in batched transactions. Unchanged objects (same key and listing
+// version) are not read again; objects gone from storage leave the catalog at the end of a
+// complete scan; an interrupted scan keeps every batch already committed, and the next scan
+// picks up where it stopped because everything recorded reads as unchanged.
+//
+//   list page (1000 keys) -> versions from the catalog -> changed: read headers (N at a time)
+//                         -> applyBatch (one transaction) -> next page ... -> removeUnseen
+//
+// Memory is bounded by one listing page and its reads, whatever the number of objects.
+
+import { isMedStreamError, throwIfAborted } from '../errors.js';
+import { parseDicomHeader } from '../dicom/parser.js';
+import type { ObjectInfo, Storage } from '../storage/types.js';
+import type { Catalog, IndexBatch, OtherObject } from './catalog.js';
+import { instanceRecord, type InstanceRecord } from './record.js';
+
+/** Bumped when the indexer learns to read objects it used to skip: they are read again. */
+export const INDEXER_VERSION = '1';
+
+export interface IndexProgress {
+  listed: number;
+  indexed: number;
+  unchanged: number;
+  other: number;
+  failed: number;
+}
+
+export interface IndexSummary extends IndexProgress {
+  removed: number;
+  /** False when the scan stopped early (cancelled): nothing was removed then. */
+  complete: boolean;
+  ms: number;
+}
+
+export interface IndexOptions {
+  /** Only keys under this prefix (and only those are removed when gone). */
+  prefix?: string;
+  /** Header reads in flight (default 32: enough to hide S3 latency). */
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: IndexProgress) => void;
+  /** Per-object deadline for the header read (default 30 s). */
+  objectTimeoutMs?: number;
+  /** Largest header accepted (default 16 MiB). */
+  maxHeaderBytes?: number;
+}
+
+/** The listing's notion of a version: size plus ETag (S3, HTTP) or modification time (local). */
+export function listingVersion(info: ObjectInfo): string {
+  return `${info.size}-${info.etag ?? info.lastModified?.getTime() ?? ''}`;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function forEachConcurrent<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export class Indexer {
+  constructor(
+    private readonly storage: Storage,
+    private readonly catalog: Catalog,
+  ) {}
+
+  /** Reads one object's header into a record, or says what it is instead. */
+  async readObject(
+    info: ObjectInfo,
+    options: Pick<IndexOptions, 'signal' | 'objectTimeoutMs' | 'maxHeaderBytes'> = {},
+  ): Promise<{ instance: InstanceRecord } | { other: OtherObject }> {
+    const version = listingVersion(info);
+    const base = { key: info.key, version, size: info.size };
+    const timeout = AbortSignal.timeout(options.objectTimeoutMs ?? 30_000);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    try {
+      if (info.size < 132) return { other: { ...base, kind: 'other', reason: 'too small for DICOM' } };
+      const source = this.storage.openListed
+        ? await this.storage.openListed(info, { signal })
+        : await this.storage.open(info.key, { signal });
+      const header = await parseDicomHeader(source, {
+        signal,
+        maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024 * 1024,
+      });
+      return { instance: instanceRecord(base, header, this.storage.description) };
+    } catch (e) {
+      throwIfAborted(options.signal);
+      const message = e instanceof Error ? e.message : String(e);
+      if (isMedStreamError(e) && e.code === 'unsupported_format' && message.includes('no DICM prefix')) {
+        return { other: { ...base, kind: 'other' } };
+      }
+      if (timeout.aborted) {
+        return { other: { ...base, version: '', kind: 'error', reason: 'header read timed out' } };
+      }
+      // Storage trouble is not the file's fault: an empty version makes the next scan try again.
+      const transient = isMedStreamError(e) && e.retryable;
+      const code = isMedStreamError(e) ? e.code : 'internal_error';
+      return {
+        other: { ...base, version: transient ? '' : version, kind: 'error', reason: `${code}: ${message}` },
+      };
+    }
+  }
+
+  /** One scan of the storage root (or `prefix`). */
+  async scan(options: IndexOptions = {}): Promise<IndexSummary> {
+    const started = Date.now();
+    const scan = await this.catalog.beginScan();
+    await this.catalog.invalidateSkipped(INDEXER_VERSION);
+    const progress: IndexProgress = { listed: 0, indexed: 0, unchanged: 0, other: 0, failed: 0 };
+    const concurrency = options.concurrency ?? 32;
+    let cursor: string | undefined;
+    let complete = false;
+    try {
+      for (;;) {
+        throwIfAborted(options.signal);
+        const page = await this.storage.list({
+          prefix: options.prefix,
+          cursor,
+          limit: 1000,
+          signal: options.signal,
+        });
+        progress.listed += page.objects.length;
+        const known = await this.catalog.versions(page.objects.map((o) => o.key));
+        const batch: IndexBatch = { seen: [], instances: [], others: [] };
+        const changed: ObjectInfo[] = [];
+        for (const info of page.objects) {
+          if (known.get(info.key) === listingVersion(info)) batch.seen.push(info.key);
+          else changed.push(info);
+        }
+        progress.unchanged += batch.seen.length;
+        await forEachConcurrent(changed, concurrency, async (info) => {
+          const result = await this.readObject(info, options);
+          if ('instance' in result) {
+            batch.instances.push(result.instance);
+            progress.indexed++;
+          } else {
+            batch.others.push(result.other);
+            if (result.other.kind === 'error') progress.failed++;
+            else progress.other++;
+          }
+        });
+        throwIfAborted(options.signal);
+        await this.catalog.applyBatch(batch, scan);
+        options.onProgress?.({ ...progress });
+        if (page.nextCursor === undefined) break;
+        cursor = page.nextCursor;
+      }
+      complete = true;
+    } catch (e) {
+      if (!(isMedStreamError(e) && e.code === 'cancelled')) throw e;
+    }
+    const removed = complete ? await this.catalog.removeUnseen(scan, options.prefix ?? '') : 0;
+    return { ...progress, removed, complete, ms: Date.now() - started };
+  }
+}

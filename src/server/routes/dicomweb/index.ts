@@ -1,0 +1,38 @@
+// The DICOMweb service under /dicomweb: checks the access token of every request when auth is
+// on (Bearer header or ?token=, dicomweb-auth.ts) and registers the QIDO-RS and STOW-RS routes.
+
+import type { FastifyInstance } from 'fastify';
+import type { Catalog } from '../../../catalog/catalog.js';
+import { AuthError } from '../../../errors.js';
+import { isDicomwebUrl } from '../../auth.js';
+import { tokenOfRequest, verifyDicomwebToken } from '../../dicomweb-auth.js';
+import { setAccess } from './common.js';
+import { registerQidoRoutes } from './qido.js';
+import type { StowOptions } from '../../../dicomweb/stow.js';
+import { registerStowRoutes } from './stow.js';
+
+export interface DicomwebOptions {
+  catalog: Catalog;
+  qidoMaxResults: number;
+  stow: Omit<StowOptions, 'catalog'>;
+  auth: { enabled: boolean; secrets: readonly string[]; clockSkewSeconds: number };
+}
+
+export function registerDicomwebRoutes(app: FastifyInstance, options: DicomwebOptions): void {
+  if (options.auth.enabled) {
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.method === 'OPTIONS' || !isDicomwebUrl(request.url)) return;
+      const token = tokenOfRequest(request);
+      if (token === undefined) {
+        reply.header('WWW-Authenticate', 'Bearer realm="medstream-dicomweb"');
+        throw new AuthError(
+          'missing_signature',
+          'DICOMweb needs a token: Authorization: Bearer <token> or ?token=',
+        );
+      }
+      setAccess(request, verifyDicomwebToken(token, options.auth.secrets, options.auth));
+    });
+  }
+  registerQidoRoutes(app, { catalog: options.catalog, maxResults: options.qidoMaxResults });
+  registerStowRoutes(app, { catalog: options.catalog, ...options.stow });
+}

@@ -1,0 +1,14 @@
+import { createStorage } from './src/storage/index.js';
+import { Catalog } from './src/catalog/catalog.js';
+import { Indexer } from './src/catalog/indexer.js';
+const s = await createStorage('../shared/fixtures', {} as never);
+const c = await Catalog.open(':memory:');
+const ix = new Indexer(s, c);
+console.log(await ix.scan());
+console.log(await ix.scan());
+console.log(await c.counts(), (await c.problems()).slice(0,5));
+const r = await c.search({ level: 'study', matches: [{tag:'00080020', vr:'DA', value:'20200101-'}], fuzzy:false, limit: 10, offset: 0 });
+console.log(r.rows.map(x=>[x.studyUid, Object.keys(x.study).length]), r.more);
+const r2 = await c.search({ level: 'instance', matches: [{tag:'00180050', vr:'DS', value:'3'}, {tag: '00100010', vr: 'PN', value: '*'}], fuzzy:false, limit: 3, offset: 0 });
+console.log(r2.rows.map(x=>[x.sopUid, x.key]), r2.more);
+console.log(await c.studyCounts(r.rows.map(x=>x.studyUid)));
