@@ -174,8 +174,7 @@ function condition(b: Builder, expr: string, match: Match, fuzzy: boolean, numer
       .trim();
     // Fuzzy: the (caret-free, lower-case) name has a component starting with the value.
     const withWildcards = /[*?]/.test(words) ? words : `${words}*`;
-    const anyWord = b.pattern(`(' ' || ${expr})`, `* ${withWildcards}`, true);
-    return anyWord;
+    return b.pattern(`(' ' || replace(${expr}, '^', ' '))`, `* ${withWildcards}`, true);
   }
   if (WILDCARD_VRS.has(vr) && /[*?]/.test(value)) return b.pattern(expr, value, false);
   return `${expr} = ${b.param(value)}`;
@@ -204,7 +203,7 @@ function compileMatch(b: Builder, query: CatalogQuery, match: Match, n: number):
   if (column && joined.includes(column.table)) {
     const fuzzyColumn = match.vr === 'PN' && query.fuzzy && column.column === 'patient_name';
     const expr = fuzzyColumn ? 'st.patient_name_fuzzy' : `${column.table}.${column.column}`;
-    return condition(b, expr, match, query.fuzzy && !fuzzyColumn, true);
+    return condition(b, expr, match, query.fuzzy, true);
   }
   if (column && column.table === 'se') {
     // A series attribute at the study level: some series of the study matches.

@@ -195,7 +195,7 @@ export class StowService {
         ...outcome,
         failure: {
           reason: FailureReason.DataSetDoesNotMatch,
-          comment: `StudyInstanceUID ${outcome.studyUid} is not the study of the request URL (${options.studyUid})`,
+          comment: 'StudyInstanceUID is not the study of the request URL',
         },
       };
     }
@@ -239,6 +239,7 @@ export class StowService {
           '00081150': uidValue(o.sopClassUid),
           '00081155': uidValue(o.sopUid),
           '00081197': { vr: 'US', Value: [o.failure!.reason] },
+          // ErrorComment is an LO: 64 characters.
           '00000902': { vr: 'LO', Value: [o.failure!.comment.slice(0, 64)] },
         })),
       };
