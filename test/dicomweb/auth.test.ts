@@ -25,7 +25,9 @@ let server: RunningServer;
 function sign(args: string[]): string {
   const parsed = parseConfig(['--dicomweb', ...args], { MEDSTREAM_AUTH_SECRETS: SECRET }, SIGN_FLAGS);
   let out = '';
-  expect(runSign(parsed.config, { values: parsed.commandValues, positionals: [], out: (l) => (out = l) })).toBe(0);
+  expect(
+    runSign(parsed.config, { values: parsed.commandValues, positionals: [], out: (l) => (out = l) }),
+  ).toBe(0);
   return out;
 }
 
@@ -70,7 +72,10 @@ describe('DICOMweb tokens', () => {
     expect((await request(server, '/dicomweb/studies', bearer('not-a-token'))).status).toBe(400);
     // A signed URL for another route is no DICOMweb token.
     const exp = Math.floor(Date.now() / 1000) + 60;
-    expect((await request(server, signUrl({ path: '/dicomweb/studies', exp, secret: SECRET }).pathAndQuery)).status).toBe(401);
+    expect(
+      (await request(server, signUrl({ path: '/dicomweb/studies', exp, secret: SECRET }).pathAndQuery))
+        .status,
+    ).toBe(401);
   });
 
   it('accepts a token for all studies, from the header, the query, and an older secret', async () => {
@@ -104,7 +109,10 @@ describe('DICOMweb tokens', () => {
       request(server, p, {
         method: 'POST',
         body,
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'multipart/related; type="application/dicom"; boundary=b' },
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Content-Type': 'multipart/related; type="application/dicom"; boundary=b',
+        },
       });
     expect((await post('/dicomweb/studies', sign([]))).status).toBe(403);
     expect((await post(`/dicomweb/studies/${B.uid}`, sign(['--write', '--study', A.uid]))).status).toBe(403);
@@ -125,7 +133,8 @@ describe('DICOMweb tokens', () => {
     const parse = (args: string[]) => parseConfig(args, { MEDSTREAM_AUTH_SECRETS: SECRET }, SIGN_FLAGS);
     const run = (args: string[]) => {
       const parsed = parse(args);
-      return () => runSign(parsed.config, { values: parsed.commandValues, positionals: [], out: () => undefined });
+      return () =>
+        runSign(parsed.config, { values: parsed.commandValues, positionals: [], out: () => undefined });
     };
     expect(run(['--dicomweb', '--study', 'not-a-uid'])).toThrow(/not a UID/);
     expect(run(['--study', A.uid])).toThrow(/go with --dicomweb/);

@@ -29,5 +29,7 @@ export function dicomwebClient(url: string, headers: Record<string, string> = {}
 /** The first value of an attribute (PN: its Alphabetic form). */
 export function value(json: DicomJsonObject, tagKey: string): unknown {
   const v = json[tagKey]?.Value?.[0];
-  return v !== null && typeof v === 'object' && 'Alphabetic' in v ? (v as { Alphabetic: string }).Alphabetic : v;
+  return v !== null && typeof v === 'object' && 'Alphabetic' in v
+    ? (v as { Alphabetic: string }).Alphabetic
+    : v;
 }

@@ -4,5 +4,7 @@ declare module 'xhr2' {
   export default XMLHttpRequest;
 }
 declare module 'dicomweb-client' {
-  export const api: { DICOMwebClient: new (options: { url: string; headers?: Record<string, string> }) => unknown };
+  export const api: {
+    DICOMwebClient: new (options: { url: string; headers?: Record<string, string> }) => unknown;
+  };
 }

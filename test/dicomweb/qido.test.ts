@@ -76,14 +76,18 @@ describe('studies', () => {
 
   it('matches person names case-sensitively with wildcards, and fuzzily when asked', async () => {
     expect(uids(await client.searchForStudies({ queryParams: { PatientName: 'Doe*' } }))).toEqual([A.uid]);
-    expect(uids(await client.searchForStudies({ queryParams: { PatientName: 'DOE^Jane' } }))).toEqual([B.uid]);
+    expect(uids(await client.searchForStudies({ queryParams: { PatientName: 'DOE^Jane' } }))).toEqual([
+      B.uid,
+    ]);
     expect(
       uids(await client.searchForStudies({ queryParams: { PatientName: 'doe', fuzzymatching: true } })),
     ).toEqual([A.uid, B.uid].sort());
     expect(
       uids(await client.searchForStudies({ queryParams: { PatientName: 'jürg', fuzzymatching: 'true' } })),
     ).toEqual([D.uid]);
-    expect(uids(await client.searchForStudies({ queryParams: { '00100010': 'Sm?th^Ann' } }))).toEqual([C.uid]);
+    expect(uids(await client.searchForStudies({ queryParams: { '00100010': 'Sm?th^Ann' } }))).toEqual([
+      C.uid,
+    ]);
     expect(await client.searchForStudies({ queryParams: { PatientName: 'nobody' } })).toEqual([]);
   });
 
@@ -93,7 +97,8 @@ describe('studies', () => {
   });
 
   it('matches dates and times as ranges with open ends', async () => {
-    const q = async (params: Record<string, string>) => uids(await client.searchForStudies({ queryParams: params }));
+    const q = async (params: Record<string, string>) =>
+      uids(await client.searchForStudies({ queryParams: params }));
     expect(await q({ StudyDate: '20240101-' })).toEqual([A.uid, D.uid].sort());
     expect(await q({ StudyDate: '20230101-20231231' })).toEqual([B.uid]);
     expect(await q({ StudyDate: '20231120' })).toEqual([B.uid]);
@@ -105,7 +110,8 @@ describe('studies', () => {
   });
 
   it('matches UID lists, accession wildcards and modalities in study', async () => {
-    const q = async (params: Record<string, string>) => uids(await client.searchForStudies({ queryParams: params }));
+    const q = async (params: Record<string, string>) =>
+      uids(await client.searchForStudies({ queryParams: params }));
     expect(await q({ StudyInstanceUID: `${A.uid}\\${C.uid}` })).toEqual([A.uid, C.uid].sort());
     expect(await q({ AccessionNumber: 'ACC?' })).toEqual([A.uid, B.uid, D.uid].sort());
     expect(await q({ AccessionNumber: 'X-3' })).toEqual([C.uid]);
@@ -137,7 +143,9 @@ describe('studies', () => {
     const instances = await client.searchForInstances({ studyInstanceUID: study });
     expect(instances).toHaveLength(4); // server maximum
     // SOP Instance UIDs come from the meta header (the files are named after them).
-    expect(value(instances[0], '00080018')).toMatch(/^1\.3\.12\.2\.1107\.5\.1\.4\.60064\.30000022120808113428000016\d{3}$/);
+    expect(value(instances[0], '00080018')).toMatch(
+      /^1\.3\.12\.2\.1107\.5\.1\.4\.60064\.30000022120808113428000016\d{3}$/,
+    );
   });
 });
 
@@ -147,7 +155,9 @@ describe('series and instances', () => {
     expect(series.map((s) => value(s, '0020000E'))).toEqual([A.series[0].uid, A.series[1].uid]);
     expect(series.map((s) => value(s, '00201209'))).toEqual([3, 2]);
     expect(value(series[0], '0008103E')).toBe('Axial 3mm');
-    expect(value(series[0], '00081190')).toBe(`${server.url}/dicomweb/studies/${A.uid}/series/${A.series[0].uid}`);
+    expect(value(series[0], '00081190')).toBe(
+      `${server.url}/dicomweb/studies/${A.uid}/series/${A.series[0].uid}`,
+    );
     // Within one study, study attributes are not repeated.
     expect(series[0]['00100010']).toBeUndefined();
   });
@@ -227,10 +237,16 @@ describe('protocol', () => {
   });
 
   it('negotiates JSON, refuses other types, compresses, and allows CORS', async () => {
-    const plain = await request(server, '/dicomweb/studies?limit=1', { headers: { Accept: 'application/json' } });
+    const plain = await request(server, '/dicomweb/studies?limit=1', {
+      headers: { Accept: 'application/json' },
+    });
     expect(plain.headers.get('content-type')).toMatch(/^application\/json/);
-    expect((await request(server, '/dicomweb/studies', { headers: { Accept: 'image/png' } })).status).toBe(406);
-    const gz = await request(server, '/dicomweb/studies?includefield=all', { headers: { 'Accept-Encoding': 'gzip' } });
+    expect((await request(server, '/dicomweb/studies', { headers: { Accept: 'image/png' } })).status).toBe(
+      406,
+    );
+    const gz = await request(server, '/dicomweb/studies?includefield=all', {
+      headers: { 'Accept-Encoding': 'gzip' },
+    });
     expect(gz.headers.get('content-encoding')).toBe('gzip');
     const preflight = await request(server, '/dicomweb/studies', {
       method: 'OPTIONS',
@@ -242,8 +258,9 @@ describe('protocol', () => {
     });
     expect(preflight.status).toBeLessThan(300);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
-    const exposed = (await request(server, '/dicomweb/studies', { headers: { Origin: 'http://viewer.example' } }))
-      .headers.get('access-control-expose-headers');
+    const exposed = (
+      await request(server, '/dicomweb/studies', { headers: { Origin: 'http://viewer.example' } })
+    ).headers.get('access-control-expose-headers');
     expect(exposed).toMatch(/Warning/);
     expect(exposed).toMatch(/Location/);
   });

@@ -55,7 +55,12 @@ async function post(server: RunningServer, p: string, body: Buffer) {
 
 interface Setup {
   name: string;
-  start(): Promise<{ server: RunningServer; keys(): Promise<string[]>; dataDir: string; stop(): Promise<void> }>;
+  start(): Promise<{
+    server: RunningServer;
+    keys(): Promise<string[]>;
+    dataDir: string;
+    stop(): Promise<void>;
+  }>;
 }
 
 const setups: Setup[] = [
@@ -66,7 +71,14 @@ const setups: Setup[] = [
       const store = path.join(dir, 'store');
       await import('node:fs/promises').then((fs) => fs.mkdir(store));
       const dataDir = path.join(dir, 'data');
-      const server = await startTestServer(store, ['--data-dir', dataDir, '--index-interval', '0', '--stow-max-bytes', '4KB']);
+      const server = await startTestServer(store, [
+        '--data-dir',
+        dataDir,
+        '--index-interval',
+        '0',
+        '--stow-max-bytes',
+        '4KB',
+      ]);
       const keys = async (): Promise<string[]> => {
         const out: string[] = [];
         for (const entry of await readdir(store, { recursive: true, withFileTypes: true })) {
@@ -129,7 +141,10 @@ describe.each(setups)('STOW-RS on $name', (setup) => {
     });
     await client.storeInstances({ datasets, studyInstanceUID: study.uid });
     const series = study.series[0].uid;
-    expect(await env.keys()).toEqual([`stow/${study.uid}/${series}/${series}.1.dcm`, `stow/${study.uid}/${series}/${series}.2.dcm`]);
+    expect(await env.keys()).toEqual([
+      `stow/${study.uid}/${series}/${series}.1.dcm`,
+      `stow/${study.uid}/${series}/${series}.2.dcm`,
+    ]);
     const found = await client.searchForInstances({ studyInstanceUID: study.uid });
     expect(found.map((i) => value(i, '00080018')).sort()).toEqual([`${series}.1`, `${series}.2`]);
     const studies = await client.searchForStudies({ queryParams: { StudyInstanceUID: study.uid } });
@@ -169,7 +184,11 @@ describe.each(setups)('STOW-RS on $name', (setup) => {
 
   it('answers 409 when nothing could be stored, 415 for a body that is not multipart DICOM', async () => {
     const study = freshStudy(4);
-    const none = await post(env.server, `/dicomweb/studies/${study.uid}`, multipart([{ body: Buffer.from('x'.repeat(300)) }]));
+    const none = await post(
+      env.server,
+      `/dicomweb/studies/${study.uid}`,
+      multipart([{ body: Buffer.from('x'.repeat(300)) }]),
+    );
     expect(none.status).toBe(409);
     const json = await request(env.server, '/dicomweb/studies', {
       method: 'POST',

@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { RangeServer } from '../support/range-server.js';
 import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from '../support/s3-server.js';
+import { testServerDefaults } from '../support/server.js';
 
 const SLIDES = ['wsi/openslide/boxes.tiff', 'wsi/openslide/small.svs', 'wsi/cog/cog.tif'];
 
@@ -31,6 +32,7 @@ async function get(server: RunningServer, url: string) {
 describe.each(['local', 's3', 'http'] as const)('server on %s storage', (kind) => {
   let server: RunningServer;
   let s3: TestS3Server | undefined;
+  let cleanup: (() => Promise<void>) | undefined;
   let http: RangeServer | undefined;
 
   beforeAll(async () => {
@@ -55,8 +57,10 @@ describe.each(['local', 's3', 'http'] as const)('server on %s storage', (kind) =
       AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
     };
     Object.assign(process.env, env);
+    const defaults = await testServerDefaults(flags);
+    cleanup = defaults.cleanup;
     const { config } = parseConfig(
-      [storage, '--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', ...flags],
+      [storage, '--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', ...defaults.flags],
       {},
     );
     server = await startServer(config);
@@ -64,6 +68,7 @@ describe.each(['local', 's3', 'http'] as const)('server on %s storage', (kind) =
 
   afterAll(async () => {
     await server?.close();
+    await cleanup?.();
     await s3?.close();
     await http?.close();
   });

@@ -99,7 +99,11 @@ export function instancesOf(study: TestStudy): TestInstance[] {
 }
 
 /** The elements of one instance (sorted by the writer). */
-export function instanceElements(study: TestStudy, series: TestSeries, instance: TestInstance): ElementSpec[] {
+export function instanceElements(
+  study: TestStudy,
+  series: TestSeries,
+  instance: TestInstance,
+): ElementSpec[] {
   return [
     ...(study.charset ? [{ tag: tag(0x0008, 0x0005), vr: 'CS', value: study.charset }] : []),
     { tag: Tag.SopClassUid, vr: 'UI', value: instance.sopClassUid },

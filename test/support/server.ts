@@ -1,16 +1,54 @@
 // Starts a real MedStream server (the same `startServer` the CLI uses) on 127.0.0.1 with a
 // free port, over any storage URL, for route tests: `const s = await startTestServer(dir)`,
-// then `fetch(s.url + '/slides/...')`, and `await s.close()`.
+// then `fetch(s.url + '/slides/...')`, and `await s.close()`. Its local state (the catalog)
+// lives in a temporary --data-dir, and it does not index the storage at start unless the test
+// says so (`--index-at-start`): the background scan would add storage reads to what tests count.
 
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { parseConfig } from '../../src/cli/config.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 
+/** The flags every test server gets unless the test gives its own. */
+export async function testServerDefaults(
+  flags: readonly string[],
+): Promise<{ flags: string[]; cleanup(): Promise<void> }> {
+  const extra: string[] = [];
+  let dataDir: string | undefined;
+  if (!flags.includes('--data-dir')) {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'medstream-data-'));
+    extra.push('--data-dir', dataDir);
+  }
+  if (!flags.some((f) => f.endsWith('index-at-start'))) extra.push('--no-index-at-start');
+  return {
+    flags: [...extra, ...flags],
+    cleanup: async () => {
+      if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function startTestServer(storage: string, flags: string[] = []): Promise<RunningServer> {
+  const defaults = await testServerDefaults(flags);
   const { config } = parseConfig(
-    [storage, '--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', ...flags],
+    [storage, '--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', ...defaults.flags],
     {},
   );
-  return startServer(config);
+  let server: RunningServer;
+  try {
+    server = await startServer(config);
+  } catch (e) {
+    await defaults.cleanup();
+    throw e;
+  }
+  return {
+    ...server,
+    async close() {
+      await server.close();
+      await defaults.cleanup();
+    },
+  };
 }
 
 /** GET (or another method) and read the body as bytes. */
