@@ -1,7 +1,7 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createCodecs, prepareJpeg } from '../../src/codecs/index.js';
+import { createCodecs, decodesCleanly, prepareJpeg } from '../../src/codecs/index.js';
 import { Compression, Photometric } from '../../src/codecs/types.js';
 import type { TileEncoding } from '../../src/codecs/types.js';
 import { DecodeError, UnsupportedFormat } from '../../src/errors.js';
@@ -116,6 +116,26 @@ describe('prepareJpeg', () => {
     expect(
       Math.max(...compareRgb({ data: crop(wrong, 240), width: 240, height: 240 }, theirs).mad),
     ).toBeGreaterThan(10);
+  });
+});
+
+describe('decodesCleanly (the check before a stored tile is passed through)', () => {
+  it('accepts a whole stored tile, refuses noise in its data and a tile that ends early', async () => {
+    const tiff = readTestTiff(path.join(FIXTURES, 'wsi/svs/CMU-1-Small-Region.svs'));
+    const tile = tiff.chunk(0, 0);
+    const whole = prepareJpeg(tile, tiff.ifds[0].encoding);
+    expect(await decodesCleanly(whole, 1 << 20)).toBe(true);
+    // Noise in the entropy-coded data, SOI..tables..SOS and the EOI kept: libjpeg only warns.
+    const noisy = whole.slice();
+    for (let i = whole.length - 1200; i < whole.length - 200; i++) noisy[i] = (i * 7919) & 0xff;
+    expect(await decodesCleanly(noisy, 1 << 20)).toBe(false);
+    // The second half of the data replaced by EOI and zeros (a tile that ends early).
+    const cut = whole.slice();
+    cut.fill(0, whole.length >> 1);
+    cut.set([0xff, 0xd9], whole.length >> 1);
+    expect(await decodesCleanly(cut, 1 << 20)).toBe(false);
+    // More pixels than allowed.
+    expect(await decodesCleanly(whole, 240 * 240 - 1)).toBe(false);
   });
 });
 
