@@ -5,6 +5,7 @@
 // (libjpeg, browsers) then mistakes for YCbCr. `prepareJpeg` fixes both with one copy and is
 // also what serves stored tiles to browsers without re-encoding.
 
+import sharp from 'sharp';
 import { DecodeError, UnsupportedFormat } from '../errors.js';
 import { decodeWithSharp } from './sharp-decode.js';
 import { Photometric } from './types.js';
@@ -118,6 +119,23 @@ export function prepareJpeg(
   out.set(tables, 2 + adobeLength);
   out.set(tile.subarray(2), 2 + adobeLength + tables.length);
   return out;
+}
+
+/**
+ * Whether a complete JPEG stream (from `prepareJpeg`) decodes without any libjpeg error or warning.
+ * Checked before a stored tile is served as is: libjpeg only warns on noise in the entropy-coded
+ * data and on a stream that ends early, so a stream that warns is not handed to clients unchecked
+ * (the caller decodes it like any other tile instead). `maxPixels` bounds the size it may claim.
+ */
+export async function decodesCleanly(stream: Uint8Array, maxPixels: number): Promise<boolean> {
+  try {
+    await sharp(stream, { failOn: 'warning', limitInputPixels: Math.max(1, Math.floor(maxPixels)) })
+      .raw()
+      .toBuffer();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

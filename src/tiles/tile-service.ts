@@ -11,7 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Sharp } from 'sharp';
-import { prepareJpeg, type Codecs } from '../codecs/index.js';
+import { decodesCleanly, prepareJpeg, type Codecs } from '../codecs/index.js';
 import { Compression, type DecodedImage } from '../codecs/types.js';
 import { BadRequest, NotFound } from '../errors.js';
 import type { SlideLevel } from '../formats/slide.js';
@@ -123,7 +123,15 @@ export class TileService {
         const grid = lvl.grid;
         if (passthroughWanted && grid && grid.encoding.compression === Compression.JPEG) {
           const stored = await timings.time('storage', () => grid.readTile(x, y, { signal }));
-          if (stored) return { body: Buffer.from(prepareJpeg(stored, grid.encoding)), passthrough: true };
+          if (stored) {
+            const body = prepareJpeg(stored, grid.encoding);
+            // Passed through only when it decodes cleanly (test/server/corruption.test.ts): noise or
+            // an early end is decoded and re-encoded below, or refused there with a typed error.
+            const clean = await timings.time('decode', () =>
+              decodesCleanly(body, this.options.maxRegionPixels),
+            );
+            if (clean) return { body: Buffer.from(body), passthrough: true };
+          }
         }
         const pixels = await readRegion(
           opened.slide,

@@ -76,6 +76,8 @@ async function outcome(
 
 describe('hostile tile data', () => {
   it('every codec answers garbage, truncation and empty input with a typed error, quickly', async () => {
+    // Every branch asserts: 1 (codecs) + 8 codecs x (valid, truncated, empty, 5 garbage) + 1 (time).
+    expect.assertions(1 + 8 * 8 + 1);
     const tiles = await validTiles();
     expect([...tiles.keys()].sort((a, b) => a - b)).toEqual(
       [1, 5, 7, 8, 32773, 33005, 50000, 50001].sort((a, b) => a - b),
@@ -87,8 +89,12 @@ describe('hostile tile data', () => {
       expect(await outcome(bytes, encoding, w, h), `valid ${compression}`).toBe('decoded');
 
       const truncated = await outcome(bytes.subarray(0, Math.floor(bytes.length / 3)), encoding, w, h);
-      // OpenJPEG decodes what the packets it has describe (lower quality), by design.
-      if (compression !== Compression.AperioJP2KRGB) {
+      if (compression === Compression.AperioJP2KRGB) {
+        // OpenJPEG decodes what the packets it has describe (lower quality), by design.
+        expect(truncated === 'decoded' || truncated instanceof DecodeError, `truncated ${compression}`).toBe(
+          true,
+        );
+      } else {
         expect(truncated, `truncated ${compression}`).toBeInstanceOf(DecodeError);
       }
       expect(await outcome(new Uint8Array(0), encoding, w, h), `empty ${compression}`).toBeInstanceOf(
@@ -97,17 +103,18 @@ describe('hostile tile data', () => {
 
       for (let seed = 1; seed <= 5; seed++) {
         const result = await outcome(random(bytes.length, seed * 7919 + compression), encoding, w, h);
-        // Raw and PackBits data have no structure: random bytes are valid pixels.
-        if (result !== 'decoded') expect(result, `garbage ${compression}`).toBeInstanceOf(MedStreamError);
-        if (
-          compression !== Compression.None &&
-          compression !== Compression.PackBits &&
-          result === 'decoded'
-        ) {
-          expect.fail(`random bytes decoded as compression ${compression}`);
+        if (compression === Compression.None || compression === Compression.PackBits) {
+          // Raw and PackBits data have no structure: random bytes may be valid pixels.
+          expect(result === 'decoded' || result instanceof MedStreamError, `garbage ${compression}`).toBe(
+            true,
+          );
+        } else {
+          expect(result, `random bytes decoded as compression ${compression}`).toBeInstanceOf(MedStreamError);
         }
       }
     }
+    // A hang guard, not a speed test: the ~70 decodes take well under a second; 20 s leaves room
+    // for a loaded machine and stays under the 30 s test timeout, so the message says what hung.
     expect(Date.now() - started).toBeLessThan(20_000);
   });
 

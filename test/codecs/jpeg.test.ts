@@ -1,10 +1,15 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createCodecs, prepareJpeg } from '../../src/codecs/index.js';
+import { createCodecs, decodesCleanly, prepareJpeg } from '../../src/codecs/index.js';
 import { Compression, Photometric } from '../../src/codecs/types.js';
 import type { TileEncoding } from '../../src/codecs/types.js';
 import { DecodeError, UnsupportedFormat } from '../../src/errors.js';
+import { openSlide } from '../../src/formats/detect.js';
+import { openSeries } from '../../src/formats/dicom-wsi.js';
+import type { Slide } from '../../src/formats/slide.js';
+import { BytesSource } from '../support/file-source.js';
 import { FIXTURES } from '../support/fixtures.js';
 import { compareRgb, loadRgb } from '../support/image-compare.js';
 import { synthJpeg } from './jpeg-synth.js';
@@ -116,6 +121,64 @@ describe('prepareJpeg', () => {
     expect(
       Math.max(...compareRgb({ data: crop(wrong, 240), width: 240, height: 240 }, theirs).mad),
     ).toBeGreaterThan(10);
+  });
+});
+
+describe('decodesCleanly (the check before a stored tile is passed through)', () => {
+  it('accepts a whole stored tile, refuses noise in its data and a tile that ends early', async () => {
+    const tiff = readTestTiff(path.join(FIXTURES, 'wsi/svs/CMU-1-Small-Region.svs'));
+    const tile = tiff.chunk(0, 0);
+    const whole = prepareJpeg(tile, tiff.ifds[0].encoding);
+    expect(await decodesCleanly(whole, 1 << 20)).toBe(true);
+    // Noise in the entropy-coded data, SOI..tables..SOS and the EOI kept: libjpeg only warns.
+    const noisy = whole.slice();
+    for (let i = whole.length - 1200; i < whole.length - 200; i++) noisy[i] = (i * 7919) & 0xff;
+    expect(await decodesCleanly(noisy, 1 << 20)).toBe(false);
+    // The second half of the data replaced by EOI and zeros (a tile that ends early).
+    const cut = whole.slice();
+    cut.fill(0, whole.length >> 1);
+    cut.set([0xff, 0xd9], whole.length >> 1);
+    expect(await decodesCleanly(cut, 1 << 20)).toBe(false);
+    // More pixels than allowed.
+    expect(await decodesCleanly(whole, 240 * 240 - 1)).toBe(false);
+  });
+
+  it('passes the stored tiles of every real JPEG fixture, so they still pass through', async () => {
+    const bytesOf = (file: string) =>
+      new BytesSource(new Uint8Array(readFileSync(file)), path.basename(file));
+    const dicomDir = path.join(FIXTURES, 'wsi/dicom-wsi/cmu-1-small-region');
+    const slides: [string, Slide][] = [
+      ['dicom-wsi', await openSeries(readdirSync(dicomDir).map((n) => bytesOf(path.join(dicomDir, n))))],
+    ];
+    for (const file of [
+      'svs/CMU-1-Small-Region.svs',
+      'ndpi/test3-DAPI-2.ndpi', // tiles cut at restart intervals
+      'generated/pyramid-jpeg.tif',
+      'generated/ome-pyramid-subifd.ome.tif',
+      'openslide/small.svs',
+    ]) {
+      slides.push([file, await openSlide(bytesOf(path.join(FIXTURES, 'wsi', file)))]);
+    }
+    for (const [name, slide] of slides) {
+      let checked = 0;
+      for (const { grid } of slide.levels) {
+        if (grid?.encoding.compression !== Compression.JPEG) continue;
+        // The corner tiles of each level (edge tiles included).
+        for (const [x, y] of [
+          [0, 0],
+          [grid.tilesX - 1, grid.tilesY - 1],
+        ]) {
+          const stored = await grid.readTile(x, y);
+          if (!stored) continue;
+          expect(
+            await decodesCleanly(prepareJpeg(stored, grid.encoding), 1 << 26),
+            `${name} (${x}, ${y})`,
+          ).toBe(true);
+          checked++;
+        }
+      }
+      expect(checked, name).toBeGreaterThan(0);
+    }
   });
 });
 

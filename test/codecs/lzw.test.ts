@@ -79,6 +79,7 @@ describe('decodeLzw', () => {
 
   it('never throws anything but DecodeError on random input', () => {
     let seed = 99;
+    const outcomes = { decoded: 0, decodeError: 0 };
     for (let round = 0; round < 200; round++) {
       const bytes = Uint8Array.from({ length: 64 + round }, () => {
         seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -86,10 +87,16 @@ describe('decodeLzw', () => {
       });
       bytes[0] = 0x80; // a Clear code first, so decoding gets going
       try {
-        decodeLzw(bytes, 4096);
+        const out = decodeLzw(bytes, 4096);
+        expect(out.length).toBeLessThanOrEqual(4096);
+        outcomes.decoded++;
       } catch (e) {
         expect(e).toBeInstanceOf(DecodeError);
+        outcomes.decodeError++;
       }
     }
+    // Every round asserted once (today all 200 are refused with a DecodeError).
+    expect(outcomes.decoded + outcomes.decodeError).toBe(200);
+    expect.assertions(201);
   });
 });

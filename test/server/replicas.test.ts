@@ -48,18 +48,38 @@ async function storageCostOnB(fn: () => Promise<void>): Promise<{ rangeReads: nu
   return { rangeReads: s3.rangeReadsSince(from), reads: (await metric(b, READS)) - before };
 }
 
+/** Reads `names` from `server` now; `.since()` reads them again and returns each one's increase. */
+async function counters(server: ServerProcess, names: string[]) {
+  const read = async () => Promise.all(names.map((name) => metric(server, name)));
+  const before = await read();
+  return {
+    async since(): Promise<Record<string, number>> {
+      const after = await read();
+      return Object.fromEntries(names.map((name, i) => [name, after[i] - before[i]]));
+    },
+  };
+}
+
 /** Waits until every Redis write `server` sent has been answered (they are fire and forget). */
 async function settled(server: ServerProcess): Promise<void> {
   await until(async () => (await metric(server, 'medstream_redis_writes_in_flight')) === 0);
 }
 
 describe('two replica processes, one Redis, one S3 bucket', () => {
+  // Counters are compared before and after each test's own requests, so each test stands alone
+  // (vitest -t) as well as in file order.
   it('a tile A computed is a Redis hit on B, which never opened the slide: zero range reads on B', async () => {
+    const onA = await counters(a, ['medstream_redis_sets_total']);
+    const onB = await counters(b, [
+      'medstream_slide_opens_total',
+      'medstream_block_cache_shared_hits_total',
+      'medstream_block_cache_requests_total',
+    ]);
     const fromA = await request(a, '/tiles/cmu.svs/0/3/4.png');
     expect(fromA.status).toBe(200);
     expect(fromA.headers.get('x-cache')).toBe('miss');
     await settled(a);
-    expect(await metric(a, 'medstream_redis_sets_total')).toBe(1);
+    expect(await onA.since()).toEqual({ medstream_redis_sets_total: 1 });
 
     let fromB: Awaited<ReturnType<typeof request>> | undefined;
     const cost = await storageCostOnB(async () => {
@@ -71,9 +91,10 @@ describe('two replica processes, one Redis, one S3 bucket', () => {
     expect(fromB!.headers.get('etag')).toBe(fromA.headers.get('etag'));
     expect(cost).toEqual({ rangeReads: [], reads: 0 });
     // B parsed the slide from blocks A had read.
-    expect(await metric(b, 'medstream_slide_opens_total')).toBe(1);
-    expect(await metric(b, 'medstream_block_cache_shared_hits_total')).toBeGreaterThan(0);
-    expect(await metric(b, 'medstream_block_cache_requests_total')).toBe(0);
+    const onBDelta = await onB.since();
+    expect(onBDelta.medstream_slide_opens_total).toBe(1);
+    expect(onBDelta.medstream_block_cache_shared_hits_total).toBeGreaterThan(0);
+    expect(onBDelta.medstream_block_cache_requests_total).toBe(0);
   });
 
   it('B opens a slide only A has parsed without a range read, with identical metadata', async () => {
@@ -96,6 +117,7 @@ describe('two replica processes, one Redis, one S3 bucket', () => {
     const fromA = await request(a, '/tiles/boxes.tiff/0/1/1.jpg');
     expect(fromA.status).toBe(200);
     await settled(a);
+    const onB = await counters(b, ['medstream_block_cache_requests_total']);
     let fromB: Awaited<ReturnType<typeof request>> | undefined;
     const cost = await storageCostOnB(async () => {
       fromB = await request(b, '/tiles/boxes.tiff/0/1/1.png');
@@ -105,7 +127,7 @@ describe('two replica processes, one Redis, one S3 bucket', () => {
     // One range read: the tile's stored bytes, no metadata.
     expect(cost.reads).toBe(1);
     expect(cost.rangeReads).toHaveLength(1);
-    expect(await metric(b, 'medstream_block_cache_requests_total')).toBe(0);
+    expect(await onB.since()).toEqual({ medstream_block_cache_requests_total: 0 });
   });
 
   it('replacing the slide object invalidates it on both replicas', async () => {

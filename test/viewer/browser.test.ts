@@ -4,11 +4,9 @@
 // tile error indicator, a phone-sized viewport, no console errors, no request off 127.0.0.1,
 // and (with a fake token issuer) the viewer token on every request.
 import Fastify, { type FastifyInstance } from 'fastify';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { NotFound } from '../../src/errors.js';
@@ -155,14 +153,9 @@ describe('viewer pages in Chromium', () => {
       expect(await label.getAttribute('src')).toContain('/associated/label.jpg');
       expect(await page.locator('details.properties').getAttribute('open')).toBeNull();
       expect(await page.locator('details.properties summary').textContent()).toMatch(/^Properties \(\d+\)$/);
+      // For looking at after a run (test-results/ is not committed); the docs' screenshot comes from
+      // `npm run screenshots` (scripts/screenshots.ts), never from a test.
       await page.screenshot({ path: path.join(RESULTS, 'viewer-1280x800.png') });
-      // The README's screenshot, as a palette PNG to keep the repository small; rewritten only
-      // when missing or asked for, so test runs leave the working tree alone.
-      const docsShot = path.resolve('docs/images/viewer.png');
-      if (process.env.UPDATE_SCREENSHOTS === '1' || !existsSync(docsShot))
-        await sharp(path.join(RESULTS, 'viewer-1280x800.png'))
-          .png({ palette: true, colours: 256, effort: 10 })
-          .toFile(docsShot);
 
       // Zooming in asks for tiles of a finer level; the scale bar follows.
       const coarse = Math.max(...dziLevels(log.requests));
