@@ -160,7 +160,9 @@ export class Catalog {
             now,
           )) || replaced;
       }
-      for (const record of batch.instances) replaced = (await putInstance(tx, record, scan, now)) || replaced;
+      for (const records of byObject(batch.instances).values()) {
+        replaced = (await putObjectInstances(tx, records, scan, now)) || replaced;
+      }
       // Only a replaced instance can leave an empty series or an unserved duplicate behind.
       if (replaced) await removeOrphans(tx);
     });
@@ -203,7 +205,7 @@ export class Catalog {
     }>(
       `SELECT d.key, d.sop_uid, s.key AS served_key, o.indexed_at FROM instances d
        JOIN instances s ON s.sop_uid = d.sop_uid AND s.served = 1
-       JOIN objects o ON o.key = d.key
+       JOIN objects o ON o.key = d.object_key
        WHERE d.served = 0 ORDER BY d.key LIMIT ?`,
       [limit],
     );
@@ -342,8 +344,8 @@ async function upsertObject(
   scan: number,
   now: string,
 ): Promise<boolean> {
-  // A changed object that was an instance is no longer one until re-recorded.
-  const replaced = (await tx.run('DELETE FROM instances WHERE key = ?', [key])) > 0;
+  // A changed object's instances are gone until it is recorded again.
+  const replaced = (await tx.run('DELETE FROM instances WHERE object_key = ?', [key])) > 0;
   await tx.run(
     `INSERT INTO objects (key, version, size, kind, reason, seen_scan, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (key) DO UPDATE SET version = excluded.version, size = excluded.size, kind = excluded.kind,
@@ -353,18 +355,36 @@ async function upsertObject(
   return replaced;
 }
 
-/** Records one instance; true when it replaced an earlier record of the same key. */
-async function putInstance(tx: Sql, r: InstanceRecord, scan: number, now: string): Promise<boolean> {
-  const replaced = await upsertObject(
-    tx,
-    r.key,
-    r.version,
-    r.size,
-    'dicom',
-    r.warnings.join('; ') || undefined,
-    scan,
-    now,
-  );
+/** Instance records grouped by the object they come from, in order. */
+function byObject(records: readonly InstanceRecord[]): Map<string, InstanceRecord[]> {
+  const out = new Map<string, InstanceRecord[]>();
+  for (const r of records) {
+    const key = r.objectKey ?? r.key;
+    const list = out.get(key);
+    if (list) list.push(r);
+    else out.set(key, [r]);
+  }
+  return out;
+}
+
+/** Records the instances of one object; true when they replaced an earlier record of it. */
+async function putObjectInstances(
+  tx: Sql,
+  records: InstanceRecord[],
+  scan: number,
+  now: string,
+): Promise<boolean> {
+  const first = records[0];
+  const objectKey = first.objectKey ?? first.key;
+  const kind = first.pixelData && 'nifti' in first.pixelData ? 'nifti' : 'dicom';
+  const warnings = first.warnings.join('; ') || undefined;
+  const replaced = await upsertObject(tx, objectKey, first.version, first.size, kind, warnings, scan, now);
+  for (const r of records) await putInstance(tx, r, objectKey);
+  return replaced;
+}
+
+/** Records one instance of an object already recorded. */
+async function putInstance(tx: Sql, r: InstanceRecord, objectKey: string): Promise<void> {
   // The first key (in byte order) serves a SOP Instance UID that several objects claim.
   const earlier = await tx.all('SELECT 1 AS x FROM instances WHERE sop_uid = ? AND key < ?', [
     r.sopUid,
@@ -374,11 +394,12 @@ async function putInstance(tx: Sql, r: InstanceRecord, scan: number, now: string
   if (served)
     await tx.run('UPDATE instances SET served = 0 WHERE sop_uid = ? AND key > ?', [r.sopUid, r.key]);
   await tx.run(
-    `INSERT INTO instances (key, sop_uid, served, series_uid, study_uid, sop_class_uid, instance_number, rows_,
-       columns_, bits_allocated, number_of_frames, transfer_syntax, version, size, pixel_data, warnings, json)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO instances (key, object_key, sop_uid, served, series_uid, study_uid, sop_class_uid, instance_number,
+       rows_, columns_, bits_allocated, number_of_frames, transfer_syntax, version, size, pixel_data, warnings, json)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     [
       r.key,
+      objectKey,
       r.sopUid,
       served,
       r.seriesUid,
@@ -443,7 +464,6 @@ async function putInstance(tx: Sql, r: InstanceRecord, scan: number, now: string
       JSON.stringify(se.json),
     ],
   );
-  return replaced;
 }
 
 /** After removals: promote a duplicate whose served twin went, drop empty series and studies. */

@@ -12,12 +12,83 @@
 
 import { isMedStreamError, throwIfAborted } from '../errors.js';
 import { parseDicomHeader } from '../dicom/parser.js';
-import type { ObjectInfo, Storage } from '../storage/types.js';
+import type { ByteSource, ObjectInfo, ReadOptions, Storage } from '../storage/types.js';
+import { gunzipPrefix, isGzip, parseNiftiHeader } from '../volumes/nifti-header.js';
 import type { Catalog, IndexBatch, OtherObject } from './catalog.js';
+import { niftiRecords, type NiftiSidecar } from './nifti-record.js';
 import { instanceRecord, type InstanceRecord } from './record.js';
 
 /** Bumped when the indexer learns to read objects it used to skip: they are read again. */
-export const INDEXER_VERSION = '1';
+export const INDEXER_VERSION = '2';
+
+/** The first read of every object: a DICOM header usually fits, a NIfTI header always does. */
+const FIRST_WINDOW = 64 * 1024;
+/** Compressed bytes inflated to look for a NIfTI header: bounds a gzip bomb to ~4 MiB. */
+const GZIP_PROBE = 4096;
+
+/** Serves reads inside an already fetched prefix from memory, the rest from the source. */
+class PrefixedSource implements ByteSource {
+  constructor(
+    private readonly source: ByteSource,
+    private readonly prefix: Uint8Array,
+  ) {}
+  get key() {
+    return this.source.key;
+  }
+  get size() {
+    return this.source.size;
+  }
+  get identity() {
+    return this.source.identity;
+  }
+  read(offset: number, length: number, options?: ReadOptions): Promise<Uint8Array> {
+    if (offset + length <= this.prefix.length)
+      return Promise.resolve(this.prefix.subarray(offset, offset + length));
+    return this.source.read(offset, length, options);
+  }
+}
+
+/** The NIfTI header at the start of an object (plain or gzip), or undefined when it is none. */
+function niftiHeaderOf(prefix: Uint8Array) {
+  let raw: Uint8Array;
+  const probe = isGzip(prefix) ? prefix.subarray(0, GZIP_PROBE) : prefix;
+  try {
+    raw = isGzip(probe) ? gunzipPrefix(probe) : probe;
+  } catch {
+    return undefined; // gzip, but not a stream we can read: some other compressed file
+  }
+  // sizeof_hdr alone decides, so a NIfTI cut short is reported as a broken NIfTI, not skipped.
+  if (raw.length < 4) return undefined;
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const sizes = [view.getInt32(0, true), view.getInt32(0, false)];
+  const nifti = sizes.some((n) => n === 348 || n === 540);
+  return nifti ? parseNiftiHeader(probe) : undefined;
+}
+
+function sidecarOf(bytes: Uint8Array): NiftiSidecar {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return {};
+  }
+  const out: Record<string, string> = {};
+  if (parsed && typeof parsed === 'object') {
+    for (const key of [
+      'Modality',
+      'PatientName',
+      'PatientID',
+      'StudyDescription',
+      'SeriesDescription',
+      'StudyDate',
+      'BodyPartExamined',
+    ]) {
+      const value = (parsed as Record<string, unknown>)[key];
+      if (typeof value === 'string' && value.length <= 64 && !/[\\\0]/.test(value)) out[key] = value;
+    }
+  }
+  return out;
+}
 
 export interface IndexProgress {
   listed: number;
@@ -65,31 +136,54 @@ async function forEachConcurrent<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+export interface IndexerOptions {
+  /** Modality of NIfTI volumes without a sidecar (default OT). */
+  niftiModality?: string;
+}
+
 export class Indexer {
   constructor(
     private readonly storage: Storage,
     private readonly catalog: Catalog,
+    private readonly options: IndexerOptions = {},
   ) {}
 
-  /** Reads one object's header into a record, or says what it is instead. */
+  /** Reads one object's header into records (a DICOM instance, NIfTI slices), or says what it is instead. */
   async readObject(
     info: ObjectInfo,
     options: Pick<IndexOptions, 'signal' | 'objectTimeoutMs' | 'maxHeaderBytes'> = {},
-  ): Promise<{ instance: InstanceRecord } | { other: OtherObject }> {
+  ): Promise<{ instances: InstanceRecord[] } | { other: OtherObject }> {
     const version = listingVersion(info);
     const base = { key: info.key, version, size: info.size };
     const timeout = AbortSignal.timeout(options.objectTimeoutMs ?? 30_000);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     try {
-      if (info.size < 132) return { other: { ...base, kind: 'other', reason: 'too small for DICOM' } };
-      const source = this.storage.openListed
+      if (info.size === 0) return { other: { ...base, kind: 'other', reason: 'empty' } };
+      const opened = this.storage.openListed
         ? await this.storage.openListed(info, { signal })
         : await this.storage.open(info.key, { signal });
-      const header = await parseDicomHeader(source, {
+      const prefix = await opened.read(0, Math.min(opened.size, FIRST_WINDOW), {
+        purpose: 'metadata',
         signal,
+      });
+      const isDicom =
+        prefix.length >= 132 && Buffer.from(prefix.subarray(128, 132)).toString('latin1') === 'DICM';
+      if (!isDicom) {
+        const nifti = niftiHeaderOf(prefix);
+        if (!nifti) return { other: { ...base, kind: 'other' } };
+        const records = niftiRecords({ ...base, lastModified: info.lastModified }, nifti, {
+          namespace: this.storage.description,
+          modality: this.options.niftiModality ?? 'OT',
+          sidecar: await this.sidecar(info.key, signal),
+        });
+        return { instances: records };
+      }
+      const header = await parseDicomHeader(new PrefixedSource(opened, prefix), {
+        signal,
+        firstWindow: FIRST_WINDOW,
         maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024 * 1024,
       });
-      return { instance: instanceRecord(base, header, this.storage.description) };
+      return { instances: [instanceRecord(base, header, this.storage.description)] };
     } catch (e) {
       throwIfAborted(options.signal);
       const message = e instanceof Error ? e.message : String(e);
@@ -105,6 +199,20 @@ export class Indexer {
       return {
         other: { ...base, version: transient ? '' : version, kind: 'error', reason: `${code}: ${message}` },
       };
+    }
+  }
+
+  /** The BIDS-style sidecar `<name>.json` of a NIfTI object, when there is one. */
+  private async sidecar(key: string, signal: AbortSignal): Promise<NiftiSidecar | undefined> {
+    const jsonKey = key.replace(/\.nii(\.gz)?$/i, '.json');
+    if (jsonKey === key) return undefined;
+    try {
+      const source = await this.storage.open(jsonKey, { signal });
+      if (source.size === 0 || source.size > 1024 * 1024) return undefined;
+      return sidecarOf(await source.read(0, source.size, { signal }));
+    } catch (e) {
+      if (isMedStreamError(e) && e.code === 'not_found') return undefined;
+      throw e;
     }
   }
 
@@ -137,8 +245,8 @@ export class Indexer {
         progress.unchanged += batch.seen.length;
         await forEachConcurrent(changed, concurrency, async (info) => {
           const result = await this.readObject(info, options);
-          if ('instance' in result) {
-            batch.instances.push(result.instance);
+          if ('instances' in result) {
+            batch.instances.push(...result.instances);
             progress.indexed++;
           } else {
             batch.others.push(result.other);

@@ -18,7 +18,10 @@ import { Tag } from '../dicom/tags.js';
 import { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pick } from './levels.js';
 
 export interface InstanceRecord {
+  /** The instance's key: the object's key, or `<object key>#<slice>` for a NIfTI slice. */
   key: string;
+  /** The stored object the instance comes from (default: `key`). */
+  objectKey?: string;
   version: string;
   size: number;
   sopUid: string;
@@ -31,12 +34,27 @@ export interface InstanceRecord {
   bitsAllocated?: number;
   numberOfFrames?: number;
   transferSyntax: string;
-  pixelData?: PixelDataLocation;
+  /** Where the pixels are: a DICOM object's Pixel Data, or a NIfTI volume's slice. */
+  pixelData?: PixelDataLocation | NiftiSliceLocation;
   warnings: string[];
   /** The instance's whole header (UIDs filled in where derived). */
   json: DicomJson;
   study: StudyAttributes;
   series: SeriesAttributes;
+}
+
+/** Where slice `slice` of a NIfTI volume lies (WADO-RS serves it as an uncompressed frame). */
+export interface NiftiSliceLocation {
+  nifti: {
+    slice: number;
+    datatype: number;
+    bitpix: number;
+    voxOffset: number;
+    littleEndian: boolean;
+    gzip: boolean;
+    /** Columns (i), rows (j), slices (k). */
+    dims: [number, number, number];
+  };
 }
 
 export interface StudyAttributes {

@@ -51,10 +51,13 @@ const MIGRATIONS: readonly string[][] = [
     )`,
     `CREATE INDEX series_study ON series (study_uid)`,
     `CREATE INDEX series_modality ON series (modality)`,
-    // One row per stored object; `served` = 1 for the one object answering for its SOP Instance
-    // UID (the lexicographically first key when several objects claim the same UID).
+    // One row per instance: a DICOM object is one instance (key = the object's key); a NIfTI
+    // volume is one instance per slice (key = `<object key>#<slice>`). `served` = 1 for the one
+    // instance answering for its SOP Instance UID (the first key in byte order when several
+    // objects claim the same UID).
     `CREATE TABLE instances (
-      key TEXT PRIMARY KEY REFERENCES objects (key) ON DELETE CASCADE,
+      key TEXT PRIMARY KEY,
+      object_key TEXT NOT NULL REFERENCES objects (key) ON DELETE CASCADE,
       sop_uid TEXT NOT NULL,
       served INTEGER NOT NULL,
       series_uid TEXT NOT NULL,
@@ -73,6 +76,7 @@ const MIGRATIONS: readonly string[][] = [
       json {JSON} NOT NULL
     )`,
     `CREATE INDEX instances_sop ON instances (sop_uid)`,
+    `CREATE INDEX instances_object ON instances (object_key)`,
     `CREATE INDEX instances_series ON instances (series_uid, served)`,
     `CREATE INDEX instances_study ON instances (study_uid, served)`,
     `CREATE TABLE catalog_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,

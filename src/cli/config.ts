@@ -256,6 +256,13 @@ export const OPTIONS = [
     description: 'object headers read in parallel while indexing',
   },
   {
+    flag: 'nifti-modality',
+    kind: 'string',
+    default: 'OT',
+    description:
+      'Modality of NIfTI volumes in the catalog when no sidecar .json names one (CT, MR, PT, OT, ...)',
+  },
+  {
     flag: 'qido-max-results',
     kind: 'int',
     default: '1000',
@@ -328,6 +335,7 @@ export interface Config {
   /** 0 = no periodic re-index. */
   indexIntervalMs: number;
   indexConcurrency: number;
+  niftiModality: string;
   qidoMaxResults: number;
   stowPrefix: string;
   stowMaxBytes: number;
@@ -523,6 +531,7 @@ export function parseConfig(
     indexAtStart: out.indexAtStart as boolean,
     indexIntervalMs: out.indexInterval as number,
     indexConcurrency: out.indexConcurrency as number,
+    niftiModality: validateModality(out.niftiModality as string),
     qidoMaxResults: out.qidoMaxResults as number,
     stowPrefix: validateStowPrefix(out.stowPrefix as string),
     stowMaxBytes: out.stowMaxBytes as number,
@@ -589,6 +598,14 @@ export function validateStorageUrl(url: string): void {
   throw new ConfigError(
     `storage URL ${JSON.stringify(url)} has an unknown scheme '${scheme}:' (use a directory path, file://, s3:// or http(s)://)`,
   );
+}
+
+/** A DICOM Modality code (CS: upper case, digits, space, underscore; at most 16). */
+function validateModality(modality: string): string {
+  const upper = modality.toUpperCase();
+  if (!/^[A-Z0-9_ ]{1,16}$/.test(upper))
+    throw new ConfigError(`--nifti-modality: ${JSON.stringify(modality)} is not a modality code`);
+  return upper;
 }
 
 /** `stow/`: a relative key prefix ending in `/`, no `..` segments. */

@@ -44,7 +44,7 @@ export async function runIndex(config: Config, options: IndexCommandOptions): Pr
     let lastLine = 0;
     const line = (p: IndexProgress) =>
       `listed ${p.listed}: ${p.indexed} indexed, ${p.unchanged} unchanged, ${p.other} other, ${p.failed} failed`;
-    const summary = await new Indexer(storage, catalog).scan({
+    const summary = await new Indexer(storage, catalog, { niftiModality: config.niftiModality }).scan({
       prefix: options.prefix,
       concurrency: config.indexConcurrency,
       signal: abort.signal,

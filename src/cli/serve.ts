@@ -108,7 +108,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     await storage.close();
     throw e;
   }
-  const index = new IndexService(new Indexer(storage, catalog), {
+  const index = new IndexService(new Indexer(storage, catalog, { niftiModality: config.niftiModality }), {
     intervalMs: config.indexIntervalMs,
     concurrency: config.indexConcurrency,
     logger: pino({ level: config.logLevel }).child({ component: 'indexer' }),
