@@ -172,9 +172,15 @@ function condition(b: Builder, expr: string, match: Match, fuzzy: boolean, numer
       .replace(/[\^=]+/g, ' ')
       .replace(/\s+/g, ' ')
       .trim();
-    // Fuzzy: the (caret-free, lower-case) name has a component starting with the value.
+    // Fuzzy: the (caret-free, lower-case) name has a component starting with the value. The
+    // carets of the stored name become spaces here too (patient_name_fuzzy has none left; every
+    // other person name, a column or the stored JSON, still has them).
     const withWildcards = /[*?]/.test(words) ? words : `${words}*`;
-    const anyWord = b.pattern(`(' ' || ${expr})`, `* ${withWildcards}`, true);
+    const anyWord = b.pattern(
+      `(' ' || replace(replace(${expr}, '^', ' '), '=', ' '))`,
+      `* ${withWildcards}`,
+      true,
+    );
     return anyWord;
   }
   if (WILDCARD_VRS.has(vr) && /[*?]/.test(value)) return b.pattern(expr, value, false);
@@ -190,6 +196,8 @@ function correlation(level: Level, table: 'se' | 'i', alias: string): string {
 }
 
 function compileMatch(b: Builder, query: CatalogQuery, match: Match, n: number): string | undefined {
+  // The tag names a JSON path in the SQL (as a parameter); anything but 8 hex digits is refused.
+  if (!/^[0-9A-F]{8}$/.test(match.tag)) throw new BadRequest(`invalid tag ${match.tag.slice(0, 100)}`);
   if (isUniversal(match.value)) return undefined;
   if (match.tag === MODALITIES_IN_STUDY) {
     const modalities = match.value.split('\\').filter((m) => m !== '');
@@ -204,7 +212,7 @@ function compileMatch(b: Builder, query: CatalogQuery, match: Match, n: number):
   if (column && joined.includes(column.table)) {
     const fuzzyColumn = match.vr === 'PN' && query.fuzzy && column.column === 'patient_name';
     const expr = fuzzyColumn ? 'st.patient_name_fuzzy' : `${column.table}.${column.column}`;
-    return condition(b, expr, match, query.fuzzy && !fuzzyColumn, true);
+    return condition(b, expr, match, query.fuzzy, true);
   }
   if (column && column.table === 'se') {
     // A series attribute at the study level: some series of the study matches.
