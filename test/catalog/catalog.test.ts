@@ -120,7 +120,7 @@ describe.each(DIALECTS)('catalog on %s', (dialect) => {
 
   it('looks up versions of more keys than one statement takes (chunks of 500)', async () => {
     const catalog = await fresh();
-    const others = Array.from({ length: 1234 }, (_, i) => ({
+    const others = Array.from({ length: 640 }, (_, i) => ({
       key: `bulk/${String(i).padStart(5, '0')}.bin`,
       version: `${i}-v`,
       size: i,
@@ -128,8 +128,8 @@ describe.each(DIALECTS)('catalog on %s', (dialect) => {
     }));
     await catalog.applyBatch(batch({ others }), await catalog.beginScan());
     const versions = await catalog.versions(others.map((o) => o.key));
-    expect(versions.size).toBe(1234);
-    expect(versions.get('bulk/01233.bin')).toBe('1233-v');
+    expect(versions.size).toBe(640);
+    expect(versions.get('bulk/00639.bin')).toBe('639-v');
   });
 
   it('removes objects a complete scan did not see, with their empty series and studies', async () => {
@@ -279,34 +279,25 @@ describe.each(DIALECTS)('catalog on %s', (dialect) => {
     await catalog.invalidateSkipped('1');
     expect((await catalog.versions(['n.txt'])).get('n.txt')).toBe('1-1');
   });
-});
 
-// Replicas share one PostgreSQL catalog and may all start at once on a new database. (SQLite is
-// one process's embedded file: several connections in one process would wait on each other's
-// locks synchronously, so this is a PostgreSQL property.)
-describe('catalog on postgres, several replicas', () => {
-  let backend: CatalogBackend;
-  beforeAll(async () => {
-    backend = await startBackend('postgres');
-  });
-  afterAll(() => backend?.stop());
-
-  it('replicas migrating one new database at once all succeed, the schema applied once', async () => {
-    const location = await backend.fresh();
-    const catalogs = await Promise.all([1, 2, 3, 4].map(() => Catalog.open(location)));
-    try {
+  // Replicas share one PostgreSQL catalog and may all start at once on a new database. (SQLite is
+  // one process's embedded file: several connections in one process would wait on each other's
+  // locks synchronously, so this is a PostgreSQL property.)
+  if (dialect === 'postgres') {
+    it('replicas migrating one new database at once all succeed, the schema applied once', async () => {
+      const location = await backend.fresh();
+      const catalogs = await Promise.all([1, 2, 3, 4].map(() => Catalog.open(location)));
+      open.push(...catalogs);
       const versions = await catalogs[0].sql.all<{ version: number }>(
         'SELECT version FROM catalog_migrations',
       );
       expect(versions.map((v) => Number(v.version))).toEqual([SCHEMA_VERSION]);
       // What one replica records, the others see.
       await catalogs[1].applyBatch(
-        { seen: [], instances: [], others: [{ key: 'k', version: 'v', size: 1, kind: 'other' }] },
+        batch({ others: [{ key: 'k', version: 'v', size: 1, kind: 'other' }] }),
         await catalogs[1].beginScan(),
       );
       expect((await catalogs[3].versions(['k'])).get('k')).toBe('v');
-    } finally {
-      for (const c of catalogs) await c.close();
-    }
-  });
+    });
+  }
 });
