@@ -172,9 +172,11 @@ function condition(b: Builder, expr: string, match: Match, fuzzy: boolean, numer
       .replace(/[\^=]+/g, ' ')
       .replace(/\s+/g, ' ')
       .trim();
-    // Fuzzy: the (caret-free, lower-case) name has a component starting with the value.
+    // Fuzzy: the (caret-free, lower-case) name has a component starting with the value. The
+    // carets of the stored name become spaces here too (patient_name_fuzzy has none left; every
+    // other person name, a column or the stored JSON, still has them).
     const withWildcards = /[*?]/.test(words) ? words : `${words}*`;
-    return b.pattern(`(' ' || replace(${expr}, '^', ' '))`, `* ${withWildcards}`, true);
+    return b.pattern(`(' ' || replace(replace(${expr}, '^', ' '), '=', ' '))`, `* ${withWildcards}`, true);
   }
   if (WILDCARD_VRS.has(vr) && /[*?]/.test(value)) return b.pattern(expr, value, false);
   return `${expr} = ${b.param(value)}`;
@@ -189,6 +191,8 @@ function correlation(level: Level, table: 'se' | 'i', alias: string): string {
 }
 
 function compileMatch(b: Builder, query: CatalogQuery, match: Match, n: number): string | undefined {
+  // The tag names a JSON path in the SQL (as a parameter); anything but 8 hex digits is refused.
+  if (!/^[0-9A-F]{8}$/.test(match.tag)) throw new BadRequest(`invalid tag ${match.tag.slice(0, 100)}`);
   if (isUniversal(match.value)) return undefined;
   if (match.tag === MODALITIES_IN_STUDY) {
     const modalities = match.value.split('\\').filter((m) => m !== '');

@@ -87,13 +87,15 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings the database to SCHEMA_VERSION. Safe to call from several replicas at once. */
 export async function migrate(sql: Sql): Promise<void> {
-  await sql.run(
-    'CREATE TABLE IF NOT EXISTS catalog_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)',
-  );
   const json = sql.dialect === 'postgres' ? 'JSONB' : 'TEXT';
   await sql.transaction(async (tx) => {
     // PostgreSQL: one replica migrates at a time; the others wait here and find the work done.
+    // The lock comes before any DDL: two concurrent `CREATE TABLE IF NOT EXISTS` of one new
+    // table race in PostgreSQL's catalog (a unique violation on pg_type) instead of one winning.
     if (tx.dialect === 'postgres') await tx.all('SELECT pg_advisory_xact_lock(4242001)');
+    await tx.run(
+      'CREATE TABLE IF NOT EXISTS catalog_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)',
+    );
     const rows = await tx.all<{ version: number }>('SELECT MAX(version) AS version FROM catalog_migrations');
     const current = Number(rows[0]?.version ?? 0);
     if (current > SCHEMA_VERSION) {

@@ -134,6 +134,10 @@ export async function openSql(location: string): Promise<Sql> {
     // BIGINT (sizes, offsets) as numbers: every value we store is below 2^53.
     pg.types.setTypeParser(20, (v) => Number(v));
     const pool = new pg.Pool({ connectionString: location, max: 8, connectionTimeoutMillis: 5000 });
+    // An idle pooled connection that the server closes (a restart, an administrator, a network
+    // cut) is reported on the pool; without a listener that 'error' event kills the process. The
+    // pool drops the client, and the next query opens a new connection or fails with its error.
+    pool.on('error', () => undefined);
     const sql = new PostgresSql(pool, redactDatabaseUrl(location), pool);
     try {
       await sql.all('SELECT 1');

@@ -13,6 +13,7 @@
 import { CorruptFile, UnsupportedFormat, throwIfAborted } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 import { DataSet, type DicomElement } from './dataset.js';
+import { lookupTag } from './dictionary.js';
 import { IMPLICIT_VR, LONG_LENGTH_VRS, Tag, TransferSyntax, tagName } from './tags.js';
 
 export interface DicomHeaderOptions {
@@ -164,7 +165,11 @@ export async function parseDicomHeader(
     if (group === 0xfffe) return { tag: t, vr: '', length: reader.u32(reader.pos + 4), size: 8 };
     if (!explicit) {
       const length = reader.u32(reader.pos + 4);
-      const vr = IMPLICIT_VR.get(t) ?? (length === UNDEFINED_LENGTH ? 'SQ' : 'UN');
+      // A defined-length sequence carries no VR in implicit VR either: the data dictionary says
+      // it is one (ReferencedImageSequence, SegmentSequence, ...), else its items would be kept
+      // as opaque bytes (and rendered as text by the JSON model).
+      const known = IMPLICIT_VR.get(t) ?? (lookupTag(t)?.vr === 'SQ' ? 'SQ' : undefined);
+      const vr = known ?? (length === UNDEFINED_LENGTH ? 'SQ' : 'UN');
       return { tag: t, vr, length, size: 8 };
     }
     const c0 = reader.bytes(reader.pos + 4, 1)[0];
