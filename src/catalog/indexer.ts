@@ -48,6 +48,21 @@ class PrefixedSource implements ByteSource {
   }
 }
 
+/**
+ * An object that is neither DICOM nor NIfTI: `other`, unless its name promises one of them —
+ * content decides, the name only makes the mismatch worth reporting as an error.
+ */
+function unrecognised(base: { key: string; version: string; size: number }, why: string): OtherObject {
+  const promised = /\.(dcm|dicom)$/i.test(base.key)
+    ? 'DICOM Part 10'
+    : /\.nii(\.gz)?$/i.test(base.key)
+      ? 'NIfTI'
+      : undefined;
+  return promised
+    ? { ...base, kind: 'error', reason: `unsupported_format: named like ${promised} but it is not (${why})` }
+    : { ...base, kind: 'other', reason: why };
+}
+
 /** The NIfTI header at the start of an object (plain or gzip), or undefined when it is none. */
 function niftiHeaderOf(prefix: Uint8Array) {
   let raw: Uint8Array;
@@ -158,7 +173,7 @@ export class Indexer {
     const timeout = AbortSignal.timeout(options.objectTimeoutMs ?? 30_000);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     try {
-      if (info.size === 0) return { other: { ...base, kind: 'other', reason: 'empty' } };
+      if (info.size === 0) return { other: unrecognised(base, 'empty object') };
       const opened = this.storage.openListed
         ? await this.storage.openListed(info, { signal })
         : await this.storage.open(info.key, { signal });
@@ -170,7 +185,7 @@ export class Indexer {
         prefix.length >= 132 && Buffer.from(prefix.subarray(128, 132)).toString('latin1') === 'DICM';
       if (!isDicom) {
         const nifti = niftiHeaderOf(prefix);
-        if (!nifti) return { other: { ...base, kind: 'other' } };
+        if (!nifti) return { other: unrecognised(base, 'no DICM prefix, no NIfTI header') };
         const records = niftiRecords({ ...base, lastModified: info.lastModified }, nifti, {
           namespace: this.storage.description,
           modality: this.options.niftiModality ?? 'OT',

@@ -249,6 +249,13 @@ export function compileQuery(query: CatalogQuery, dialect: Dialect): CompiledQue
   const b = new Builder(dialect);
   const where: string[] = [];
   if (query.level === 'instance') where.push('i.served = 1');
+  // A series or study whose instances are all duplicates served elsewhere is not listed.
+  if (query.level === 'series') {
+    where.push('EXISTS (SELECT 1 FROM instances v WHERE v.series_uid = se.series_uid AND v.served = 1)');
+  }
+  if (query.level === 'study') {
+    where.push('EXISTS (SELECT 1 FROM instances v WHERE v.study_uid = st.study_uid AND v.served = 1)');
+  }
   if (query.studyUids !== undefined) {
     if (query.studyUids.length === 0) where.push('1 = 0');
     else where.push(`st.study_uid IN (${query.studyUids.map((u) => b.param(u)).join(', ')})`);

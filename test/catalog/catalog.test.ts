@@ -226,6 +226,25 @@ describe.each(DIALECTS)('catalog on %s', (dialect) => {
     expect((await catalog.instance(wsi.sopUid))?.key).toBe('y/1.dcm');
   });
 
+  it('a series (and study) holding only duplicates served elsewhere is not listed', async () => {
+    const catalog = await fresh();
+    const twin = vary(wsi, { key: 'z/twin.dcm', seriesUid: `${U}.9.1`, studyUid: `${U}.9` });
+    await catalog.applyBatch(
+      batch({ instances: [vary(wsi, { key: 'a/orig.dcm' }), twin] }),
+      await catalog.beginScan(),
+    );
+    const page = { fuzzy: false, matches: [], limit: 100, offset: 0 };
+    const series = await catalog.search({ ...page, level: 'series' });
+    expect(series.rows.map((r) => r.seriesUid)).toEqual([wsi.seriesUid]);
+    const studies = await catalog.search({ ...page, level: 'study' });
+    expect(studies.rows.map((r) => r.studyUid)).toEqual([wsi.studyUid]);
+    // Once the original goes, the twin is served and its series and study are listed.
+    await catalog.removeKeys(['a/orig.dcm']);
+    expect((await catalog.search({ ...page, level: 'series' })).rows.map((r) => r.seriesUid)).toEqual([
+      `${U}.9.1`,
+    ]);
+  });
+
   it('studyCounts and seriesCounts count served instances, series and modalities', async () => {
     const catalog = await fresh();
     const study = `${U}.7`;

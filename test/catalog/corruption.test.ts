@@ -128,7 +128,7 @@ describe('indexer corruption suite', () => {
         const key = `truncated/${name}-${String(t).padStart(6, '0')}.dcm`;
         const outcome: Expected =
           t < 132
-            ? { outcomes: ['other'] }
+            ? { outcomes: ['error'], reason: /^unsupported_format: named like DICOM/ }
             : t < pixelStart
               ? { outcomes: ['error', 'indexed'], reason: /^corrupt_file: / }
               : { outcomes: ['indexed'] };
@@ -153,7 +153,11 @@ describe('indexer corruption suite', () => {
       outcomes: ['error'],
       reason: /^corrupt_file: /,
     });
-    await add('garbage/no-dicm.dcm', concat(new Uint8Array(128), noise(1000)), { outcomes: ['other'] });
+    // Named .dcm but no DICM: reported (the name promised DICOM), not silently skipped.
+    await add('garbage/no-dicm.dcm', concat(new Uint8Array(128), noise(1000)), {
+      outcomes: ['error'],
+      reason: /^unsupported_format: named like DICOM/,
+    });
 
     // Absurd lengths.
     const absurd: [string, Uint8Array, RegExp][] = [
@@ -258,7 +262,11 @@ describe('indexer corruption suite', () => {
     }
 
     // Not DICOM at all.
-    await add('not-dicom/empty.dcm', new Uint8Array(0), { outcomes: ['other'] });
+    await add('not-dicom/empty.dcm', new Uint8Array(0), {
+      outcomes: ['error'],
+      reason: /^unsupported_format: /,
+    });
+    await add('not-dicom/empty.bin', new Uint8Array(0), { outcomes: ['other'] });
     await add('not-dicom/readme.txt', new TextEncoder().encode('hello\n'.repeat(100)), {
       outcomes: ['other'],
     });
