@@ -6,7 +6,8 @@
 
 import type { DicomJson } from '../dicom/json.js';
 import { compileQuery, type CatalogQuery } from './query.js';
-import { fuzzyName, type InstanceRecord } from './record.js';
+import type { PixelDataLocation } from '../dicom/parser.js';
+import { fuzzyName, type InstanceRecord, type NiftiSliceLocation } from './record.js';
 import { migrate } from './schema.js';
 import { openSql, type Sql, type SqlValue } from './sql.js';
 
@@ -47,13 +48,39 @@ export interface SearchRow {
 
 export interface StoredInstance {
   key: string;
+  /** The stored object (differs from `key` for a NIfTI slice). */
+  objectKey: string;
   sopUid: string;
   seriesUid: string;
   studyUid: string;
   version: string;
   size: number;
   transferSyntax: string;
+  numberOfFrames?: number;
+  pixelData?: PixelDataLocation | NiftiSliceLocation;
   json: DicomJson;
+}
+
+const INSTANCE_COLUMNS =
+  'key, object_key, sop_uid, series_uid, study_uid, version, size, transfer_syntax, number_of_frames, pixel_data, json';
+
+function storedInstance(r: Record<string, unknown>): StoredInstance {
+  return {
+    key: r.key as string,
+    objectKey: r.object_key as string,
+    sopUid: r.sop_uid as string,
+    seriesUid: r.series_uid as string,
+    studyUid: r.study_uid as string,
+    version: r.version as string,
+    size: Number(r.size),
+    transferSyntax: r.transfer_syntax as string,
+    numberOfFrames: r.number_of_frames === null ? undefined : Number(r.number_of_frames),
+    pixelData:
+      typeof r.pixel_data === 'string'
+        ? (JSON.parse(r.pixel_data) as StoredInstance['pixelData'])
+        : undefined,
+    json: json(r.json),
+  };
 }
 
 function json(value: unknown): DicomJson {
@@ -316,21 +343,21 @@ export class Catalog {
   /** The served instance with this SOP Instance UID. */
   async instance(sopUid: string): Promise<StoredInstance | undefined> {
     const rows = await this.sql.all<Record<string, unknown>>(
-      'SELECT key, sop_uid, series_uid, study_uid, version, size, transfer_syntax, json FROM instances WHERE sop_uid = ? AND served = 1',
+      `SELECT ${INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ? AND served = 1`,
       [sopUid],
     );
-    const r = rows[0];
-    if (!r) return undefined;
-    return {
-      key: r.key as string,
-      sopUid: r.sop_uid as string,
-      seriesUid: r.series_uid as string,
-      studyUid: r.study_uid as string,
-      version: r.version as string,
-      size: Number(r.size),
-      transferSyntax: r.transfer_syntax as string,
-      json: json(r.json),
-    };
+    return rows[0] ? storedInstance(rows[0]) : undefined;
+  }
+
+  /** The served instances of a study, or of one of its series, in series and instance order. */
+  async instancesOf(studyUid: string, seriesUid?: string): Promise<StoredInstance[]> {
+    const rows = await this.sql.all<Record<string, unknown>>(
+      `SELECT ${INSTANCE_COLUMNS} FROM instances WHERE served = 1 AND study_uid = ?` +
+        (seriesUid === undefined ? '' : ' AND series_uid = ?') +
+        ' ORDER BY series_uid, COALESCE(instance_number, 2147483647), key',
+      seriesUid === undefined ? [studyUid] : [studyUid, seriesUid],
+    );
+    return rows.map(storedInstance);
   }
 }
 

@@ -23,7 +23,8 @@ const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 export interface FrameTable {
   readonly count: number;
   /** How frames are located: for diagnostics and tests. */
-  readonly method: 'native' | 'extended-offset-table' | 'basic-offset-table' | 'fragment-walk';
+  readonly method:
+    'native' | 'extended-offset-table' | 'basic-offset-table' | 'fragment-walk' | 'single-frame';
   /** The stored bytes of frame `index` (0-based). Throws `CorruptFile` for offsets past the object. */
   read(index: number, signal?: AbortSignal): Promise<Uint8Array>;
 }
@@ -61,8 +62,39 @@ export function frameTable(
   const eot = header.dataset.get(Tag.ExtendedOffsetTable);
   const eotLengths = header.dataset.get(Tag.ExtendedOffsetTableLengths);
   if (eot && eot.length > 0) return extendedTable(source, eot, eotLengths, origin, count);
+  // One frame is every fragment up to the delimiter: one read of the rest of the object.
+  if (count === 1 && source.size - origin <= MAX_FRAME_BYTES) return singleFrameTable(source, origin);
   if (botLength > 0) return basicTable(source, pixel.valueOffset + 8, botLength, origin, count);
   return new FragmentWalk(source, origin, count);
+}
+
+function singleFrameTable(source: ByteSource, origin: number): FrameTable {
+  const key = source.key;
+  return {
+    count: 1,
+    method: 'single-frame',
+    async read(index, signal) {
+      checkIndex(key, index, 1);
+      if (origin + 8 > source.size) throw new CorruptFile(`${key}: frame 1 lies past the end of the object`);
+      const span = await source.read(origin, source.size - origin, { purpose: 'data', signal });
+      const view = new DataView(span.buffer, span.byteOffset, span.byteLength);
+      const parts: Uint8Array[] = [];
+      for (let pos = 0; pos + 8 <= span.length;) {
+        const t = ((view.getUint16(pos, true) << 16) | view.getUint16(pos + 2, true)) >>> 0;
+        if (t === Tag.SequenceDelimitation) break;
+        if (t !== Tag.Item)
+          throw new CorruptFile(`${key}: frame 1: expected a fragment item at byte ${origin + pos}`);
+        const length = view.getUint32(pos + 4, true);
+        if (pos + 8 + length > span.length)
+          throw new CorruptFile(`${key}: frame 1: a fragment runs past the end of the object`);
+        parts.push(span.subarray(pos + 8, pos + 8 + length));
+        pos += 8 + length;
+      }
+      if (parts.length === 0 || parts.every((p) => p.length === 0))
+        throw new CorruptFile(`${key}: frame 1 is empty`);
+      return parts.length === 1 ? parts[0] : concat(parts);
+    },
+  };
 }
 
 function checkIndex(key: string, index: number, count: number): void {
