@@ -226,7 +226,13 @@ describe('Dockerfile', () => {
 
   it('builds in one stage and runs production dependencies as non-root in a slim one', () => {
     const froms = instructions.filter((l) => l.startsWith('FROM '));
-    expect(froms).toEqual(['FROM node:20-bookworm-slim AS build', 'FROM node:20-bookworm-slim AS runtime']);
+    // Both stages on the same Node (the native modules npm ci builds or fetches must match it),
+    // an LTS line inside package.json's engines range.
+    expect(froms).toEqual(['FROM node:24-bookworm-slim AS build', 'FROM node:24-bookworm-slim AS runtime']);
+    const engines = (
+      JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }
+    ).engines.node;
+    expect(engines.split('||').map((r) => r.trim())).toContain('^24.0.0');
     const runtime = instructions.slice(instructions.indexOf(froms[1]));
     expect(runtime).toContain('RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force');
     expect(runtime.some((l) => l === 'USER node')).toBe(true);
