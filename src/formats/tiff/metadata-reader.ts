@@ -113,6 +113,21 @@ export class MetadataReader {
     await this.read(offset, clipped, 'metadata', { signal, readAhead: 0 });
   }
 
+  /** Whether [offset, offset + length) lies in a window already fetched. */
+  covers(offset: number, length: number): boolean {
+    return this.windows.some((w) => offset >= w.start && offset + length <= w.start + w.bytes.byteLength);
+  }
+
+  /** Bytes the open may still fetch as windows before read-ahead stops. */
+  get remainingBudget(): number {
+    return this.retaining ? Math.max(0, this.budget - this.fetchedBytes) : 0;
+  }
+
+  /** The block size windows are aligned to. */
+  get alignment(): number {
+    return this.blockSize;
+  }
+
   /** Drops the windows; reads from now on go straight to the source (and its block cache). */
   release(): void {
     this.windows = [];
