@@ -163,17 +163,24 @@ const openBudget: Benchmark = {
           // The middle tile, found without touching the server that is measured.
           const probe = await ServerProcess.start(`s3://${BENCH_BUCKET}`, flags, S3RVER, 'warn');
           let mid: [number, number];
+          let beside: [number, number];
           try {
             const meta = (await (await fetch(`${probe.url}/slides/${id}`)).json()) as {
               levels: { tiles_x: number; tiles_y: number }[];
             };
-            mid = [meta.levels[0].tiles_x >> 1, meta.levels[0].tiles_y >> 1];
+            const { tiles_x: across, tiles_y: down } = meta.levels[0];
+            mid = [across >> 1, down >> 1];
+            // The tile to its right, else the one below (a one-column level).
+            beside = mid[0] + 1 < across ? [mid[0] + 1, mid[1]] : [mid[0], Math.min(mid[1] + 1, down - 1)];
           } finally {
             await probe.close();
           }
           const first = await step(server, stores, `/tiles/${id}/0/${mid[0]}/${mid[1]}.jpg`);
-          const next = await step(server, stores, `/tiles/${id}/0/${mid[0] + 1}/${mid[1]}.jpg`);
-          checkThat(first.status === 200 && next.status === 200, `${layout.id}: tiles answered 200`);
+          const next = await step(server, stores, `/tiles/${id}/0/${beside[0]}/${beside[1]}.jpg`);
+          checkThat(
+            first.status === 200 && next.status === 200,
+            `${layout.id}: tiles answered 200 (got ${first.status}, ${next.status})`,
+          );
           rows.push([
             layout.layout,
             requests(first),
@@ -184,7 +191,7 @@ const openBudget: Benchmark = {
             formatBytes(next.bytes),
             formatMs(next.ms),
           ]);
-          data.push({ layout, mid, first, next });
+          data.push({ layout, mid, beside, first, next });
         } finally {
           await server.close();
         }
