@@ -15,23 +15,12 @@ import { readRegion } from '../../src/tiles/region.js';
 import { writeDicom, wsiInstance, type WsiInstanceOptions } from '../support/dicom-writer.js';
 import { BytesSource } from '../support/file-source.js';
 import { fixture } from '../support/fixtures.js';
+import { withoutImageType } from './dicom-strip.js';
 import { patternTile } from '../support/frame-encoders.js';
 import { compareRgb } from '../support/image-compare.js';
 
 const codecs = createCodecs({ workers: 1 });
 afterAll(() => codecs.close());
-
-/** A copy of a Part 10 object with its top-level ImageType element cut out (explicit VR: 8-byte header). */
-async function withoutImageType(bytes: Uint8Array, key: string): Promise<Uint8Array> {
-  const header = await parseDicomHeader(new BytesSource(bytes, key));
-  const element = header.dataset.get(Tag.ImageType);
-  if (!element) throw new Error(`${key} has no ImageType to remove`);
-  const start = element.offset - 8;
-  const out = new Uint8Array(bytes.length - 8 - element.length);
-  out.set(bytes.subarray(0, start));
-  out.set(bytes.subarray(element.offset + element.length), start);
-  return out;
-}
 
 async function strippedSources(dir: string, only?: (name: string) => boolean): Promise<BytesSource[]> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.dcm') && (only?.(n) ?? true)).sort();
