@@ -87,7 +87,7 @@ beforeAll(async () => {
 }, 180_000);
 
 /**
- * The compare bench's SVS layout (bench/slides.ts): tile data first (a sparse 64 MiB here, then
+ * The compare bench's SVS layout (bench/slides.ts): tile data first (a sparse 8 MiB here, then
  * the one stored tile every entry points at), then each directory followed by its values — level
  * 0 (60000x45000, 47 000 tiles: 376 KB of tile tables), the stripped thumbnail, levels 4x, 16x, 64x.
  */
@@ -98,7 +98,7 @@ async function writeAperioLayout(file: string): Promise<number> {
       .toBuffer(),
   );
   const writer = new TiffWriter({ bigTiff: false });
-  writer.hole(64 * 2 ** 20);
+  writer.hole(8 * 2 ** 20);
   const tileOffset = writer.blob(jpeg);
   const head = 'Aperio Image Library v11.2.1 \r\n60000x45000 [0,0 60000x45000] (240x240)';
   const level = (d: number, description: string): TagSpec[] =>
