@@ -7,8 +7,8 @@
 // Reads are bound to the version that was opened: identity is size + mtime + inode, and each read
 // first stats the path; a file rewritten in place or replaced by rename fails with
 // `ObjectChanged`. Open file handles are kept in a small LRU (`OpenFileCache`) keyed by path and
-// identity, so a tile read costs one stat and one pread, run side by side, instead of
-// open/fstat/read/close.
+// identity, so a tile read costs one pread and a path stat run beside it (shared by the reads of
+// one file in flight at the same time) instead of open/fstat/read/close.
 
 import { promises as fs, constants as fsConstants } from 'node:fs';
 import type { Stats } from 'node:fs';
@@ -58,6 +58,8 @@ export class LocalStorage implements Storage {
   private readonly observer: RequestObserver | undefined;
   private readonly handles: OpenFileCache;
   private realRoot: Promise<string> | undefined;
+  /** Path stats in flight: concurrent reads of one file share one identity check. */
+  private readonly statsInFlight = new Map<string, Promise<Stats | undefined>>();
 
   constructor(options: LocalStorageOptions) {
     this.root = path.resolve(options.root);
@@ -131,16 +133,13 @@ export class LocalStorage implements Storage {
         // costs the longer of the two instead of their sum, and its bytes are returned only when
         // the path still names the version that was opened (else ObjectChanged, as before).
         const [check, read] = await Promise.allSettled([
-          fs.stat(source.realPath).then(
+          this.statShared(source.realPath).then(
             (current) => {
-              if (identityOf(current) !== source.identity) {
+              if (current === undefined || identityOf(current) !== source.identity) {
                 throw new ObjectChanged(`${source.key} was replaced or removed since it was opened`);
               }
             },
             (e: unknown) => {
-              if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR')) {
-                throw new ObjectChanged(`${source.key} was replaced or removed since it was opened`);
-              }
               throw fsError(e, source.key);
             },
           ),
@@ -153,6 +152,27 @@ export class LocalStorage implements Storage {
       },
       (bytes) => bytes.length,
     );
+  }
+
+  /**
+   * The path's stats (undefined when it is gone), shared by the reads that ask while one stat is
+   * in flight: under load (many tiles of one slide at once) one stat checks a batch of reads.
+   * A joined stat started at most one stat's duration before the read — the same window the
+   * check had when it ran before the read.
+   */
+  private statShared(realPath: string): Promise<Stats | undefined> {
+    let pending = this.statsInFlight.get(realPath);
+    if (!pending) {
+      pending = fs
+        .stat(realPath)
+        .catch((e: unknown) => {
+          if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR')) return undefined;
+          throw e;
+        })
+        .finally(() => this.statsInFlight.delete(realPath));
+      this.statsInFlight.set(realPath, pending);
+    }
+    return pending;
   }
 
   /** `length` bytes at `offset` through the handle cache (the handle is checked when opened). */
