@@ -3,8 +3,10 @@
 # viewer bundle) and a slim runtime stage with production dependencies only (sharp brings its
 # prebuilt libvips for linux-x64/arm64 glibc through its optional @img/* packages).
 # Build: docker build -t medstream .   Run: docker run -p 3000:3000 medstream   (docs/deploy.md)
+# Node 24, an LTS line every native dependency supports (sharp and onnxruntime-node are Node-API;
+# better-sqlite3 12 ships builds for Node 20-25, `npm ci` takes the one of this image's Node).
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -13,7 +15,7 @@ COPY scripts ./scripts
 COPY src ./src
 RUN npm run build
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     MEDSTREAM_HOST=0.0.0.0 \
     MEDSTREAM_PORT=3000

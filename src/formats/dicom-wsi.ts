@@ -20,6 +20,7 @@ import { isDicomPart10, parseDicomHeader, type DicomHeader } from '../dicom/pars
 import { Tag, TransferSyntax, VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE } from '../dicom/tags.js';
 import { BadRequest, CorruptFile, UnsupportedFormat } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
+import { classifyInstances, declaredFlavor } from './dicom-wsi-classify.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
 import { levelsFromGrids, slideOf } from './levels.js';
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
@@ -76,7 +77,7 @@ interface Instance {
   header: DicomHeader;
   dataset: DataSet;
   seriesUid: string;
-  /** VOLUME, LABEL, OVERVIEW, THUMBNAIL (ImageType value 3). */
+  /** VOLUME, LABEL, OVERVIEW, THUMBNAIL as declared (ImageType value 3 or Frame Type); '' if not. */
   flavor: string;
   tileWidth: number;
   tileHeight: number;
@@ -166,7 +167,7 @@ async function openInstance(source: ByteSource, signal: AbortSignal | undefined)
   }
   const seriesUid = ds.string(Tag.SeriesInstanceUid);
   if (!seriesUid) throw new CorruptFile(`${key}: no SeriesInstanceUID`);
-  const flavor = (ds.strings(Tag.ImageType)[2] ?? '').toUpperCase();
+  const flavor = declaredFlavor(ds) ?? '';
   const tileWidth = ds.number(Tag.Columns) ?? 0;
   const tileHeight = ds.number(Tag.Rows) ?? 0;
   const width = ds.number(Tag.TotalPixelMatrixColumns) ?? tileWidth;
@@ -402,7 +403,9 @@ function gridOf(key: string, members: Instance[]): ImageGrid {
 async function buildSlide(instances: Instance[], options: OpenSlideOptions): Promise<Slide> {
   const { signal } = options;
   instances.sort((a, b) => (a.source.key < b.source.key ? -1 : a.source.key > b.source.key ? 1 : 0));
-  const volumes = instances.filter((i) => i.flavor === 'VOLUME');
+  // ImageType is often absent or varied in files from the field: classify by all the evidence.
+  const flavors = classifyInstances(instances);
+  const volumes = instances.filter((_, k) => flavors[k] === 'VOLUME');
   const key = instances[0].source.key;
   if (volumes.length === 0) throw new CorruptFile(`${key}: the DICOM series has no VOLUME instance`);
 
@@ -415,8 +418,8 @@ async function buildSlide(instances: Instance[], options: OpenSlideOptions): Pro
   const levels = levelsFromGrids(grids);
 
   const associated = new Map<string, ImageGrid>();
-  for (const instance of instances) {
-    const name = ASSOCIATED_NAMES[instance.flavor];
+  for (const [k, instance] of instances.entries()) {
+    const name = ASSOCIATED_NAMES[flavors[k]];
     if (!name || associated.has(name)) continue;
     associated.set(name, gridOf(instance.source.key, [instance]));
   }

@@ -1,7 +1,9 @@
 // Pixels → an image file for the client, with sharp (libvips). One function for every route, so
 // every output format honours the same options: JPEG (quality, 4:2:0 like most slide scanners),
 // PNG (lossless; a fast zlib level — tiles are small and latency matters more than 10 % bytes),
-// WebP (quality, low effort for the same reason).
+// WebP (quality, low effort for the same reason). Gray and bitonal pipelines (one band) stay one
+// band: 8-bit grayscale JPEG and PNG, bitonal PNG as a 1-bit two-colour palette; WebP has no
+// grayscale mode, so its gray is three equal channels.
 
 import sharp from 'sharp';
 import type { DecodedImage } from '../codecs/types.js';
@@ -38,6 +40,8 @@ export function parseQuality(raw: string | undefined, fallback: number): number 
 export interface EncodeOptions {
   format: ImageFormat;
   quality: number;
+  /** The pipeline holds only 0 and 255 (IIIF `bitonal`): PNG is written with 1 bit per pixel. */
+  bitonal?: boolean;
 }
 
 /** Wraps decoded pixels as a sharp pipeline input (callers may add resize/rotate first). */
@@ -55,6 +59,9 @@ export async function encodePipeline(pipeline: sharp.Sharp, options: EncodeOptio
     case 'jpg':
       return pipeline.jpeg({ quality: options.quality, chromaSubsampling: '4:2:0' }).toBuffer();
     case 'png':
+      // Two palette entries → libvips writes bit depth 1; without dithering the palette is
+      // exactly black and white, as the thresholded input.
+      if (options.bitonal) return pipeline.png({ palette: true, colours: 2, dither: 0 }).toBuffer();
       return pipeline.png({ compressionLevel: 3, adaptiveFiltering: false }).toBuffer();
     case 'webp':
       return pipeline.webp({ quality: options.quality, effort: 2 }).toBuffer();

@@ -191,7 +191,11 @@ export class TileService {
         pipeline = applyColour(pipeline, request.colour);
         return {
           body: await timings.time('encode', () =>
-            encodePipeline(pipeline, { format: request.format, quality }),
+            encodePipeline(pipeline, {
+              format: request.format,
+              quality,
+              bitonal: request.colour === 'bitonal',
+            }),
           ),
           passthrough: false,
         };
@@ -442,8 +446,12 @@ function levelEdge(edge: number, imageSize: number, levelSize: number, ds: numbe
   return levelSize + Math.round((edge - imageSize) / ds);
 }
 
+/**
+ * IIIF gray and bitonal as one band: sharp's grayscale() alone still writes three equal sRGB
+ * channels; the `b-w` output colourspace makes JPEG and PNG single-channel.
+ */
 function applyColour(pipeline: Sharp, colour: RenderRequest['colour']): Sharp {
-  if (colour === 'gray') return pipeline.grayscale();
-  if (colour === 'bitonal') return pipeline.grayscale().threshold(128);
+  if (colour === 'gray') return pipeline.grayscale().toColourspace('b-w');
+  if (colour === 'bitonal') return pipeline.grayscale().threshold(128).toColourspace('b-w');
   return pipeline;
 }

@@ -1,6 +1,7 @@
 // What can be checked of the packaging without a container engine or a cluster: every YAML file
-// under deploy/ parses (test/support/mini-yaml.ts, a strict subset parser), every Kubernetes
-// object has apiVersion/kind/metadata.name, probes and ports line up, every environment variable
+// under deploy/ parses (the `yaml` package, duplicate keys and warnings are errors), every
+// Kubernetes object validates against the schema of its apiVersion/kind (kubernetes-models, the
+// JSON schemas generated from the Kubernetes OpenAPI spec), probes and ports line up, every environment variable
 // the manifests and the compose file set is one MedStream reads (config schema) or the AWS chain,
 // the grace period covers the drain timeout, Redis evicts LRU under maxmemory, and the
 // Dockerfile runs what the build produces.
@@ -9,12 +10,36 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { envName, OPTIONS, parseDuration } from '../../src/cli/config.js';
-import { parseYamlDocuments, YamlError, type YamlValue } from '../support/mini-yaml.js';
+import { parseAllDocuments } from 'yaml';
 
 const ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const K8S = path.join(ROOT, 'deploy/kubernetes');
 
+type YamlValue = null | boolean | number | string | YamlValue[] | { [key: string]: YamlValue };
 type Obj = { [key: string]: YamlValue };
+
+/** Every document of a YAML stream as plain data; any error or warning (duplicate keys, tabs...) throws. */
+function parseYamlDocuments(text: string): YamlValue[] {
+  return parseAllDocuments(text, { uniqueKeys: true, strict: true }).map((doc) => {
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem) throw problem;
+    return doc.toJS({ maxAliasCount: 0 }) as YamlValue;
+  });
+}
+
+/** Validates one object with the kubernetes-models class of its apiVersion and kind. */
+async function validateKubernetesObject(doc: Obj): Promise<void> {
+  const apiVersion = String(doc.apiVersion);
+  const kind = String(doc.kind);
+  if (!/^([a-z0-9.-]+\/)?v\d+((alpha|beta)\d+)?$/.test(apiVersion) || !/^[A-Z][A-Za-z]+$/.test(kind))
+    throw new Error(`not a Kubernetes apiVersion/kind: ${apiVersion} ${kind}`);
+  // One module per apiVersion/kind in the package (`kubernetes-models/apps/v1/Deployment`).
+  const specifier = `kubernetes-models/${apiVersion}/${kind}`;
+  const module = (await import(/* @vite-ignore */ specifier)) as {
+    [name: string]: new (data: Obj) => { validate(): void };
+  };
+  new module[kind](doc).validate();
+}
 const obj = (v: YamlValue | undefined): Obj => {
   if (v === null || v === undefined || typeof v !== 'object' || Array.isArray(v))
     throw new Error(`not a mapping: ${JSON.stringify(v)}`);
@@ -52,56 +77,22 @@ const KNOWN_ENV = new Set([
   'AWS_PROFILE',
 ]);
 
-describe('mini YAML parser', () => {
-  it('parses the subset the deploy files use', () => {
-    const docs = parseYamlDocuments(
-      [
-        '# comment',
-        'a: 1',
-        'b:',
-        '  - x',
-        "  - 'y # not a comment'",
-        '  - k: v',
-        '    l: [1, "two", \'three\',]',
-        'c:',
-        '- 2',
-        'd: {}',
-        'e: "s: t"',
-        '---',
-        'f: true # comment',
-        'g:',
-        '  [',
-        "    'p',",
-        "    '',",
-        '  ]',
-      ].join('\n'),
-    );
-    expect(docs).toEqual([
-      { a: 1, b: ['x', 'y # not a comment', { k: 'v', l: [1, 'two', 'three'] }], c: [2], d: {}, e: 's: t' },
-      { f: true, g: ['p', ''] },
-    ]);
-  });
-
+describe('YAML loading', () => {
   it.each([
-    ['a: 1\na: 2', /duplicate key/],
-    ['a:\n  b: 1\n c: 2', /indentation/],
-    ['a: |\n  text', /unsupported/],
-    ['a: &x 1', /unsupported/],
-    ['a: [1, 2', /unterminated/],
-    ['a: b: c', /": " inside a plain scalar/],
-    ['a:\n\t- b', /tab/],
-  ])('rejects %j', (text, message) => {
-    expect(() => parseYamlDocuments(text)).toThrow(YamlError);
+    ['a: 1\na: 2', /unique/],
+    ['a:\n  b: 1\n c: 2', /indent|Implicit|map/i],
+    ['a: [1, 2', /flow|Missing|end/i],
+    ['a: b: c', /Nested mappings|mapping/i],
+  ])('refuses %j', (text, message) => {
     expect(() => parseYamlDocuments(text)).toThrow(message);
   });
 });
 
 describe('deploy/kubernetes', () => {
-  it('every object has apiVersion, kind and metadata.name', () => {
+  it('every object validates against its Kubernetes schema and has metadata.name', async () => {
     expect(manifests.length).toBeGreaterThanOrEqual(7);
     for (const { file, doc } of manifests) {
-      expect(typeof doc.apiVersion, file).toBe('string');
-      expect(typeof doc.kind, file).toBe('string');
+      await expect(validateKubernetesObject(doc), file).resolves.toBeUndefined();
       expect(typeof obj(doc.metadata).name, file).toBe('string');
     }
     const kinds = manifests.map((m) => m.doc.kind).sort();
@@ -116,6 +107,17 @@ describe('deploy/kubernetes', () => {
         'Service',
       ].sort(),
     );
+  });
+
+  it('the schema check fails on a wrong type, a missing required field and an unknown kind', async () => {
+    const broken = structuredClone(byKind('Deployment', 'medstream'));
+    const spec = obj(obj(obj(broken.spec).template).spec);
+    obj(arr(obj(arr(spec.containers)[0]).ports)[0]).containerPort = 'three thousand';
+    await expect(validateKubernetesObject(broken)).rejects.toThrow(/containerPort must be integer/);
+    const noSelector = structuredClone(byKind('Deployment', 'medstream'));
+    delete obj(noSelector.spec).selector;
+    await expect(validateKubernetesObject(noSelector)).rejects.toThrow(/selector/);
+    await expect(validateKubernetesObject({ ...broken, kind: 'Deploymnet' })).rejects.toThrow();
   });
 
   const deployment = byKind('Deployment', 'medstream');
@@ -224,7 +226,13 @@ describe('Dockerfile', () => {
 
   it('builds in one stage and runs production dependencies as non-root in a slim one', () => {
     const froms = instructions.filter((l) => l.startsWith('FROM '));
-    expect(froms).toEqual(['FROM node:20-bookworm-slim AS build', 'FROM node:20-bookworm-slim AS runtime']);
+    // Both stages on the same Node (the native modules npm ci builds or fetches must match it),
+    // an LTS line inside package.json's engines range.
+    expect(froms).toEqual(['FROM node:24-bookworm-slim AS build', 'FROM node:24-bookworm-slim AS runtime']);
+    const engines = (
+      JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }
+    ).engines.node;
+    expect(engines.split('||').map((r) => r.trim())).toContain('^24.0.0');
     const runtime = instructions.slice(instructions.indexOf(froms[1]));
     expect(runtime).toContain('RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force');
     expect(runtime.some((l) => l === 'USER node')).toBe(true);

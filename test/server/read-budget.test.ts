@@ -1,6 +1,9 @@
 // The read budget on S3, counted at the S3 server: opening a ≥ 1 GiB BigTIFF with a
 // 160 000-tile level costs at most 3 range requests and 512 KiB; a cold tile costs one block of
 // each tile table plus its own bytes; a second tile nearby costs exactly one request of its size.
+// An Aperio-layout SVS the size of the compare bench's (60000x45000, 240-px tiles, every
+// directory and its tile tables at the end of the file): open + first level-0 tile in at most
+// 4 GETs and 512 KiB plus the tile, the next tile in one GET of its size.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +21,7 @@ let dir: string;
 let s3: TestS3Server;
 let server: RunningServer;
 let tileBytes: number;
+let svsTileBytes: number;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-budget-'));
@@ -72,11 +76,61 @@ beforeAll(async () => {
   const size = await writer.writeFile(file);
   expect(size).toBeGreaterThanOrEqual(2 ** 30);
 
+  const svs = path.join(dir, 'aperio.svs');
+  svsTileBytes = await writeAperioLayout(svs);
+
   s3 = await startS3Server();
   await s3.createBucket('slides');
   await s3.upload('slides', 'lab/big.tif', file);
+  await s3.upload('slides', 'lab/aperio.svs', svs);
   server = await startTestServer('s3://slides/lab', s3.medstreamFlags());
 }, 180_000);
+
+/**
+ * The compare bench's SVS layout (bench/slides.ts): tile data first (a sparse 8 MiB here, then
+ * the one stored tile every entry points at), then each directory followed by its values — level
+ * 0 (60000x45000, 47 000 tiles: 376 KB of tile tables), the stripped thumbnail, levels 4x, 16x, 64x.
+ */
+async function writeAperioLayout(file: string): Promise<number> {
+  const jpeg = new Uint8Array(
+    await sharp({ create: { width: 240, height: 240, channels: 3, background: '#b07050' } })
+      .jpeg()
+      .toBuffer(),
+  );
+  const writer = new TiffWriter({ bigTiff: false });
+  writer.hole(8 * 2 ** 20);
+  const tileOffset = writer.blob(jpeg);
+  const head = 'Aperio Image Library v11.2.1 \r\n60000x45000 [0,0 60000x45000] (240x240)';
+  const level = (d: number, description: string): TagSpec[] =>
+    tiledImageTags({
+      width: Math.floor(60000 / d),
+      height: Math.floor(45000 / d),
+      tile: 240,
+      tileOffset,
+      tileBytes: jpeg.byteLength,
+      bigTiff: false,
+      extra: [{ tag: 270, type: T.ASCII, values: description }],
+    });
+  writer.ifd({ tags: level(1, `${head} JPEG/RGB Q=70|AppMag = 20|MPP = 0.4990`) });
+  writer.ifd({
+    tags: [
+      { tag: 256, type: T.LONG, values: [1024] },
+      { tag: 257, type: T.LONG, values: [768] },
+      { tag: 258, type: T.SHORT, values: [8, 8, 8] },
+      { tag: 259, type: T.SHORT, values: [1] },
+      { tag: 262, type: T.SHORT, values: [2] },
+      { tag: 270, type: T.ASCII, values: `${head} -> 1024x768 - |AppMag = 20` },
+      { tag: 273, type: T.LONG, values: [1024] },
+      { tag: 277, type: T.SHORT, values: [3] },
+      { tag: 278, type: T.LONG, values: [768] },
+      { tag: 279, type: T.LONG, values: [1024 * 768 * 3] },
+    ],
+  });
+  for (const d of [4, 16, 64])
+    writer.ifd({ tags: level(d, `${head} -> ${60000 / d}x${45000 / d} JPEG/RGB Q=70`) });
+  await writer.writeFile(file);
+  return jpeg.byteLength;
+}
 
 afterAll(async () => {
   await server?.close();
@@ -109,5 +163,28 @@ describe('read budget on S3 (≥ 1 GiB BigTIFF, 160 000-tile level)', () => {
     const second = await request(server, '/tiles/big.tif/0/124/321.jpg');
     expect(second.status).toBe(200);
     expect(s3.rangeReadsSince(next)).toEqual([tileBytes]);
+  });
+});
+
+describe('read budget on S3 (60000x45000 Aperio-layout SVS, directories at the end)', () => {
+  it('open + first level-0 tile: ≤ 4 GETs and ≤ 512 KiB plus the tile; the next tile: 1 GET of its size', async () => {
+    const start = s3.requestLog.length;
+    const meta = await request(server, '/slides/aperio.svs');
+    expect(meta.status).toBe(200);
+    expect((meta.json() as { levels: { width: number }[] }).levels.map((l) => l.width)).toEqual([
+      60000, 15000, 3750, 937,
+    ]);
+    const first = await request(server, '/tiles/aperio.svs/0/123/97.jpg');
+    expect(first.status).toBe(200);
+    const reads = s3.rangeReadsSince(start);
+    console.log(`aperio layout: open + first tile = ${reads.length} GETs: ${reads.join(', ')} bytes`);
+    expect(reads.length).toBeLessThanOrEqual(4);
+    expect(reads.at(-1)).toBe(svsTileBytes);
+    expect(reads.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(512 * 1024 + svsTileBytes);
+
+    const next = s3.requestLog.length;
+    const second = await request(server, '/tiles/aperio.svs/0/124/97.jpg');
+    expect(second.status).toBe(200);
+    expect(s3.rangeReadsSince(next)).toEqual([svsTileBytes]);
   });
 });

@@ -33,6 +33,8 @@ export interface WindowReadOptions {
 interface Window {
   start: number;
   bytes: Uint8Array;
+  /** Fetched exactly (not block-aligned, not block-cached): tag arrays inside it keep its bytes. */
+  kept?: boolean;
 }
 
 export const DEFAULT_WINDOW_BLOCK = 64 * 1024;
@@ -111,6 +113,44 @@ export class MetadataReader {
     const clipped = Math.min(length, Math.max(this.blockSize, this.budget - this.fetchedBytes));
     if (offset < 0 || offset + clipped > this.size) return;
     await this.read(offset, clipped, 'metadata', { signal, readAhead: 0 });
+  }
+
+  /**
+   * Fetches exactly [offset, offset + length) as a data read — not rounded to cache blocks, so
+   * no bytes before `offset` are paid for — and keeps it as a window whose bytes the tag arrays
+   * inside it hold on to (`kept`), since the block cache never sees them. Counts against the
+   * budget like any window.
+   */
+  async fetchExact(offset: number, length: number, signal?: AbortSignal): Promise<void> {
+    this.checkRange(offset, length, 'metadata');
+    if (!this.retaining || length <= 0) return;
+    this.requests++;
+    const bytes = await this.source.read(offset, length, { purpose: 'data', signal });
+    this.fetchedBytes += bytes.byteLength;
+    this.windows.push({ start: offset, bytes, kept: true });
+  }
+
+  /** The bytes of [offset, offset + length) when a kept window (`fetchExact`) holds them. */
+  keptBytes(offset: number, length: number): Uint8Array | undefined {
+    const w = this.windows.find(
+      (w) => w.kept && offset >= w.start && offset + length <= w.start + w.bytes.byteLength,
+    );
+    return w?.bytes.subarray(offset - w.start, offset - w.start + length);
+  }
+
+  /** Whether [offset, offset + length) lies in a window already fetched. */
+  covers(offset: number, length: number): boolean {
+    return this.windows.some((w) => offset >= w.start && offset + length <= w.start + w.bytes.byteLength);
+  }
+
+  /** Bytes the open may still fetch as windows before read-ahead stops. */
+  get remainingBudget(): number {
+    return this.retaining ? Math.max(0, this.budget - this.fetchedBytes) : 0;
+  }
+
+  /** The block size windows are aligned to. */
+  get alignment(): number {
+    return this.blockSize;
   }
 
   /** Drops the windows; reads from now on go straight to the source (and its block cache). */

@@ -2,7 +2,8 @@
 // is never read whole: `get(i)` reads just element i, as a metadata read, so opening a level
 // with 150 000 tiles costs nothing and each tile costs a few bytes of its arrays (the block
 // cache groups neighbouring elements into one cached block). Arrays small enough to sit inline
-// in their entry are decoded from it directly.
+// in their entry are decoded from it directly, and so are arrays that arrived in a window the
+// open fetched exactly (`MetadataReader.fetchExact`: the block cache never saw those bytes).
 
 import { CorruptFile } from '../../errors.js';
 import { FieldType, TYPE_SIZES } from './constants.js';
@@ -22,6 +23,8 @@ const INTEGER_TYPES = new Set<number>([
 export class TagArray {
   readonly count: number;
   private readonly elementSize: number;
+  /** The whole array, when it was fetched with the directories (kept window) or is inline. */
+  private readonly held: Uint8Array | undefined;
 
   /** Throws `CorruptFile` when the entry is not an unsigned integer array inside the file. */
   constructor(
@@ -37,6 +40,7 @@ export class TagArray {
     }
     this.count = entry.count;
     this.elementSize = TYPE_SIZES[entry.type];
+    this.held = entry.inline ?? reader.keptBytes(entry.valueOffset, entry.byteLength);
     if (!entry.inline) {
       const end = entry.valueOffset + entry.byteLength;
       if (!Number.isSafeInteger(end) || entry.valueOffset <= 0 || end > reader.size) {
@@ -53,8 +57,8 @@ export class TagArray {
       throw new CorruptFile(`${this.reader.source.key}: ${this.what} has no element ${index}`);
     }
     const size = this.elementSize;
-    const bytes = this.entry.inline
-      ? this.entry.inline.subarray(index * size, (index + 1) * size)
+    const bytes = this.held
+      ? this.held.subarray(index * size, (index + 1) * size)
       : await this.reader.read(this.entry.valueOffset + index * size, size, this.what, { signal });
     const value = this.order.numbers(this.entry.type, bytes, 1)[0];
     if (!Number.isSafeInteger(value)) {
