@@ -137,6 +137,13 @@ export class DecodeError extends MedStreamError {
   }
 }
 
+/** No representation the client accepts can be produced (406). */
+export class NotAcceptable extends MedStreamError {
+  constructor(message: string) {
+    super('not_acceptable', message);
+  }
+}
+
 export class NotImplemented extends MedStreamError {
   constructor(message: string) {
     super('not_implemented', message);

@@ -82,9 +82,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     blockSize: config.blockSizeBytes,
     shared: sharedCache,
   });
+  const wrap = createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats });
   const registry = new SlideRegistry({
     storage,
-    wrap: createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats }),
+    wrap,
     open: (source, signal, context) =>
       openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
     openMany: (sources, signal) => openSlideSeries(sources, { signal, exposePhi: config.exposePhi }),
@@ -147,6 +148,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         catalog,
         index,
         qidoMaxResults: config.qidoMaxResults,
+        wrap,
         stow: {
           storage,
           prefix: config.stowPrefix,

@@ -20,6 +20,20 @@ export interface TestDicomwebClient {
     queryParams?: Record<string, unknown>;
   }): Promise<DicomJsonObject[]>;
   storeInstances(options: { datasets: ArrayBuffer[]; studyInstanceUID?: string }): Promise<unknown>;
+  retrieveSeriesMetadata(options: { studyInstanceUID: string; seriesInstanceUID: string }): Promise<unknown>;
+  retrieveInstanceFrames(options: {
+    studyInstanceUID: string;
+    seriesInstanceUID: string;
+    sopInstanceUID: string;
+    frameNumbers: number[];
+    mediaTypes?: Array<{ mediaType: string; transferSyntaxUID?: string }>;
+  }): Promise<unknown>;
+  retrieveInstance(options: {
+    studyInstanceUID: string;
+    seriesInstanceUID: string;
+    sopInstanceUID: string;
+  }): Promise<unknown>;
+  retrieveBulkData(options: { BulkDataURI: string }): Promise<unknown>;
 }
 
 export function dicomwebClient(url: string, headers: Record<string, string> = {}): TestDicomwebClient {

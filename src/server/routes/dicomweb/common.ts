@@ -3,7 +3,7 @@
 // JSON responses (PS3.18 §8.7: application/dicom+json, application/json accepted too).
 
 import type { FastifyRequest } from 'fastify';
-import { MedStreamError } from '../../../errors.js';
+import { NotAcceptable } from '../../../errors.js';
 import { OPEN_ACCESS, type DicomwebAccess } from '../../dicomweb-auth.js';
 
 const ACCESS = Symbol('dicomwebAccess');
@@ -23,12 +23,6 @@ export function accessOf(request: FastifyRequest): DicomwebAccess {
 /** `http://host:port/dicomweb` as the client addressed us. */
 export function dicomwebBase(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}/dicomweb`;
-}
-
-export class NotAcceptable extends MedStreamError {
-  constructor(message: string) {
-    super('not_acceptable', message);
-  }
 }
 
 /** The JSON media type to answer with, or 406 when the client accepts neither. */

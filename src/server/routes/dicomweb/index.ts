@@ -1,5 +1,5 @@
 // The DICOMweb service under /dicomweb: checks the access token of every request when auth is
-// on (Bearer header or ?token=, dicomweb-auth.ts) and registers the QIDO-RS and STOW-RS routes.
+// on (Bearer header or ?token=, dicomweb-auth.ts) and registers the QIDO-RS, WADO-RS and STOW-RS routes.
 
 import type { FastifyInstance } from 'fastify';
 import type { Catalog } from '../../../catalog/catalog.js';
@@ -10,11 +10,15 @@ import { setAccess } from './common.js';
 import { registerQidoRoutes } from './qido.js';
 import type { StowOptions } from '../../../dicomweb/stow.js';
 import { registerStowRoutes } from './stow.js';
+import { registerWadoRoutes } from './wado.js';
+import type { ByteSource } from '../../../storage/types.js';
 
 export interface DicomwebOptions {
   catalog: Catalog;
   qidoMaxResults: number;
   stow: Omit<StowOptions, 'catalog'>;
+  /** Wraps a source with the block cache (frame offset tables). */
+  wrap?: (source: ByteSource) => ByteSource;
   auth: { enabled: boolean; secrets: readonly string[]; clockSkewSeconds: number };
 }
 
@@ -35,4 +39,5 @@ export function registerDicomwebRoutes(app: FastifyInstance, options: DicomwebOp
   }
   registerQidoRoutes(app, { catalog: options.catalog, maxResults: options.qidoMaxResults });
   registerStowRoutes(app, { catalog: options.catalog, ...options.stow });
+  registerWadoRoutes(app, { catalog: options.catalog, storage: options.stow.storage, wrap: options.wrap });
 }

@@ -1,0 +1,236 @@
+// WADO-RS routes (PS3.18 §10.4): metadata of a study, series or instance from the catalog (no
+// storage read; gzip, ETag / 304), frames in their stored transfer syntax (multipart/related, or
+// one part when the client asks for one media type), whole instances (application/dicom,
+// streamed from storage) and bulk data by range read. HTTP only: negotiation and shaping live
+// in dicomweb/.
+
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
+import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
+import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
+import type { FrameTable } from '../../../dicom/frames.js';
+import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
+import { ByteLru } from '../../../io/lru.js';
+import type { ByteSource, Storage } from '../../../storage/types.js';
+import { clientAbortSignal } from '../../abort.js';
+import { assertStudyAccess } from '../../dicomweb-auth.js';
+import { accessOf, acceptsJson, dicomwebBase } from './common.js';
+
+export interface WadoRouteOptions {
+  catalog: Catalog;
+  storage: Storage;
+  /** Wraps a source with the block cache (offset tables are small metadata reads). */
+  wrap?: (source: ByteSource) => ByteSource;
+}
+
+interface Params {
+  study: string;
+  series?: string;
+  instance?: string;
+  frames?: string;
+  offset?: string;
+  length?: string;
+}
+
+const MAX_BULK_BYTES = 256 * 1024 * 1024;
+const STREAM_CHUNK = 4 * 1024 * 1024;
+
+/** A multipart/related body: each part's headers, then its bytes. */
+function multipartBody(
+  parts: Array<{ headers: Record<string, string>; body: Uint8Array }>,
+  boundary: string,
+): Buffer {
+  const chunks: Buffer[] = [];
+  for (const part of parts) {
+    const head = Object.entries(part.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    chunks.push(
+      Buffer.from(`--${boundary}\r\n${head}\r\n`),
+      Buffer.from(part.body.buffer, part.body.byteOffset, part.body.byteLength),
+      Buffer.from('\r\n'),
+    );
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return Buffer.concat(chunks);
+}
+
+export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptions): void {
+  const { catalog, storage } = options;
+  // Per stored version: its opened source and frame table (offset tables read once).
+  const opened = new ByteLru<string, { source: ByteSource; table?: FrameTable }>({
+    maxBytes: 4096,
+    sizeOf: () => 1,
+  });
+
+  /** The served instance the URL names, checked against its study and series. */
+  const instanceOf = async (request: FastifyRequest<{ Params: Params }>): Promise<StoredInstance> => {
+    const { study, series, instance } = request.params;
+    assertStudyAccess(accessOf(request), study);
+    const found = await catalog.instance(instance!);
+    if (!found || found.studyUid !== study || found.seriesUid !== series) {
+      throw new NotFound(`no instance ${instance} in series ${series} of study ${study}`);
+    }
+    return found;
+  };
+
+  /** Opens the stored object at the version the catalog recorded (S3: no HEAD, from the ETag). */
+  const open = async (instance: StoredInstance, signal: AbortSignal): Promise<ByteSource> => {
+    const dash = instance.version.indexOf('-');
+    const etag = dash > 0 ? instance.version.slice(dash + 1) : '';
+    const source =
+      storage.kind === 's3' && storage.openListed && etag !== ''
+        ? await storage.openListed({ key: instance.objectKey, size: instance.size, etag }, { signal })
+        : await storage.open(instance.objectKey, { signal });
+    if (source.size !== instance.size) {
+      throw new NotFound(`instance ${instance.sopUid} changed in storage since it was indexed; re-index`);
+    }
+    return options.wrap ? options.wrap(source) : source;
+  };
+
+  const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const type = acceptsJson(request);
+    const { study, series, instance } = request.params;
+    assertStudyAccess(accessOf(request), study);
+    const instances =
+      instance !== undefined ? [await instanceOf(request)] : await catalog.instancesOf(study, series);
+    if (instances.length === 0) {
+      throw new NotFound(
+        series === undefined ? `no study ${study}` : `no series ${series} in study ${study}`,
+      );
+    }
+    const etag = metadataEtag(instances);
+    reply.header('ETag', etag).header('Cache-Control', 'no-cache');
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    const base = dicomwebBase(request);
+    return reply.type(type).send(JSON.stringify(instances.map((i) => instanceMetadata(i, base))));
+  };
+  app.get('/dicomweb/studies/:study/metadata', metadata);
+  app.get('/dicomweb/studies/:study/series/:series/metadata', metadata);
+  app.get('/dicomweb/studies/:study/series/:series/instances/:instance/metadata', metadata);
+
+  app.get<{ Params: Params }>(
+    '/dicomweb/studies/:study/series/:series/instances/:instance/frames/:frames',
+    async (request, reply) => {
+      const numbers = parseFrameList(request.params.frames!);
+      const instance = await instanceOf(request);
+      const query = request.query as { accept?: string };
+      const representation = negotiateFrames(query.accept ?? request.headers.accept, instance.transferSyntax);
+      if (!representation.multipart && numbers.length > 1) {
+        throw new NotAcceptable(
+          'several frames need multipart/related; ask for one frame or accept multipart',
+        );
+      }
+      const signal = clientAbortSignal(reply);
+      const cacheKey = `${instance.objectKey}\0${instance.version}`;
+      let entry = opened.get(cacheKey);
+      if (!entry) {
+        entry = { source: await open(instance, signal) };
+        opened.set(cacheKey, entry);
+      }
+      entry.table ??= storedFrameTable(entry.source, instance);
+      const table = entry.table;
+      for (const n of numbers) {
+        if (n > table.count)
+          throw new NotFound(`frame ${n} does not exist: instance ${instance.sopUid} has ${table.count}`);
+      }
+      // The source is bound to the version the catalog recorded: a replaced object fails its reads.
+      const frames = await Promise.all(numbers.map((n) => table.read(n - 1, signal)));
+      const contentType = `${representation.mediaType}; transfer-syntax=${representation.transferSyntax}`;
+      reply.header('Cache-Control', 'private, max-age=3600');
+      if (!representation.multipart) return reply.type(contentType).send(Buffer.from(frames[0]));
+      const boundary = `medstream-${randomBytes(12).toString('hex')}`;
+      const url = `${instanceUrl(dicomwebBase(request), instance)}/frames`;
+      const body = multipartBody(
+        frames.map((frame, i) => ({
+          headers: { 'Content-Type': contentType, 'Content-Location': `${url}/${numbers[i]}` },
+          body: frame,
+        })),
+        boundary,
+      );
+      return reply
+        .type(`multipart/related; type="${representation.mediaType}"; boundary=${boundary}`)
+        .send(body);
+    },
+  );
+
+  app.get<{ Params: Params }>(
+    '/dicomweb/studies/:study/series/:series/instances/:instance',
+    async (request, reply) => {
+      const instance = await instanceOf(request);
+      if (instance.objectKey !== instance.key)
+        throw new NotAcceptable('a NIfTI slice has no stored DICOM instance');
+      const accepted = parseAccept(request.headers.accept);
+      const wantsSingle = accepted.some((a) => a.type === 'application/dicom');
+      const wantsMultipart = accepted.some(
+        (a) =>
+          a.type === '*/*' ||
+          (a.type === 'multipart/related' && (a.params.type ?? 'application/dicom') === 'application/dicom'),
+      );
+      if (!wantsSingle && !wantsMultipart)
+        throw new NotAcceptable('instances are served as application/dicom');
+      const signal = clientAbortSignal(reply);
+      const source = await open(instance, signal);
+      async function* chunks(prefix: Buffer, suffix: Buffer) {
+        yield prefix;
+        for (let at = 0; at < source.size; at += STREAM_CHUNK) {
+          yield Buffer.from(
+            await source.read(at, Math.min(STREAM_CHUNK, source.size - at), { purpose: 'data', signal }),
+          );
+        }
+        yield suffix;
+      }
+      if (wantsSingle && !accepted.some((a) => a.type === 'multipart/related')) {
+        reply.type('application/dicom').header('Content-Length', String(source.size));
+        return reply.send(Readable.from(chunks(Buffer.alloc(0), Buffer.alloc(0))));
+      }
+      const boundary = `medstream-${randomBytes(12).toString('hex')}`;
+      const head = Buffer.from(
+        `--${boundary}\r\nContent-Type: application/dicom\r\nContent-Location: ${instanceUrl(dicomwebBase(request), instance)}\r\n\r\n`,
+      );
+      const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+      reply
+        .type(`multipart/related; type="application/dicom"; boundary=${boundary}`)
+        .header('Content-Length', String(head.length + source.size + tail.length));
+      return reply.send(Readable.from(chunks(head, tail)));
+    },
+  );
+
+  app.get<{ Params: Params }>(
+    '/dicomweb/studies/:study/series/:series/instances/:instance/bulkdata/:offset/:length',
+    async (request, reply) => {
+      const offset = Number(request.params.offset);
+      const length = Number(request.params.length);
+      if (
+        !/^\d{1,15}$/.test(request.params.offset!) ||
+        !/^\d{1,10}$/.test(request.params.length!) ||
+        length === 0
+      ) {
+        throw new BadRequest('bulk data addresses are /bulkdata/<offset>/<length> in bytes');
+      }
+      if (length > MAX_BULK_BYTES)
+        throw new BadRequest(`bulk data values over ${MAX_BULK_BYTES} bytes are not served`);
+      const instance = await instanceOf(request);
+      const source = await open(instance, clientAbortSignal(reply));
+      if (offset + length > source.size)
+        throw new InvalidRange(`bytes ${offset}+${length} lie past the end of the instance`);
+      const bytes = await source.read(offset, length, { purpose: 'data', signal: clientAbortSignal(reply) });
+      if (bytes.length !== length) throw new CorruptFile('short read');
+      const accepted = parseAccept(request.headers.accept);
+      if (
+        accepted.some((a) => a.type === 'application/octet-stream') &&
+        !accepted.some((a) => a.type === 'multipart/related')
+      ) {
+        return reply.type('application/octet-stream').send(Buffer.from(bytes));
+      }
+      const boundary = `medstream-${randomBytes(12).toString('hex')}`;
+      return reply
+        .type(`multipart/related; type="application/octet-stream"; boundary=${boundary}`)
+        .send(
+          multipartBody([{ headers: { 'Content-Type': 'application/octet-stream' }, body: bytes }], boundary),
+        );
+    },
+  );
+}
