@@ -6,7 +6,10 @@ import { api } from 'dicomweb-client';
 
 (globalThis as { XMLHttpRequest?: unknown }).XMLHttpRequest ??= XMLHttpRequestImpl;
 
-export type DicomJsonObject = Record<string, { vr: string; Value?: unknown[] }>;
+export type DicomJsonObject = Record<
+  string,
+  { vr: string; Value?: unknown[]; InlineBinary?: string; BulkDataURI?: string }
+>;
 
 export interface TestDicomwebClient {
   searchForStudies(options?: { queryParams?: Record<string, unknown> }): Promise<DicomJsonObject[]>;

@@ -109,7 +109,7 @@ describe('metadata', () => {
           .sort();
       expect(keys(ours)).toEqual(keys(reference));
       for (const k of keys(ours)) {
-        const bulk = (ours[k] as { BulkDataURI?: string }).BulkDataURI;
+        const bulk = ours[k].BulkDataURI;
         if (bulk === undefined) {
           expect(ours[k], `${sop} ${k}`).toEqual(reference[k]);
           continue;
@@ -119,9 +119,7 @@ describe('metadata', () => {
           headers: { Accept: 'application/octet-stream' },
         });
         expect(ours[k].vr).toBe(reference[k].vr);
-        expect(bytes.body.toString('base64'), `${sop} ${k}`).toBe(
-          (reference[k] as { InlineBinary: string }).InlineBinary,
-        );
+        expect(bytes.body.toString('base64'), `${sop} ${k}`).toBe(reference[k].InlineBinary);
       }
     }
   });
