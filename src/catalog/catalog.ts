@@ -168,10 +168,12 @@ export class Catalog {
     await this.sql.transaction(async (tx) => {
       for (let i = 0; i < batch.seen.length; i += 500) {
         const chunk = batch.seen.slice(i, i + 500);
-        await tx.run(`UPDATE objects SET seen_scan = ? WHERE key IN (${chunk.map(() => '?').join(', ')})`, [
-          scan,
-          ...chunk,
-        ]);
+        // Never lowered: a slower, older scan of another replica must not make an object look
+        // unseen to the newer scan that removes what it did not see.
+        await tx.run(
+          `UPDATE objects SET seen_scan = ? WHERE seen_scan < ? AND key IN (${chunk.map(() => '?').join(', ')})`,
+          [scan, scan, ...chunk],
+        );
       }
       let replaced = false;
       for (const other of batch.others) {
@@ -376,7 +378,8 @@ async function upsertObject(
   await tx.run(
     `INSERT INTO objects (key, version, size, kind, reason, seen_scan, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (key) DO UPDATE SET version = excluded.version, size = excluded.size, kind = excluded.kind,
-       reason = excluded.reason, seen_scan = excluded.seen_scan, indexed_at = excluded.indexed_at`,
+       reason = excluded.reason, indexed_at = excluded.indexed_at,
+       seen_scan = CASE WHEN objects.seen_scan > excluded.seen_scan THEN objects.seen_scan ELSE excluded.seen_scan END`,
     [key, version, size, kind, nullable(reason), scan, now],
   );
   return replaced;

@@ -226,6 +226,19 @@ describe.each(DIALECTS)('catalog on %s', (dialect) => {
     expect((await catalog.instance(wsi.sopUid))?.key).toBe('y/1.dcm');
   });
 
+  it('a slower, older scan (another replica) never makes an object look unseen to a newer one', async () => {
+    const catalog = await fresh();
+    const older = await catalog.beginScan();
+    await catalog.applyBatch(batch({ instances: [vary(wsi, { key: 'k/1.dcm' })] }), older);
+    const newer = await catalog.beginScan();
+    await catalog.applyBatch(batch({ seen: ['k/1.dcm'] }), newer);
+    // The older scan reaches the same object after the newer one did.
+    await catalog.applyBatch(batch({ seen: ['k/1.dcm'] }), older);
+    await catalog.applyBatch(batch({ instances: [vary(wsi, { key: 'k/1.dcm' })] }), older);
+    expect(await catalog.removeUnseen(newer)).toBe(0);
+    expect(await catalog.counts()).toMatchObject({ objects: 1, instances: 1 });
+  });
+
   it('a series (and study) holding only duplicates served elsewhere is not listed', async () => {
     const catalog = await fresh();
     const twin = vary(wsi, { key: 'z/twin.dcm', seriesUid: `${U}.9.1`, studyUid: `${U}.9` });
