@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
-import { request, startTestServer } from '../support/server.js';
+import { request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 import { dicomwebClient, value, type DicomJsonObject, type TestDicomwebClient } from './client.js';
 
@@ -56,9 +56,7 @@ beforeAll(async () => {
   await writeFile(path.join(store, 'four-d.nii.gz'), gzipSync(fourD()));
   await writeFile(path.join(store, 'broken.nii.gz'), gzipSync(fourD()).subarray(0, 40));
   await writeFile(path.join(store, 'other.tar.gz'), gzipSync(Buffer.from('just some archive')));
-  server = await startTestServer(store, ['--data-dir', path.join(dir, 'data'), '--nifti-modality', 'CT']);
-  const res = await request(server, '/admin/reindex?wait=true', { method: 'POST' });
-  expect(res.status).toBe(200);
+  server = await startIndexedServer(store, ['--nifti-modality', 'CT']);
   client = dicomwebClient(server.url + '/dicomweb');
 });
 

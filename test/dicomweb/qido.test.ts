@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { STUDIES, writeStudies } from '../support/radiology-studies.js';
-import { request, startTestServer } from '../support/server.js';
+import { request, startIndexedServer } from '../support/server.js';
 import { dicomwebClient, value, type DicomJsonObject, type TestDicomwebClient } from './client.js';
 
 const [A, B, C, D] = STUDIES;
@@ -27,17 +27,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'qido-'));
   await writeStudies(path.join(dir, 'store'));
   await cp(fixture('volumes/ct-dicom-j2k'), path.join(dir, 'store', 'ct', 'abdomen'), { recursive: true });
-  server = await startTestServer(path.join(dir, 'store'), [
-    '--data-dir',
-    path.join(dir, 'data'),
-    '--no-index-at-start',
-    '--index-interval',
-    '0',
-    '--qido-max-results',
-    '4',
-  ]);
-  const reindex = await request(server, '/admin/reindex?wait=true', { method: 'POST' });
-  expect(reindex.status).toBe(200);
+  server = await startIndexedServer(path.join(dir, 'store'), ['--qido-max-results', '4']);
   client = dicomwebClient(server.url + '/dicomweb');
 });
 

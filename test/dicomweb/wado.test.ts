@@ -14,7 +14,7 @@ import { tag, TransferSyntax } from '../../src/dicom/tags.js';
 import { writeDicom } from '../support/dicom-writer.js';
 import { fixture } from '../support/fixtures.js';
 import { instanceElements, instancesOf, STUDIES } from '../support/radiology-studies.js';
-import { metric, request, startTestServer } from '../support/server.js';
+import { metric, request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 import { dicomwebClient, value, type DicomJsonObject, type TestDicomwebClient } from './client.js';
 
@@ -50,8 +50,7 @@ beforeAll(async () => {
       pixel: { kind: 'native', frames: [new Uint8Array(32).fill(9)] },
     }),
   );
-  server = await startTestServer(store, ['--data-dir', path.join(dir, 'data'), '--index-interval', '0']);
-  expect((await request(server, '/admin/reindex?wait=true', { method: 'POST' })).status).toBe(200);
+  server = await startIndexedServer(store);
   client = dicomwebClient(server.url + '/dicomweb');
   const [study] = await client.searchForStudies({ queryParams: { StudyDate: '20221208' } });
   ctStudy = value(study, '0020000D') as string;

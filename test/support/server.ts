@@ -51,6 +51,17 @@ export async function startTestServer(storage: string, flags: string[] = []): Pr
   };
 }
 
+/** A test server whose storage is indexed into its catalog before it is handed out. */
+export async function startIndexedServer(storage: string, flags: string[] = []): Promise<RunningServer> {
+  const server = await startTestServer(storage, ['--index-interval', '0', ...flags]);
+  const res = await request(server, '/admin/reindex?wait=true', { method: 'POST' });
+  if (res.status !== 200) {
+    await server.close();
+    throw new Error(`indexing failed: ${res.status} ${res.body.toString()}`);
+  }
+  return server;
+}
+
 /** GET (or another method) and read the body as bytes. */
 export async function request(
   server: { url: string },
