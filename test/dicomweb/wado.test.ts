@@ -228,6 +228,38 @@ print(json.dumps({"frames": [base64.b64encode(f[i]).decode() for i in (0, 1, 29)
   });
 });
 
+describe('byte ranges', () => {
+  it('answers ranges of the frame body as sent, whose pieces rebuild it exactly', async () => {
+    const sop = '1.3.12.2.1107.5.1.4.60064.30000022120808113428000016580';
+    const url = `/dicomweb/studies/${ctStudy}/series/${ctSeries}/instances/${sop}/frames/1`;
+    const accept = { Accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*' };
+    const whole = await request(server, url, { headers: accept });
+    expect(whole.headers.get('accept-ranges')).toBe('bytes');
+    const etag = whole.headers.get('etag')!;
+    const size = whole.body.length;
+    const head = await request(server, url, { headers: { ...accept, Range: 'bytes=0-65535' } });
+    expect(head.status).toBe(206);
+    expect(head.headers.get('content-range')).toBe(`bytes 0-65535/${size}`);
+    expect(head.headers.get('content-type')).toBe(whole.headers.get('content-type')); // same boundary
+    const rest = await request(server, url, {
+      headers: { ...accept, Range: 'bytes=65536-', 'If-Range': etag },
+    });
+    expect(rest.status).toBe(206);
+    expect(Buffer.concat([head.body, rest.body]).equals(whole.body)).toBe(true);
+    const tail = await request(server, url, { headers: { ...accept, Range: 'bytes=-10' } });
+    expect(tail.body.equals(whole.body.subarray(size - 10))).toBe(true);
+    // A stale validator gets the whole body; a range past the end a 416.
+    const stale = await request(server, url, {
+      headers: { ...accept, Range: 'bytes=0-9', 'If-Range': '"old"' },
+    });
+    expect(stale.status).toBe(200);
+    expect(stale.body.length).toBe(size);
+    const past = await request(server, url, { headers: { ...accept, Range: `bytes=${size}-` } });
+    expect(past.status).toBe(416);
+    expect(past.headers.get('content-range')).toBe(`bytes */${size}`);
+  });
+});
+
 describe('instances', () => {
   it('streams the stored instance byte for byte, single part or multipart', async () => {
     const sop = '1.3.12.2.1107.5.1.4.60064.30000022120808113428000016573';

@@ -1,10 +1,10 @@
 // WADO-RS routes (PS3.18 §10.4): metadata of a study, series or instance from the catalog (no
 // storage read; gzip, ETag / 304), frames in their stored transfer syntax (multipart/related, or
-// one part when the client asks for one media type), whole instances (application/dicom,
-// streamed from storage) and bulk data by range read. HTTP only: negotiation and shaping live
-// in dicomweb/.
+// one part when the client asks for one media type; byte ranges over the body as sent), whole
+// instances (application/dicom, streamed from storage) and bulk data by range read. HTTP only:
+// negotiation and shaping live in dicomweb/.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
@@ -15,6 +15,7 @@ import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '
 import { ByteLru } from '../../../io/lru.js';
 import type { ByteSource, Storage } from '../../../storage/types.js';
 import { clientAbortSignal } from '../../abort.js';
+import { sendWithRanges } from '../../byte-ranges.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
 import { accessOf, acceptsJson, dicomwebBase } from './common.js';
 
@@ -140,8 +141,17 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const frames = await Promise.all(numbers.map((n) => table.read(n - 1, signal)));
       const contentType = `${representation.mediaType}; transfer-syntax=${representation.transferSyntax}`;
       reply.header('Cache-Control', 'private, max-age=3600');
-      if (!representation.multipart) return reply.type(contentType).send(Buffer.from(frames[0]));
-      const boundary = `medstream-${randomBytes(12).toString('hex')}`;
+      // Strong validator of these bytes: the stored version, the frames and their representation.
+      const etag = `"${createHash('sha256')
+        .update(`${cacheKey}\0${numbers.join(',')}\0${contentType}\0${representation.multipart}`)
+        .digest('base64url')
+        .slice(0, 27)}"`;
+      if (!representation.multipart) {
+        return sendWithRanges(request, reply.type(contentType), Buffer.from(frames[0]), etag);
+      }
+      // The boundary is derived from the validator, so a range sequence over several requests
+      // (and replicas) sees the same bytes.
+      const boundary = `medstream-${etag.slice(1, 25)}`;
       const url = `${instanceUrl(dicomwebBase(request), instance)}/frames`;
       const body = multipartBody(
         frames.map((frame, i) => ({
@@ -150,9 +160,12 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
         })),
         boundary,
       );
-      return reply
-        .type(`multipart/related; type="${representation.mediaType}"; boundary=${boundary}`)
-        .send(body);
+      return sendWithRanges(
+        request,
+        reply.type(`multipart/related; type="${representation.mediaType}"; boundary=${boundary}`),
+        body,
+        etag,
+      );
     },
   );
 
