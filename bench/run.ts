@@ -7,12 +7,13 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { compareSuite } from './compare.js';
 import { markdownTable, type Benchmark, type BenchmarkResult, type Suite } from './harness.js';
+import { inferenceSuite } from './inference.js';
 import { ioSuite } from './io.js';
 import { replicasSuite } from './replicas.js';
 import { BenchStores } from './stores.js';
 import { tilesSuite } from './tiles.js';
 
-const SUITES: Suite[] = [ioSuite, tilesSuite, compareSuite, replicasSuite];
+const SUITES: Suite[] = [ioSuite, tilesSuite, compareSuite, replicasSuite, inferenceSuite];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 
 /** The benchmarks each suite should run for these arguments (all of them for none). */

@@ -1,11 +1,12 @@
 // Dynamic batching for one model: concurrent requests wait in a bounded queue and go to the
-// model's worker together, up to `maxBatch` at a time. A batch leaves when it is full, or when its
-// oldest request has waited `maxWait`; while the worker is busy requests keep gathering, so under
-// load batches fill without waiting. A full queue refuses at once (`overloaded`: 503 +
-// Retry-After); a request whose client went away leaves the queue (a running batch cannot be
-// interrupted: its result for that request is dropped).
+// model's worker together, up to `maxBatch` at a time. A batch leaves when it is full, when its
+// oldest request has waited `maxWait`, or at once when no other request for the model is on its
+// way (being read, decoded or preprocessed: `arriving()`), so a lone client never pays the wait;
+// while the worker is busy requests keep gathering, so under load batches fill without waiting.
+// A full queue refuses at once (`overloaded`: 503 + Retry-After); a request whose client went
+// away leaves the queue (a running batch cannot be interrupted: its result for it is dropped).
 //
-//   submit(input) -> queue -> [full | maxWait | worker idle] -> one run(N images) -> split by image
+//   submit(input) -> queue -> [full | maxWait | none arriving] + worker idle -> one run(N) -> split
 
 import { Cancelled, MedStreamError } from '../errors.js';
 import { BucketHistogram } from './histogram.js';
@@ -14,6 +15,8 @@ export interface BatchOptions {
   maxBatch: number;
   maxWaitMs: number;
   maxQueue: number;
+  /** Leave at once when no other request is on its way (default true); false: always wait. */
+  eager?: boolean;
 }
 
 /** Runs one batch: `count` inputs of `itemSize` values back to back -> one output per input. */
@@ -39,6 +42,8 @@ export interface BatcherStats {
   /** Submit to result, successful requests. */
   latency: BucketHistogram;
   batchSize: BucketHistogram;
+  /** Time of each batch in the worker (hand-over, ONNX Runtime run, reply). */
+  runTime: BucketHistogram;
   errors: number;
   rejected: number;
   cancelled: number;
@@ -51,6 +56,7 @@ export class Batcher<T> {
   private closed = false;
   private readonly latency = new BucketHistogram(LATENCY_BUCKETS_MS);
   private readonly batchSize = new BucketHistogram(BATCH_BUCKETS);
+  private readonly runTime = new BucketHistogram(LATENCY_BUCKETS_MS);
   private batches = 0;
   private errors = 0;
   private rejected = 0;
@@ -60,7 +66,14 @@ export class Batcher<T> {
     private readonly name: string,
     readonly options: BatchOptions,
     private readonly runBatch: BatchRunner<T>,
+    /** Requests for this model still being prepared (they will be submitted soon). */
+    private readonly arriving: () => number = () => 0,
   ) {}
+
+  /** Re-checks whether the waiting batch should leave (call when `arriving()` drops). */
+  poke(): void {
+    this.schedule();
+  }
 
   /** Queues one input; resolves with its output when its batch has run. */
   submit(input: Float32Array, signal?: AbortSignal): Promise<T> {
@@ -102,6 +115,7 @@ export class Batcher<T> {
       batches: this.batches,
       latency: this.latency,
       batchSize: this.batchSize,
+      runTime: this.runTime,
       errors: this.errors,
       rejected: this.rejected,
       cancelled: this.cancelled,
@@ -117,7 +131,11 @@ export class Batcher<T> {
   private schedule(): void {
     if (this.running || this.queue.length === 0 || this.closed) return;
     const waited = performance.now() - this.queue[0].enqueued;
-    if (this.queue.length >= this.options.maxBatch || waited >= this.options.maxWaitMs) {
+    if (
+      this.queue.length >= this.options.maxBatch ||
+      waited >= this.options.maxWaitMs ||
+      (this.options.eager !== false && this.arriving() === 0)
+    ) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
       void this.dispatch();
@@ -140,8 +158,10 @@ export class Batcher<T> {
     const data = new Float32Array(size * batch.length);
     batch.forEach((item, i) => data.set(item.input, i * size));
     try {
+      const started = performance.now();
       const outputs = await this.runBatch(data, batch.length);
       const now = performance.now();
+      this.runTime.observe(now - started);
       batch.forEach((item, i) => {
         if (!item.done) this.latency.observe(now - item.enqueued);
         this.finish(item, undefined, outputs[i]);

@@ -36,6 +36,7 @@ export interface BatchingOverrides {
   maxBatch?: number;
   maxWaitMs?: number;
   maxQueue?: number;
+  eager?: boolean;
 }
 
 export interface ModelDeclaration {
@@ -135,6 +136,7 @@ export function parseDeclaration(name: string, text: string): ModelDeclaration {
       maxBatch: batching.optionalInteger('maxBatch', { min: 1, max: 1024 }),
       maxWaitMs: batching.optionalInteger('maxWaitMs', { min: 0, max: 60_000 }),
       maxQueue: batching.optionalInteger('maxQueue', { min: 1, max: 100_000 }),
+      eager: batching.optionalBoolean('eager'),
     },
   };
   if (task === 'classification' && labels.length === 0)
@@ -206,6 +208,12 @@ class Reader {
 
   optionalInteger(key: string, bounds: { min: number; max: number }): number | undefined {
     return this.json[key] === undefined ? undefined : this.integer(key, undefined, bounds);
+  }
+
+  optionalBoolean(key: string): boolean | undefined {
+    const v = this.json[key];
+    if (v !== undefined && typeof v !== 'boolean') return this.fail(this.field(key), 'must be true or false');
+    return v as boolean | undefined;
   }
 
   oneOf<T extends string | number>(key: string, values: readonly T[], fallback?: T): T {

@@ -1,5 +1,5 @@
 // One served ONNX model: its declaration, its worker thread (the ONNX Runtime session) and its
-// batcher. `infer` preprocesses one image, queues it for the next batch and returns that image's
+// batcher. `infer` reads and preprocesses one image, queues it for the next batch and returns that image's
 // slice of the batch output.
 
 import type { Batcher } from './batcher.js';
@@ -15,17 +15,36 @@ export interface ModelOutput {
 }
 
 export class OnnxModel {
+  readonly batcher: Batcher<ModelOutput>;
+
   constructor(
     readonly name: string,
     readonly declaration: ModelDeclaration,
     readonly graph: { inputs: TensorInfo[]; outputs: TensorInfo[] },
     readonly worker: ModelWorker,
-    readonly batcher: Batcher<ModelOutput>,
-  ) {}
+    makeBatcher: (arriving: () => number) => Batcher<ModelOutput>,
+  ) {
+    this.batcher = makeBatcher(() => this.arriving);
+  }
 
-  async infer(image: Pixels, signal?: AbortSignal): Promise<ModelOutput> {
-    const input = await preprocess(image, this.declaration);
-    return this.batcher.submit(input, signal);
+  /** Requests being read and preprocessed for this model (the batcher waits for them). */
+  arriving = 0;
+
+  /** Reads the image (`load`), preprocesses it and queues it for the next batch. */
+  async infer(load: () => Promise<Pixels>, signal?: AbortSignal): Promise<ModelOutput> {
+    let input: Float32Array;
+    this.arriving++;
+    try {
+      input = await preprocess(await load(), this.declaration);
+    } catch (e) {
+      this.arriving--;
+      this.batcher.poke();
+      throw e;
+    }
+    this.arriving--;
+    const output = this.batcher.submit(input, signal);
+    this.batcher.poke();
+    return output;
   }
 
   /** The input dims of a batch of `n` images, in the declared layout. */

@@ -97,6 +97,7 @@ async function loadModel(
     maxBatch: declaration.batching.maxBatch ?? options.batching.maxBatch,
     maxWaitMs: declaration.batching.maxWaitMs ?? options.batching.maxWaitMs,
     maxQueue: declaration.batching.maxQueue ?? options.batching.maxQueue,
+    eager: declaration.batching.eager ?? options.batching.eager ?? true,
   };
   const worker = new ModelWorker(onnxPath, options.intraOpThreads, name);
   try {
@@ -110,7 +111,13 @@ async function loadModel(
     }
     checkGraph(name, declaration, graph, batching.maxBatch);
     const run = runner(name, declaration, worker);
-    return new OnnxModel(name, declaration, graph, worker, new Batcher(name, batching, run));
+    return new OnnxModel(
+      name,
+      declaration,
+      graph,
+      worker,
+      (arriving) => new Batcher(name, batching, run, arriving),
+    );
   } catch (e) {
     await worker.close();
     throw e;

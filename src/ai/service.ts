@@ -98,33 +98,41 @@ export class AiService {
 
   /** Runs model `name` on one image; the answer is JSON-ready. */
   async infer(name: string, source: InferSource, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    const model = name === 'tissue' ? undefined : this.options.registry.get(name);
+    if (name !== 'tissue') return this.inferOnnx(name, source, signal);
     const pixels = await this.pixels(source, signal);
     const described = describeSource(source, pixels);
-    if (!model) {
-      const tissue = detectTissue(pixels);
-      const id = await this.options.results.putPlane({
-        data: tissue.mask.map((v) => v * 255),
+    const tissue = detectTissue(pixels);
+    const id = await this.options.results.putPlane({
+      data: tissue.mask.map((v) => v * 255),
+      width: tissue.width,
+      height: tissue.height,
+    });
+    return {
+      model: 'tissue',
+      task: 'segmentation',
+      source: described,
+      tissueFraction: tissue.fraction,
+      threshold: tissue.threshold,
+      morphologyRadius: tissue.radius,
+      result: {
+        id,
+        mask: `/ai/results/${id}.png`,
         width: tissue.width,
         height: tissue.height,
-      });
-      return {
-        model: 'tissue',
-        task: 'segmentation',
-        source: described,
-        tissueFraction: tissue.fraction,
-        threshold: tissue.threshold,
-        morphologyRadius: tissue.radius,
-        result: {
-          id,
-          mask: `/ai/results/${id}.png`,
-          width: tissue.width,
-          height: tissue.height,
-          values: '0 background, 255 tissue',
-        },
-      };
-    }
-    const output = await model.infer(pixels, signal);
+        values: '0 background, 255 tissue',
+      },
+    };
+  }
+
+  private async inferOnnx(
+    name: string,
+    source: InferSource,
+    signal?: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    const model = this.options.registry.get(name);
+    let pixels: Pixels | undefined;
+    const output = await model.infer(async () => (pixels = await this.pixels(source, signal)), signal);
+    const described = describeSource(source, pixels as Pixels);
     const decl = model.declaration;
     const base = { model: name, task: decl.task, source: described };
     if (decl.task === 'classification') return { ...base, ...readClassification(output.data, decl) };

@@ -264,6 +264,12 @@ function renderAiMetrics(out: PrometheusText, ai: AiService): void {
     1000,
   );
   histogram('medstream_ai_batch_size', 'Images per ONNX Runtime run, per model', (s) => s.batchSize, 1);
+  histogram(
+    'medstream_ai_batch_duration_seconds',
+    'Time of one batch in the model worker (hand-over, ONNX Runtime run, reply), per model',
+    (s) => s.runTime,
+    1000,
+  );
   const each = (
     name: string,
     type: 'counter' | 'gauge',

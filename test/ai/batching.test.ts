@@ -15,7 +15,7 @@ const WEIGHTS = [
   [0, 1, 0],
 ];
 const onnx = linearClassifier({ channels: 3, size: 2, weights: WEIGHTS, bias: [0, 0] });
-const json = (batching: Record<string, number>) => ({
+const json = (batching: Record<string, number | boolean>) => ({
   task: 'classification',
   input: { name: 'image', width: 2, height: 2, channels: 3 },
   labels: ['red', 'green'],
@@ -28,10 +28,11 @@ let models: Awaited<ReturnType<typeof modelsDir>>;
 
 beforeAll(async () => {
   models = await modelsDir({
-    batched: { onnx, json: json({ maxBatch: 4, maxWaitMs: 2000 }) },
+    batched: { onnx, json: json({ maxBatch: 4, maxWaitMs: 2000, eager: false }) },
+    eager: { onnx, json: json({ maxBatch: 4, maxWaitMs: 5000 }) },
     single: { onnx, json: json({ maxBatch: 1 }) },
-    small: { onnx, json: json({ maxBatch: 8, maxWaitMs: 1500, maxQueue: 2 }) },
-    slow: { onnx, json: json({ maxBatch: 8, maxWaitMs: 800 }) },
+    small: { onnx, json: json({ maxBatch: 8, maxWaitMs: 1500, maxQueue: 2, eager: false }) },
+    slow: { onnx, json: json({ maxBatch: 8, maxWaitMs: 800, eager: false }) },
   });
   server = await startTestServer(fixture('wsi'), ['--models-dir', models.dir]);
 });
@@ -73,6 +74,17 @@ describe('dynamic batching', () => {
     expect(await metric(server, 'medstream_ai_batch_size_bucket{model="batched",le="2"}')).toBe(0);
     expect(await metric(server, 'medstream_ai_batch_size_bucket{model="batched",le="4"}')).toBe(2);
     expect(await metric(server, 'medstream_ai_request_duration_seconds_count{model="batched"}')).toBe(8);
+  });
+
+  it('sends a lone request at once instead of waiting for its batch to fill (eager)', async () => {
+    const im = await image(50, 60);
+    const started = performance.now();
+    const res = await infer('eager', im.body);
+    expect(res.status).toBe(200);
+    // maxWaitMs is 5000: a wait for the batch would show.
+    expect(performance.now() - started).toBeLessThan(2500);
+    expect(await runs('eager')).toBe(1);
+    expect(await metric(server, 'medstream_ai_batch_size_sum{model="eager"}')).toBe(1);
   });
 
   it('runs once per request with a batch size of 1', async () => {

@@ -103,7 +103,7 @@ describe('POST /ai/models/{name}/infer', () => {
       labels: ['a', 'b', 'c'],
       input: { name: 'image', layout: 'NCHW', width: 4, height: 4, channels: 3 },
       preprocess: { mean: MEAN, std: STD, resize: 'stretch' },
-      batching: { maxBatch: 8, maxWaitMs: 5, maxQueue: 64 },
+      batching: { maxBatch: 8, maxWaitMs: 5, maxQueue: 64, eager: true },
     });
     expect(list[0]).toMatchObject({ name: 'tissue', builtIn: true, task: 'segmentation' });
     expect((await request(server, '/ai/models/nope')).status).toBe(404);

@@ -66,7 +66,7 @@ describe('ModelRegistry', () => {
     const model = registry.get('m1');
     expect(model.graph.inputs).toEqual([{ name: 'image', type: 'float32', shape: ['N', 3, 4, 4] }]);
     expect(model.graph.outputs).toEqual([{ name: 'scores', type: 'float32', shape: ['N', 2] }]);
-    expect(model.batcher.options).toEqual({ maxBatch: 8, maxWaitMs: 5, maxQueue: 8 });
+    expect(model.batcher.options).toEqual({ maxBatch: 8, maxWaitMs: 5, maxQueue: 8, eager: true });
   });
 
   it('names the model and the tensor on a mismatch', async () => {

@@ -1,0 +1,267 @@
+// The `inference` suite: model serving throughput and latency with dynamic batching on and off.
+// One `medstream serve` child process on 127.0.0.1 serves the same convolutional classifier
+// (test/support/onnx-writer.ts convClassifier: two 3x3 convolutions with 16 filters on a 64x64
+// RGB input, global pooling, a linear layer, softmax) twice: `conv-batched` (max batch 32,
+// --ai-max-wait) and `conv-single` (max batch 1). A closed-loop Node load generator (keep-alive
+// HTTP, N clients each posting a 64x64 PNG and waiting for the answer) drives one model at a
+// time at 1, 8 and 32 clients; on and off alternate round by round (harness `interleaved`).
+// Reported: requests/s, p50 and p99 latency, mean batch size and mean batch time from /metrics,
+// and the goal check (batching >= 2x throughput at 32 clients; p99 with batching not above p99
+// without it plus the configured wait plus one batch). Settings: BENCH_SHORT, BENCH_DURATION,
+// BENCH_ROUNDS (LOAD_SETTINGS), BENCH_AI_CLIENTS (`1,8,32`), BENCH_AI_WAIT_MS (5),
+// BENCH_AI_THREADS (ONNX Runtime intra-op threads, default min(cores, 2)).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { convClassifier } from '../test/support/onnx-writer.js';
+import {
+  formatMs,
+  formatRate,
+  formatRatio,
+  interleaved,
+  LOAD_SETTINGS,
+  median,
+  type Benchmark,
+  type BenchmarkResult,
+  type ResultTable,
+  type Suite,
+} from './harness.js';
+import { freePort, stopChild, untilListening } from './peers/procs.js';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const FIXTURES = path.resolve(fileURLToPath(new URL('../../shared/fixtures', import.meta.url)));
+const CLIENTS = (process.env.BENCH_AI_CLIENTS ?? '1,8,32').split(',').map(Number);
+const WAIT_MS = Number(process.env.BENCH_AI_WAIT_MS ?? 5);
+const THREADS = Number(process.env.BENCH_AI_THREADS ?? Math.min(os.availableParallelism(), 2));
+const MAX_BATCH = 32;
+const SIZE = 64;
+
+interface LoadResult {
+  requests: number;
+  errors: number;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** N clients, each posting `body` and waiting for the answer, for `seconds` (after a 1 s warm-up). */
+async function closedLoop(
+  port: number,
+  model: string,
+  body: Buffer,
+  clients: number,
+  seconds: number,
+): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const post = () =>
+    new Promise<number>((resolve) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: `/ai/models/${model}/infer`,
+          agent,
+          headers: { 'content-type': 'image/png', 'content-length': body.length },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', () => resolve(0));
+      req.end(body);
+    });
+  const latencies: number[] = [];
+  let errors = 0;
+  let measuring = false;
+  let stop = false;
+  const client = async () => {
+    while (!stop) {
+      const started = performance.now();
+      const status = await post();
+      if (!measuring) continue;
+      if (status === 200) latencies.push(performance.now() - started);
+      else errors++;
+    }
+  };
+  const running = Array.from({ length: clients }, client);
+  await new Promise((r) => setTimeout(r, 1000));
+  measuring = true;
+  const began = performance.now();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  measuring = false;
+  const elapsed = (performance.now() - began) / 1000;
+  stop = true;
+  await Promise.all(running);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const pick = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return { requests: latencies.length, errors, seconds: elapsed, p50Ms: pick(0.5), p99Ms: pick(0.99) };
+}
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('medstream_ai_')) continue;
+    const i = line.lastIndexOf(' ');
+    values.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return values;
+}
+
+/** Batches and batch time of one model between two scrapes. */
+function batchesBetween(before: Map<string, number>, after: Map<string, number>, model: string) {
+  const d = (name: string) =>
+    (after.get(`${name}{model="${model}"}`) ?? 0) - (before.get(`${name}{model="${model}"}`) ?? 0);
+  const batches = d('medstream_ai_batch_size_count');
+  return {
+    batches,
+    meanBatch: d('medstream_ai_batch_size_sum') / batches,
+    meanBatchMs: (d('medstream_ai_batch_duration_seconds_sum') * 1000) / batches,
+  };
+}
+
+const throughput: Benchmark = {
+  name: 'inference',
+  title: 'Model serving: dynamic batching on and off (convolutional classifier, 64x64 PNG uploads)',
+  async run(): Promise<BenchmarkResult> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-models-'));
+    let server: ChildProcess | undefined;
+    try {
+      const onnx = convClassifier({ size: SIZE, filters: 16, classes: 2 });
+      const declaration = (batching: Record<string, number>) => ({
+        task: 'classification',
+        description: 'benchmark convolution model',
+        input: { name: 'image', width: SIZE, height: SIZE, channels: 3 },
+        labels: ['a', 'b'],
+        output: { name: 'scores', activation: 'none' },
+        batching: { maxQueue: 256, ...batching },
+      });
+      for (const [name, batching] of [
+        ['conv-batched', { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS }],
+        ['conv-single', { maxBatch: 1 }],
+      ] as const) {
+        await mkdir(path.join(dir, name));
+        await writeFile(path.join(dir, name, 'model.onnx'), onnx);
+        await writeFile(path.join(dir, name, 'model.json'), JSON.stringify(declaration(batching)));
+      }
+      const pixels = Buffer.alloc(SIZE * SIZE * 3);
+      for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7919) % 251;
+      const body = await sharp(pixels, { raw: { width: SIZE, height: SIZE, channels: 3 } })
+        .png()
+        .toBuffer();
+      const port = await freePort();
+      const threads = THREADS;
+      server = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          MAIN,
+          'serve',
+          path.join(FIXTURES, 'wsi'),
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--log-level',
+          'warn',
+          '--models-dir',
+          dir,
+          '--ai-threads',
+          String(threads),
+        ],
+        { stdio: ['ignore', 'inherit', 'inherit'] },
+      );
+      await untilListening(server, port, 'medstream serve');
+
+      const rows: string[][] = [];
+      const data: unknown[] = [];
+      const goal: string[][] = [];
+      for (const clients of CLIENTS) {
+        const runOne = (model: string) => async () => {
+          const before = await scrape(port);
+          const load = await closedLoop(port, model, body, clients, LOAD_SETTINGS.durationS);
+          return { ...load, ...batchesBetween(before, await scrape(port), model) };
+        };
+        const results = await interleaved(LOAD_SETTINGS.rounds, {
+          on: runOne('conv-batched'),
+          off: runOne('conv-single'),
+        });
+        const summary = (runs: typeof results.on) => ({
+          rate: median(runs.map((r) => r.requests / r.seconds)),
+          p50: median(runs.map((r) => r.p50Ms)),
+          p99: median(runs.map((r) => r.p99Ms)),
+          meanBatch: median(runs.map((r) => r.meanBatch)),
+          meanBatchMs: median(runs.map((r) => r.meanBatchMs)),
+          errors: runs.reduce((a, r) => a + r.errors, 0),
+        });
+        const on = summary(results.on);
+        const off = summary(results.off);
+        for (const [mode, s] of [
+          ['on', on],
+          ['off', off],
+        ] as const) {
+          rows.push([
+            String(clients),
+            mode,
+            formatRate(s.rate),
+            formatMs(s.p50),
+            formatMs(s.p99),
+            s.meanBatch.toFixed(1),
+            formatMs(s.meanBatchMs),
+            String(s.errors),
+          ]);
+        }
+        const bound = off.p99 + WAIT_MS + on.meanBatchMs;
+        goal.push([
+          String(clients),
+          formatRatio(on.rate / off.rate),
+          `${formatMs(on.p99)} vs ${formatMs(bound)}`,
+          on.p99 <= bound ? 'yes' : 'no',
+        ]);
+        data.push({ clients, on: results.on, off: results.off });
+      }
+      const tables: ResultTable[] = [
+        {
+          title: `Closed loop, ${LOAD_SETTINGS.durationS} s per run, median of ${LOAD_SETTINGS.rounds} interleaved rounds; batching on = max batch ${MAX_BATCH}, max wait ${WAIT_MS} ms; ${threads} intra-op threads`,
+          columns: [
+            'clients',
+            'batching',
+            'requests/s',
+            'p50',
+            'p99',
+            'mean batch',
+            'mean batch time',
+            'errors',
+          ],
+          rows,
+        },
+        {
+          title: 'Goal: >= 2x throughput at 32 clients; p99 (on) <= p99 (off) + max wait + one batch',
+          columns: ['clients', 'throughput on/off', 'p99 on vs bound', 'p99 within bound'],
+          rows: goal,
+        },
+      ];
+      return { name: 'inference', title: this.title, tables, data };
+    } finally {
+      if (server) await stopChild(server);
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};
+
+export const inferenceSuite: Suite = {
+  name: 'inference',
+  // run.ts uploads this to its stores; the benchmark itself reads no slide.
+  file: path.join(FIXTURES, 'wsi/svs/CMU-1-Small-Region.svs'),
+  benchmarks: [throughput],
+};
