@@ -1,8 +1,8 @@
 // The `inference` suite: model serving throughput and latency with dynamic batching on and off.
-// One `medstream serve` child process on 127.0.0.1 serves the same convolutional classifier
-// (test/support/onnx-writer.ts convClassifier: two 3x3 convolutions with 16 filters on a 64x64
-// RGB input, global pooling, a linear layer, softmax) twice: `conv-batched` (max batch 32,
-// --ai-max-wait) and `conv-single` (max batch 1). A closed-loop Node load generator (keep-alive
+// One `medstream serve` child process on 127.0.0.1 serves convolutional classifiers
+// (test/support/onnx-writer.ts convClassifier: two 3x3 convolutions, global pooling, a linear
+// layer, softmax) of two sizes — 64x64 input with 16 filters, 32x32 with 8 — each twice:
+// `convN-batched` (max batch 32, max wait BENCH_AI_WAIT_MS) and `convN-single` (max batch 1). A closed-loop Node load generator (keep-alive
 // HTTP, N clients each posting a 64x64 PNG and waiting for the answer) drives one model at a
 // time at 1, 8 and 32 clients; on and off alternate round by round (harness `interleaved`).
 // Reported: requests/s, p50 and p99 latency, mean batch size and mean batch time from /metrics,
@@ -39,7 +39,11 @@ const CLIENTS = (process.env.BENCH_AI_CLIENTS ?? '1,8,32').split(',').map(Number
 const WAIT_MS = Number(process.env.BENCH_AI_WAIT_MS ?? 5);
 const THREADS = Number(process.env.BENCH_AI_THREADS ?? Math.min(os.availableParallelism(), 2));
 const MAX_BATCH = 32;
-const SIZE = 64;
+/** The convolution models: input size and filters (compute per image ~14x apart). */
+const MODELS = [
+  { size: 64, filters: 16 },
+  { size: 32, filters: 8 },
+];
 
 interface LoadResult {
   requests: number;
@@ -136,28 +140,35 @@ const throughput: Benchmark = {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-models-'));
     let server: ChildProcess | undefined;
     try {
-      const onnx = convClassifier({ size: SIZE, filters: 16, classes: 2 });
-      const declaration = (batching: Record<string, number>) => ({
-        task: 'classification',
-        description: 'benchmark convolution model',
-        input: { name: 'image', width: SIZE, height: SIZE, channels: 3 },
-        labels: ['a', 'b'],
-        output: { name: 'scores', activation: 'none' },
-        batching: { maxQueue: 256, ...batching },
-      });
-      for (const [name, batching] of [
-        ['conv-batched', { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS }],
-        ['conv-single', { maxBatch: 1 }],
-      ] as const) {
-        await mkdir(path.join(dir, name));
-        await writeFile(path.join(dir, name, 'model.onnx'), onnx);
-        await writeFile(path.join(dir, name, 'model.json'), JSON.stringify(declaration(batching)));
+      const bodies = new Map<string, Buffer>();
+      for (const { size, filters } of MODELS) {
+        const onnx = convClassifier({ size, filters, classes: 2 });
+        const declaration = (batching: Record<string, number>) => ({
+          task: 'classification',
+          description: 'benchmark convolution model',
+          input: { name: 'image', width: size, height: size, channels: 3 },
+          labels: ['a', 'b'],
+          output: { name: 'scores', activation: 'none' },
+          batching: { maxQueue: 256, ...batching },
+        });
+        for (const [mode, batching] of [
+          ['batched', { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS }],
+          ['single', { maxBatch: 1 }],
+        ] as const) {
+          const name = `conv${size}-${mode}`;
+          await mkdir(path.join(dir, name));
+          await writeFile(path.join(dir, name, 'model.onnx'), onnx);
+          await writeFile(path.join(dir, name, 'model.json'), JSON.stringify(declaration(batching)));
+        }
+        const pixels = Buffer.alloc(size * size * 3);
+        for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7919) % 251;
+        bodies.set(
+          `conv${size}`,
+          await sharp(pixels, { raw: { width: size, height: size, channels: 3 } })
+            .png()
+            .toBuffer(),
+        );
       }
-      const pixels = Buffer.alloc(SIZE * SIZE * 3);
-      for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7919) % 251;
-      const body = await sharp(pixels, { raw: { width: SIZE, height: SIZE, channels: 3 } })
-        .png()
-        .toBuffer();
       const port = await freePort();
       const threads = THREADS;
       server = spawn(
@@ -183,74 +194,79 @@ const throughput: Benchmark = {
       );
       await untilListening(server, port, 'medstream serve');
 
-      const rows: string[][] = [];
+      const tables: ResultTable[] = [];
       const data: unknown[] = [];
-      const goal: string[][] = [];
-      for (const clients of CLIENTS) {
-        const runOne = (model: string) => async () => {
-          const before = await scrape(port);
-          const load = await closedLoop(port, model, body, clients, LOAD_SETTINGS.durationS);
-          return { ...load, ...batchesBetween(before, await scrape(port), model) };
-        };
-        const results = await interleaved(LOAD_SETTINGS.rounds, {
-          on: runOne('conv-batched'),
-          off: runOne('conv-single'),
-        });
-        const summary = (runs: typeof results.on) => ({
-          rate: median(runs.map((r) => r.requests / r.seconds)),
-          p50: median(runs.map((r) => r.p50Ms)),
-          p99: median(runs.map((r) => r.p99Ms)),
-          meanBatch: median(runs.map((r) => r.meanBatch)),
-          meanBatchMs: median(runs.map((r) => r.meanBatchMs)),
-          errors: runs.reduce((a, r) => a + r.errors, 0),
-        });
-        const on = summary(results.on);
-        const off = summary(results.off);
-        for (const [mode, s] of [
-          ['on', on],
-          ['off', off],
-        ] as const) {
-          rows.push([
+      for (const { size, filters } of MODELS) {
+        const model = `conv${size}`;
+        const body = bodies.get(model) as Buffer;
+        const rows: string[][] = [];
+        const goal: string[][] = [];
+        for (const clients of CLIENTS) {
+          const runOne = (name: string) => async () => {
+            const before = await scrape(port);
+            const load = await closedLoop(port, name, body, clients, LOAD_SETTINGS.durationS);
+            return { ...load, ...batchesBetween(before, await scrape(port), name) };
+          };
+          const results = await interleaved(LOAD_SETTINGS.rounds, {
+            on: runOne(`${model}-batched`),
+            off: runOne(`${model}-single`),
+          });
+          const summary = (runs: typeof results.on) => ({
+            rate: median(runs.map((r) => r.requests / r.seconds)),
+            p50: median(runs.map((r) => r.p50Ms)),
+            p99: median(runs.map((r) => r.p99Ms)),
+            meanBatch: median(runs.map((r) => r.meanBatch)),
+            meanBatchMs: median(runs.map((r) => r.meanBatchMs)),
+            errors: runs.reduce((a, r) => a + r.errors, 0),
+          });
+          const on = summary(results.on);
+          const off = summary(results.off);
+          for (const [mode, s] of [
+            ['on', on],
+            ['off', off],
+          ] as const) {
+            rows.push([
+              String(clients),
+              mode,
+              formatRate(s.rate),
+              formatMs(s.p50),
+              formatMs(s.p99),
+              s.meanBatch.toFixed(1),
+              formatMs(s.meanBatchMs),
+              String(s.errors),
+            ]);
+          }
+          const bound = off.p99 + WAIT_MS + on.meanBatchMs;
+          goal.push([
             String(clients),
-            mode,
-            formatRate(s.rate),
-            formatMs(s.p50),
-            formatMs(s.p99),
-            s.meanBatch.toFixed(1),
-            formatMs(s.meanBatchMs),
-            String(s.errors),
+            formatRatio(on.rate / off.rate),
+            `${formatMs(on.p99)} vs ${formatMs(bound)}`,
+            on.p99 <= bound ? 'yes' : 'no',
           ]);
+          data.push({ model, clients, on: results.on, off: results.off });
         }
-        const bound = off.p99 + WAIT_MS + on.meanBatchMs;
-        goal.push([
-          String(clients),
-          formatRatio(on.rate / off.rate),
-          `${formatMs(on.p99)} vs ${formatMs(bound)}`,
-          on.p99 <= bound ? 'yes' : 'no',
-        ]);
-        data.push({ clients, on: results.on, off: results.off });
+        tables.push(
+          {
+            title: `${model}: ${size}x${size} RGB, two 3x3 convolutions of ${filters} filters; closed loop, ${LOAD_SETTINGS.durationS} s per run, median of ${LOAD_SETTINGS.rounds} interleaved rounds; batching on = max batch ${MAX_BATCH}, max wait ${WAIT_MS} ms; ${threads} intra-op threads`,
+            columns: [
+              'clients',
+              'batching',
+              'requests/s',
+              'p50',
+              'p99',
+              'mean batch',
+              'mean batch time',
+              'errors',
+            ],
+            rows,
+          },
+          {
+            title: `${model} goal: >= 2x throughput at 32 clients; p99 (on) <= p99 (off) + max wait + one batch`,
+            columns: ['clients', 'throughput on/off', 'p99 on vs bound', 'p99 within bound'],
+            rows: goal,
+          },
+        );
       }
-      const tables: ResultTable[] = [
-        {
-          title: `Closed loop, ${LOAD_SETTINGS.durationS} s per run, median of ${LOAD_SETTINGS.rounds} interleaved rounds; batching on = max batch ${MAX_BATCH}, max wait ${WAIT_MS} ms; ${threads} intra-op threads`,
-          columns: [
-            'clients',
-            'batching',
-            'requests/s',
-            'p50',
-            'p99',
-            'mean batch',
-            'mean batch time',
-            'errors',
-          ],
-          rows,
-        },
-        {
-          title: 'Goal: >= 2x throughput at 32 clients; p99 (on) <= p99 (off) + max wait + one batch',
-          columns: ['clients', 'throughput on/off', 'p99 on vs bound', 'p99 within bound'],
-          rows: goal,
-        },
-      ];
       return { name: 'inference', title: this.title, tables, data };
     } finally {
       if (server) await stopChild(server);

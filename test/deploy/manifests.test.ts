@@ -114,6 +114,7 @@ describe('deploy/kubernetes', () => {
         'Secret',
         'Service',
         'Service',
+        'PersistentVolumeClaim',
       ].sort(),
     );
   });
