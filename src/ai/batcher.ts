@@ -75,22 +75,32 @@ export class Batcher<T> {
     this.schedule();
   }
 
+  /**
+   * Throws `overloaded` (and counts it) when the queue plus `preparing` requests not yet queued
+   * would exceed `maxQueue`: callers check before reading an image, so decoded images waiting
+   * for the model are bounded too, not only queued tensors.
+   */
+  admit(preparing: number): void {
+    if (this.queue.length + preparing < this.options.maxQueue) return;
+    this.rejected++;
+    throw new MedStreamError(
+      'overloaded',
+      `model ${this.name}: ${this.queue.length + preparing} requests already queued (max ${this.options.maxQueue})`,
+      { retryable: true },
+    );
+  }
+
   /** Queues one input; resolves with its output when its batch has run. */
   submit(input: Float32Array, signal?: AbortSignal): Promise<T> {
+    try {
+      this.admit(0);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.closed) return Promise.reject(new Cancelled(`model ${this.name} is closed`));
     if (signal?.aborted) {
       this.cancelled++;
       return Promise.reject(new Cancelled(undefined, { cause: signal.reason }));
-    }
-    if (this.queue.length >= this.options.maxQueue) {
-      this.rejected++;
-      return Promise.reject(
-        new MedStreamError(
-          'overloaded',
-          `model ${this.name}: ${this.queue.length} requests already queued (max ${this.options.maxQueue})`,
-          { retryable: true },
-        ),
-      );
     }
     return new Promise<T>((resolve, reject) => {
       const item: Waiting<T> = { input, enqueued: performance.now(), resolve, reject, signal, done: false };

@@ -33,6 +33,8 @@ export class OnnxModel {
   /** Reads the image (`load`), preprocesses it and queues it for the next batch. */
   async infer(load: () => Promise<Pixels>, signal?: AbortSignal): Promise<ModelOutput> {
     let input: Float32Array;
+    // Counted against the queue bound before the image is read (bounded memory).
+    this.batcher.admit(this.arriving);
     this.arriving++;
     try {
       input = await preprocess(await load(), this.declaration);
