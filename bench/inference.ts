@@ -2,14 +2,16 @@
 // One `medstream serve` child process on 127.0.0.1 serves convolutional classifiers
 // (test/support/onnx-writer.ts convClassifier: two 3x3 convolutions, global pooling, a linear
 // layer, softmax) of two sizes — 64x64 input with 16 filters, 32x32 with 8 — each twice:
-// `convN-batched` (max batch 32, max wait BENCH_AI_WAIT_MS) and `convN-single` (max batch 1). A closed-loop Node load generator (keep-alive
-// HTTP, N clients each posting a 64x64 PNG and waiting for the answer) drives one model at a
-// time at 1, 8 and 32 clients; on and off alternate round by round (harness `interleaved`).
-// Reported: requests/s, p50 and p99 latency, mean batch size and mean batch time from /metrics,
-// and the goal check (batching >= 2x throughput at 32 clients; p99 with batching not above p99
-// without it plus the configured wait plus one batch). Settings: BENCH_SHORT, BENCH_DURATION,
-// BENCH_ROUNDS (LOAD_SETTINGS), BENCH_AI_CLIENTS (`1,8,32`), BENCH_AI_WAIT_MS (5),
-// BENCH_AI_THREADS (ONNX Runtime intra-op threads, default min(cores, 2)).
+// `convN-batched` (max batch 32, max wait BENCH_AI_WAIT_MS) and `convN-single` (max batch 1).
+// A closed-loop Node load generator (keep-alive HTTP, N clients each posting a PNG of the input
+// size and waiting for the answer) drives one model at a time at 1, 8 and 32 clients; on and off
+// alternate round by round (harness `interleaved`). Reported: requests/s, p50 and p99 latency,
+// mean batch size and batch time from /metrics; the goal check (batching >= 2x throughput at 32
+// clients; p99 with batching not above p99 without it plus the configured wait plus one batch);
+// and the same closed loop without HTTP (the server stopped, callers in this process submitting
+// ready tensors to the batcher: what batching does to the queue + worker path alone).
+// Settings: BENCH_SHORT, BENCH_DURATION, BENCH_ROUNDS (LOAD_SETTINGS), BENCH_AI_CLIENTS
+// (`1,8,32`), BENCH_AI_WAIT_MS (5), BENCH_AI_THREADS (intra-op threads, default min(cores, 2)).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -18,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { ModelRegistry } from '../src/ai/registry.js';
 import { convClassifier } from '../test/support/onnx-writer.js';
 import {
   formatMs,
@@ -108,6 +111,55 @@ async function closedLoop(
   const pick = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
   return { requests: latencies.length, errors, seconds: elapsed, p50Ms: pick(0.5), p99Ms: pick(0.99) };
+}
+
+/**
+ * The same closed loop without HTTP, image decoding or preprocessing: `clients` callers each
+ * submit a ready input tensor to the model's batcher and wait for its answer. Isolates what
+ * batching does to the queue + worker + ONNX Runtime path.
+ */
+async function inProcessLoop(
+  registry: ModelRegistry,
+  name: string,
+  clients: number,
+  seconds: number,
+): Promise<LoadResult & { meanBatch: number }> {
+  const model = registry.get(name);
+  const { width, height, channels } = model.declaration.input;
+  const input = new Float32Array(width * height * channels).fill(0.25);
+  const latencies: number[] = [];
+  let measuring = false;
+  let stop = false;
+  const client = async () => {
+    while (!stop) {
+      const started = performance.now();
+      await model.batcher.submit(input.slice());
+      if (measuring) latencies.push(performance.now() - started);
+    }
+  };
+  const running = Array.from({ length: clients }, client);
+  await new Promise((r) => setTimeout(r, 500));
+  measuring = true;
+  const began = performance.now();
+  const c1 = model.batcher.stats().batchSize;
+  const [count1, sum1] = [c1.count, c1.sum];
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  measuring = false;
+  const elapsed = (performance.now() - began) / 1000;
+  const c2 = model.batcher.stats().batchSize;
+  stop = true;
+  await Promise.all(running);
+  latencies.sort((a, b) => a - b);
+  const pick = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return {
+    requests: latencies.length,
+    errors: 0,
+    seconds: elapsed,
+    p50Ms: pick(0.5),
+    p99Ms: pick(0.99),
+    meanBatch: (c2.sum - sum1) / (c2.count - count1),
+  };
 }
 
 async function scrape(port: number): Promise<Map<string, number>> {
@@ -266,6 +318,53 @@ const throughput: Benchmark = {
             rows: goal,
           },
         );
+      }
+      // The HTTP server is stopped first so the in-process loop has the cores to itself.
+      await stopChild(server);
+      const registry = await ModelRegistry.load({
+        modelsDir: dir,
+        batching: { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS, maxQueue: 256 },
+        intraOpThreads: threads,
+      });
+      try {
+        const rows: string[][] = [];
+        for (const { size } of MODELS) {
+          for (const clients of CLIENTS) {
+            const results = await interleaved(LOAD_SETTINGS.rounds, {
+              on: () => inProcessLoop(registry, `conv${size}-batched`, clients, LOAD_SETTINGS.durationS / 2),
+              off: () => inProcessLoop(registry, `conv${size}-single`, clients, LOAD_SETTINGS.durationS / 2),
+            });
+            const rate = (runs: typeof results.on) => median(runs.map((r) => r.requests / r.seconds));
+            const p99 = (runs: typeof results.on) => median(runs.map((r) => r.p99Ms));
+            rows.push([
+              `conv${size}`,
+              String(clients),
+              formatRate(rate(results.on)),
+              formatRate(rate(results.off)),
+              formatRatio(rate(results.on) / rate(results.off)),
+              median(results.on.map((r) => r.meanBatch)).toFixed(1),
+              formatMs(p99(results.on)),
+              formatMs(p99(results.off)),
+            ]);
+            data.push({ inProcess: true, model: `conv${size}`, clients, on: results.on, off: results.off });
+          }
+        }
+        tables.push({
+          title: `Without HTTP: callers submit ready tensors to the batcher (queue + worker thread + ONNX Runtime), ${LOAD_SETTINGS.durationS / 2} s per run, median of ${LOAD_SETTINGS.rounds} rounds`,
+          columns: [
+            'model',
+            'clients',
+            'images/s on',
+            'images/s off',
+            'on/off',
+            'mean batch',
+            'p99 on',
+            'p99 off',
+          ],
+          rows,
+        });
+      } finally {
+        await registry.close();
       }
       return { name: 'inference', title: this.title, tables, data };
     } finally {
