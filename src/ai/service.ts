@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { BadRequest, UnsupportedFormat } from '../errors.js';
 import type { TileService } from '../tiles/tile-service.js';
 import type { ModelDeclaration } from './declaration.js';
+import { HeatmapJobs } from './heatmap-jobs.js';
 import { readClassification, readHeatmap, readMask } from './outputs.js';
 import type { Pixels } from './preprocess.js';
 import type { ModelRegistry } from './registry.js';
@@ -57,11 +58,22 @@ export interface AiServiceOptions {
   maxPixels: number;
 }
 
+/** Tiles a heatmap job keeps in flight: enough to fill a model's batches. */
+const HEATMAP_CONCURRENCY = 16;
+
 export class AiService {
-  constructor(private readonly options: AiServiceOptions) {}
+  readonly heatmaps: HeatmapJobs;
+
+  constructor(private readonly options: AiServiceOptions) {
+    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY);
+  }
 
   get registry(): ModelRegistry {
     return this.options.registry;
+  }
+
+  get tiles(): TileService {
+    return this.options.tiles;
   }
 
   list(): ModelInfo[] {
@@ -93,6 +105,7 @@ export class AiService {
   }
 
   async close(): Promise<void> {
+    this.heatmaps.close();
     await this.options.registry.close();
   }
 
@@ -168,7 +181,8 @@ export class AiService {
     };
   }
 
-  private async pixels(source: InferSource, signal?: AbortSignal): Promise<Pixels> {
+  /** The pixels a source names: a decoded upload, a slide region or a whole-slide thumbnail. */
+  async pixels(source: InferSource, signal?: AbortSignal): Promise<Pixels> {
     const { tiles, maxPixels } = this.options;
     if (source.kind === 'image') return decodeUpload(source.bytes, maxPixels);
     if (source.kind === 'slide') {

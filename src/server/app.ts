@@ -61,7 +61,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   app.setNotFoundHandler(notFoundHandler);
   await app.register(cors, {
     origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
-    methods: ['GET', 'HEAD', 'OPTIONS', 'POST'],
+    methods: ['GET', 'HEAD', 'OPTIONS', 'POST', 'DELETE'],
     exposedHeaders: [
       'ETag',
       'X-Tile-Cache-Hit',

@@ -5,9 +5,14 @@
 //                                   {slide, x, y, width, height, level | mpp} (a region) or
 //                                   {slide, size} (the whole slide as a thumbnail, longer side `size`)
 //   GET  /ai/results/{id}.png       a mask or heat map an inference made
+//   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
+//                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
+//   GET  /ai/jobs/{id}              its progress, and when done its grid and map
+//   DELETE /ai/jobs/{id}            cancels it
 // A client that hangs up leaves the model's queue (its slide reads are cancelled too).
 
 import type { FastifyInstance } from 'fastify';
+import type { HeatmapJob } from '../../ai/heatmap-jobs.js';
 import type { AiService, InferSource } from '../../ai/service.js';
 import { BadRequest } from '../../errors.js';
 import { clientAbortSignal } from '../abort.js';
@@ -49,6 +54,48 @@ export async function registerAiRoutes(
       },
     );
 
+    scope.post<{ Params: { name: string; id: string }; Body: unknown }>(
+      '/ai/models/:name/slides/:id/heatmap',
+      async (request, reply) => {
+        const b = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<
+          string,
+          unknown
+        >;
+        const positive = (key: string, fallback?: number, integer = false): number => {
+          const v = b[key] ?? fallback;
+          if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v) || (integer && !Number.isInteger(v)))
+            throw new BadRequest(
+              `${key} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`,
+            );
+          return v;
+        };
+        const tileSize = positive('tileSize', undefined, true);
+        if (tileSize > 4096) throw new BadRequest('tileSize must be at most 4096');
+        const minTissue = b.minTissue ?? 0.1;
+        if (typeof minTissue !== 'number' || !(minTissue >= 0 && minTissue <= 1))
+          throw new BadRequest('minTissue must be a number in 0..1');
+        if (b.label !== undefined && typeof b.label !== 'string')
+          throw new BadRequest('label must be a string');
+        const job = await ai.heatmaps.start({
+          model: request.params.name,
+          slide: request.params.id,
+          mpp: positive('mpp'),
+          tileSize,
+          stride: positive('stride', tileSize, true),
+          label: b.label as string | undefined,
+          minTissue,
+        });
+        reply.code(202).header('Location', `/ai/jobs/${job.id}`);
+        return jobJson(job);
+      },
+    );
+    scope.get<{ Params: { id: string } }>('/ai/jobs/:id', async (request) =>
+      jobJson(ai.heatmaps.get(request.params.id)),
+    );
+    scope.delete<{ Params: { id: string } }>('/ai/jobs/:id', async (request) =>
+      jobJson(ai.heatmaps.cancel(request.params.id)),
+    );
+
     scope.get<{ Params: { file: string } }>('/ai/results/:file', async (request, reply) => {
       const m = /^([0-9a-f-]{36})\.png$/.exec(request.params.file);
       if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png');
@@ -57,6 +104,15 @@ export async function registerAiRoutes(
       return reply.send(ai.result(m[1]));
     });
   });
+}
+
+function jobJson(job: HeatmapJob): Record<string, unknown> {
+  const { values, mapId, ...rest } = job;
+  return {
+    ...rest,
+    progress: job.tiles - job.background === 0 ? 1 : job.done / (job.tiles - job.background),
+    ...(job.state === 'done' ? { values, map: `/ai/results/${mapId}.png` } : {}),
+  };
 }
 
 function parseSource(body: unknown): InferSource {
