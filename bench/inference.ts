@@ -35,6 +35,7 @@ import {
   type Suite,
 } from './harness.js';
 import { freePort, stopChild, untilListening } from './peers/procs.js';
+import { benchSvs, SLIDE_CACHE } from './slides.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const FIXTURES = path.resolve(fileURLToPath(new URL('../../shared/fixtures', import.meta.url)));
@@ -374,9 +375,133 @@ const throughput: Benchmark = {
   },
 };
 
+/** Starts `medstream serve` on `storage` with `modelsDir`; resolves with the child and its port. */
+async function serve(
+  storage: string,
+  modelsDir: string,
+  threads: number,
+): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      MAIN,
+      'serve',
+      storage,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--log-level',
+      'warn',
+      '--models-dir',
+      modelsDir,
+      '--ai-threads',
+      String(threads),
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  await untilListening(child, port, 'medstream serve');
+  return { child, port };
+}
+
+const HEATMAP = { mpp: 8, tileSize: 64 };
+
+/**
+ * A heatmap job over the generated 60000x45000 SVS (bench/slides.ts; its reduced levels are a
+ * mosaic of level-0 tiles, so the tissue mask is not the level-0 tissue: fine for timing), with
+ * the conv64 classifier: tissue tiles only, then every tile (minTissue 0) for comparison.
+ */
+const heatmapJob: Benchmark = {
+  name: 'heatmap',
+  title: 'Heatmap job over a generated 60000x45000 SVS (conv64 classifier, tissue tiles only vs all tiles)',
+  async run(): Promise<BenchmarkResult> {
+    const svs = await benchSvs();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-heatmap-'));
+    let server: { child: ChildProcess; port: number } | undefined;
+    try {
+      await mkdir(path.join(dir, 'conv64'));
+      await writeFile(
+        path.join(dir, 'conv64', 'model.onnx'),
+        convClassifier({ size: 64, filters: 16, classes: 2 }),
+      );
+      await writeFile(
+        path.join(dir, 'conv64', 'model.json'),
+        JSON.stringify({
+          task: 'classification',
+          input: { name: 'image', width: 64, height: 64, channels: 3 },
+          labels: ['a', 'b'],
+          output: { name: 'scores', activation: 'none' },
+          batching: { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS },
+        }),
+      );
+      server = await serve(SLIDE_CACHE, dir, THREADS);
+      const base = `http://127.0.0.1:${server.port}`;
+      const rows: string[][] = [];
+      const data: unknown[] = [];
+      const runJob = async (minTissue: number) => {
+        const started = performance.now();
+        const res = await fetch(`${base}/ai/models/conv64/slides/${encodeURIComponent(svs.id)}/heatmap`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ ...HEATMAP, minTissue }),
+        });
+        if (res.status !== 202) throw new Error(`heatmap job refused: ${res.status} ${await res.text()}`);
+        const { id } = (await res.json()) as { id: string };
+        let job: { state: string; tiles: number; background: number; done: number; error?: string };
+        for (;;) {
+          await new Promise((r) => setTimeout(r, 100));
+          job = (await (await fetch(`${base}/ai/jobs/${id}`)).json()) as typeof job;
+          if (job.state !== 'queued' && job.state !== 'running') break;
+        }
+        if (job.state !== 'done') throw new Error(`heatmap job ${job.state}: ${job.error ?? ''}`);
+        return { minTissue, seconds: (performance.now() - started) / 1000, ...job };
+      };
+      // A first job warms the slide, block and tile caches, so neither variant pays for them.
+      await runJob(0);
+      const results = await interleaved(LOAD_SETTINGS.rounds, {
+        tissue: () => runJob(0.1),
+        all: () => runJob(0),
+      });
+      for (const [label, runs] of [
+        ['tissue tiles only (minTissue 0.1)', results.tissue],
+        ['every tile (minTissue 0)', results.all],
+      ] as const) {
+        const seconds = median(runs.map((r) => r.seconds));
+        rows.push([
+          label,
+          String(runs[0].tiles),
+          String(runs[0].background),
+          String(runs[0].done),
+          seconds.toFixed(1),
+          formatRate(runs[0].done / seconds),
+        ]);
+        data.push(...runs);
+      }
+      return {
+        name: 'heatmap',
+        title: this.title,
+        tables: [
+          {
+            title: `${svs.width}x${svs.height} SVS at ${HEATMAP.mpp} µm/px, ${HEATMAP.tileSize}-px tiles (stride = tile), max batch ${MAX_BATCH}, ${THREADS} intra-op threads; median of ${LOAD_SETTINGS.rounds} interleaved rounds after a warm-up job; job time includes the tissue thumbnail`,
+            columns: ['run', 'grid tiles', 'skipped as background', 'tiles inferred', 'seconds', 'tiles/s'],
+            rows,
+          },
+        ],
+        data,
+      };
+    } finally {
+      if (server) await stopChild(server.child);
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};
+
 export const inferenceSuite: Suite = {
   name: 'inference',
   // run.ts uploads this to its stores; the benchmark itself reads no slide.
   file: path.join(FIXTURES, 'wsi/svs/CMU-1-Small-Region.svs'),
-  benchmarks: [throughput],
+  benchmarks: [throughput, heatmapJob],
 };
