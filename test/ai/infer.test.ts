@@ -272,3 +272,27 @@ describe('POST /ai/models/{name}/infer', () => {
     expect((await request(server, '/ai/results/00000000-0000-0000-0000-000000000000.png')).status).toBe(404);
   });
 });
+
+describe('/ai/ with signed URLs required', () => {
+  it('refuses unsigned model listing and inference', async () => {
+    const secured = await startTestServer(fixture('wsi'), [
+      '--models-dir',
+      models.dir,
+      '--auth-enabled',
+      '--auth-secret',
+      'x'.repeat(40),
+    ]);
+    try {
+      const list = await request(secured, '/ai/models');
+      expect(list.status).toBe(401);
+      const infer = await request(secured, '/ai/models/classifier/infer', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ slide: SVS, x: 0, y: 0, width: 4, height: 4 }),
+      });
+      expect([infer.status, (infer.json() as { error: string }).error]).toEqual([401, 'missing_signature']);
+    } finally {
+      await secured.close();
+    }
+  });
+});
