@@ -26,6 +26,8 @@ export class ModelWorker {
   /** `session.run` calls made, as counted by the worker itself (the last one's count). */
   runs = 0;
   private runsBefore = 0;
+  /** Resolves `close()` when the last pending call settles. */
+  private idle: (() => void) | undefined;
 
   constructor(
     private readonly modelPath: string,
@@ -58,8 +60,14 @@ export class ModelWorker {
     return reply.output;
   }
 
+  /**
+   * Stops the worker once its running batch (if any) has finished: terminating a thread while
+   * onnxruntime-node runs a session aborts the whole process ("terminate called after throwing
+   * an instance of 'Napi::Error'"), so a batch is never cut short. New calls are refused at once.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.pending.size > 0) await new Promise<void>((resolve) => (this.idle = resolve));
     const worker = this.worker;
     this.worker = undefined;
     if (worker) await worker.terminate();
@@ -91,6 +99,7 @@ export class ModelWorker {
       if (this.pending.size === 0) worker.unref();
       if (reply.ok) pending.resolve(reply);
       else pending.reject(new MedStreamError('internal_error', `model ${this.label}: ${reply.message}`));
+      if (this.pending.size === 0) this.idle?.();
     });
     const fail = (why: string) => {
       if (this.worker === worker) {
@@ -100,6 +109,7 @@ export class ModelWorker {
       for (const p of this.pending.values())
         p.reject(new MedStreamError('internal_error', `model ${this.label}: ${why}`));
       this.pending.clear();
+      this.idle?.();
     };
     worker.on('error', (e) => fail(`worker failed: ${e.message}`));
     worker.on('exit', () => fail('worker exited'));
