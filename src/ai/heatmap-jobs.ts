@@ -136,11 +136,16 @@ export class HeatmapJobs {
       // Level-0 pixels per output pixel, per axis.
       const sx = mpp / mpp_x;
       const sy = mpp / mpp_y;
-      const thumb = await this.ai.pixels({ kind: 'slide', slide, size: TISSUE_THUMBNAIL }, signal);
-      const tissue = detectTissue(thumb);
-      const tx = thumb.width / opened.slide.width;
-      const ty = thumb.height / opened.slide.height;
+      // minTissue 0 keeps every tile: no thumbnail needed.
+      const thumb =
+        minTissue > 0
+          ? await this.ai.pixels({ kind: 'slide', slide, size: TISSUE_THUMBNAIL }, signal)
+          : undefined;
+      const tissue = thumb ? detectTissue(thumb) : undefined;
       const isTissue = (x0: number, y0: number, w0: number, h0: number): boolean => {
+        if (!thumb || !tissue) return true;
+        const tx = thumb.width / opened.slide.width;
+        const ty = thumb.height / opened.slide.height;
         const x1 = Math.max(0, Math.floor(x0 * tx));
         const y1 = Math.max(0, Math.floor(y0 * ty));
         const x2 = Math.min(thumb.width, Math.max(x1 + 1, Math.ceil((x0 + w0) * tx)));
