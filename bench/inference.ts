@@ -13,12 +13,11 @@
 // Settings: BENCH_SHORT, BENCH_DURATION, BENCH_ROUNDS (LOAD_SETTINGS), BENCH_AI_CLIENTS
 // (`1,8,32`), BENCH_AI_WAIT_MS (5), BENCH_AI_THREADS (intra-op threads, default min(cores, 2)).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { ModelRegistry } from '../src/ai/registry.js';
 import { convClassifier } from '../test/support/onnx-writer.js';
@@ -34,15 +33,10 @@ import {
   type ResultTable,
   type Suite,
 } from './harness.js';
-import { freePort, stopChild, untilListening } from './peers/procs.js';
-import { benchSvs, SLIDE_CACHE } from './slides.js';
+import { heatmapJob } from './inference-heatmap.js';
+import { CLIENTS, FIXTURES, MAX_BATCH, serve, THREADS, WAIT_MS } from './inference-server.js';
+import { stopChild } from './peers/procs.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const FIXTURES = path.resolve(fileURLToPath(new URL('../../shared/fixtures', import.meta.url)));
-const CLIENTS = (process.env.BENCH_AI_CLIENTS ?? '1,8,32').split(',').map(Number);
-const WAIT_MS = Number(process.env.BENCH_AI_WAIT_MS ?? 5);
-const THREADS = Number(process.env.BENCH_AI_THREADS ?? Math.min(os.availableParallelism(), 2));
-const MAX_BATCH = 32;
 /** The convolution models: input size and filters (compute per image ~14x apart). */
 const MODELS = [
   { size: 64, filters: 16 },
@@ -222,30 +216,10 @@ const throughput: Benchmark = {
             .toBuffer(),
         );
       }
-      const port = await freePort();
       const threads = THREADS;
-      server = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          MAIN,
-          'serve',
-          path.join(FIXTURES, 'wsi'),
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(port),
-          '--log-level',
-          'warn',
-          '--models-dir',
-          dir,
-          '--ai-threads',
-          String(threads),
-        ],
-        { stdio: ['ignore', 'inherit', 'inherit'] },
-      );
-      await untilListening(server, port, 'medstream serve');
+      const started = await serve(path.join(FIXTURES, 'wsi'), dir, threads);
+      server = started.child;
+      const port = started.port;
 
       const tables: ResultTable[] = [];
       const data: unknown[] = [];
@@ -370,130 +344,6 @@ const throughput: Benchmark = {
       return { name: 'inference', title: this.title, tables, data };
     } finally {
       if (server) await stopChild(server);
-      await rm(dir, { recursive: true, force: true });
-    }
-  },
-};
-
-/** Starts `medstream serve` on `storage` with `modelsDir`; resolves with the child and its port. */
-async function serve(
-  storage: string,
-  modelsDir: string,
-  threads: number,
-): Promise<{ child: ChildProcess; port: number }> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      MAIN,
-      'serve',
-      storage,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--log-level',
-      'warn',
-      '--models-dir',
-      modelsDir,
-      '--ai-threads',
-      String(threads),
-    ],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
-  );
-  await untilListening(child, port, 'medstream serve');
-  return { child, port };
-}
-
-const HEATMAP = { mpp: 8, tileSize: 64 };
-
-/**
- * A heatmap job over the generated 60000x45000 SVS (bench/slides.ts; its reduced levels are a
- * mosaic of level-0 tiles, so the tissue mask is not the level-0 tissue: fine for timing), with
- * the conv64 classifier: tissue tiles only, then every tile (minTissue 0) for comparison.
- */
-const heatmapJob: Benchmark = {
-  name: 'heatmap',
-  title: 'Heatmap job over a generated 60000x45000 SVS (conv64 classifier, tissue tiles only vs all tiles)',
-  async run(): Promise<BenchmarkResult> {
-    const svs = await benchSvs();
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-heatmap-'));
-    let server: { child: ChildProcess; port: number } | undefined;
-    try {
-      await mkdir(path.join(dir, 'conv64'));
-      await writeFile(
-        path.join(dir, 'conv64', 'model.onnx'),
-        convClassifier({ size: 64, filters: 16, classes: 2 }),
-      );
-      await writeFile(
-        path.join(dir, 'conv64', 'model.json'),
-        JSON.stringify({
-          task: 'classification',
-          input: { name: 'image', width: 64, height: 64, channels: 3 },
-          labels: ['a', 'b'],
-          output: { name: 'scores', activation: 'none' },
-          batching: { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS },
-        }),
-      );
-      server = await serve(SLIDE_CACHE, dir, THREADS);
-      const base = `http://127.0.0.1:${server.port}`;
-      const rows: string[][] = [];
-      const data: unknown[] = [];
-      const runJob = async (minTissue: number) => {
-        const started = performance.now();
-        const res = await fetch(`${base}/ai/models/conv64/slides/${encodeURIComponent(svs.id)}/heatmap`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ ...HEATMAP, minTissue }),
-        });
-        if (res.status !== 202) throw new Error(`heatmap job refused: ${res.status} ${await res.text()}`);
-        const { id } = (await res.json()) as { id: string };
-        let job: { state: string; tiles: number; background: number; done: number; error?: string };
-        for (;;) {
-          await new Promise((r) => setTimeout(r, 100));
-          job = (await (await fetch(`${base}/ai/jobs/${id}`)).json()) as typeof job;
-          if (job.state !== 'queued' && job.state !== 'running') break;
-        }
-        if (job.state !== 'done') throw new Error(`heatmap job ${job.state}: ${job.error ?? ''}`);
-        return { minTissue, seconds: (performance.now() - started) / 1000, ...job };
-      };
-      // A first job warms the slide, block and tile caches, so neither variant pays for them.
-      await runJob(0);
-      const results = await interleaved(LOAD_SETTINGS.rounds, {
-        tissue: () => runJob(0.1),
-        all: () => runJob(0),
-      });
-      for (const [label, runs] of [
-        ['tissue tiles only (minTissue 0.1)', results.tissue],
-        ['every tile (minTissue 0)', results.all],
-      ] as const) {
-        const seconds = median(runs.map((r) => r.seconds));
-        rows.push([
-          label,
-          String(runs[0].tiles),
-          String(runs[0].background),
-          String(runs[0].done),
-          seconds.toFixed(1),
-          formatRate(runs[0].done / seconds),
-        ]);
-        data.push(...runs);
-      }
-      return {
-        name: 'heatmap',
-        title: this.title,
-        tables: [
-          {
-            title: `${svs.width}x${svs.height} SVS at ${HEATMAP.mpp} µm/px, ${HEATMAP.tileSize}-px tiles (stride = tile), max batch ${MAX_BATCH}, ${THREADS} intra-op threads; median of ${LOAD_SETTINGS.rounds} interleaved rounds after a warm-up job; job time includes the tissue thumbnail`,
-            columns: ['run', 'grid tiles', 'skipped as background', 'tiles inferred', 'seconds', 'tiles/s'],
-            rows,
-          },
-        ],
-        data,
-      };
-    } finally {
-      if (server) await stopChild(server.child);
       await rm(dir, { recursive: true, force: true });
     }
   },
