@@ -182,7 +182,8 @@ function batchesBetween(before: Map<string, number>, after: Map<string, number>,
 
 const throughput: Benchmark = {
   name: 'inference',
-  title: 'Model serving: dynamic batching on and off (convolutional classifier, 64x64 PNG uploads)',
+  title:
+    'Model serving: dynamic batching on and off (convolutional classifiers, PNG uploads of the input size)',
   async run(): Promise<BenchmarkResult> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-models-'));
     let server: ChildProcess | undefined;
