@@ -31,8 +31,8 @@ beforeAll(async () => {
     batched: { onnx, json: json({ maxBatch: 4, maxWaitMs: 2000, eager: false }) },
     eager: { onnx, json: json({ maxBatch: 4, maxWaitMs: 5000 }) },
     single: { onnx, json: json({ maxBatch: 1 }) },
-    small: { onnx, json: json({ maxBatch: 8, maxWaitMs: 1500, maxQueue: 2, eager: false }) },
-    slow: { onnx, json: json({ maxBatch: 8, maxWaitMs: 800, eager: false }) },
+    small: { onnx, json: json({ maxBatch: 8, maxWaitMs: 3000, maxQueue: 2, eager: false }) },
+    slow: { onnx, json: json({ maxBatch: 8, maxWaitMs: 3000, eager: false }) },
   });
   server = await startTestServer(fixture('wsi'), ['--models-dir', models.dir]);
 });
