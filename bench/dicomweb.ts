@@ -18,7 +18,14 @@ import { LocalStorage } from '../src/storage/local.js';
 import { S3Storage } from '../src/storage/s3.js';
 import type { Storage } from '../src/storage/types.js';
 import { writeDataset, type BenchDataset } from './dicomweb/data.js';
-import { LOAD_SETTINGS, seededRandom, timed, type Benchmark, type BenchmarkResult, type Suite } from './harness.js';
+import {
+  LOAD_SETTINGS,
+  seededRandom,
+  timed,
+  type Benchmark,
+  type BenchmarkResult,
+  type Suite,
+} from './harness.js';
 import { findOrthanc, Orthanc, ORTHANC_INSTALL } from './peers/orthanc.js';
 import { findWrk, wrk, type WrkResult } from './peers/wrk.js';
 import { BENCH_BUCKET, type BenchStores } from './stores.js';
@@ -69,7 +76,14 @@ async function scans(storage: Storage, stats: ReadStats, label: string) {
 function scanTable(rows: Awaited<ReturnType<typeof scans>>[]) {
   return {
     title: `Indexing ${rows[0]?.instances ?? 0} instances (${STUDIES} studies) into SQLite, 32 header reads in flight`,
-    columns: ['storage', 'first scan', 'instances/s', 'reads / lists', 're-scan, nothing changed', 'reads / lists'],
+    columns: [
+      'storage',
+      'first scan',
+      'instances/s',
+      'reads / lists',
+      're-scan, nothing changed',
+      'reads / lists',
+    ],
     rows: rows.map((r) => [
       r.label,
       `${fmt(r.firstMs)} ms`,
@@ -100,14 +114,21 @@ const indexS3: Benchmark = {
   async run(stores: BenchStores): Promise<BenchmarkResult> {
     const d = await data();
     const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-    const client = new S3Client({ endpoint: stores.endpoints.s3Direct, region: 'us-east-1', forcePathStyle: true, credentials });
+    const client = new S3Client({
+      endpoint: stores.endpoints.s3Direct,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials,
+    });
     let next = 0;
     await Promise.all(
       Array.from({ length: 8 }, async () => {
         while (next < d.files.length) {
           const file = d.files[next++];
           const key = `radiology/${path.relative(d.dir, file)}`;
-          await client.send(new PutObjectCommand({ Bucket: BENCH_BUCKET, Key: key, Body: await readFile(file) }));
+          await client.send(
+            new PutObjectCommand({ Bucket: BENCH_BUCKET, Key: key, Body: await readFile(file) }),
+          );
         }
       }),
     );
@@ -141,9 +162,13 @@ function queries(d: BenchDataset, root: string): string[] {
   for (let i = 0; i < 200; i++) {
     const kind = i % 4;
     if (kind === 0) out.push(`${root}/studies?PatientID=${pick()}`);
-    else if (kind === 1) out.push(`${root}/studies?PatientName=Patient%5E${1 + Math.floor(random() * d.studies)}*`);
+    else if (kind === 1)
+      out.push(`${root}/studies?PatientName=Patient%5E${1 + Math.floor(random() * d.studies)}*`);
     else if (kind === 2) out.push(`${root}/studies?StudyDate=20150101-20191231&limit=25`);
-    else out.push(`${root}/studies?AccessionNumber=ACC${1 + Math.floor(random() * d.studies)}&includefield=00081030`);
+    else
+      out.push(
+        `${root}/studies?AccessionNumber=ACC${1 + Math.floor(random() * d.studies)}&includefield=00081030`,
+      );
   }
   return out;
 }
@@ -157,7 +182,18 @@ const qido: Benchmark = {
     if (!wrkBinary) throw new Error('wrk not found (apt-get install -y wrk)');
     const work = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-qido-'));
     const { config } = parseConfig(
-      [d.dir, '--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', '--data-dir', work, '--no-index-at-start'],
+      [
+        d.dir,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--log-level',
+        'silent',
+        '--data-dir',
+        work,
+        '--no-index-at-start',
+      ],
       {},
     );
     const server = await startServer(config);
@@ -165,17 +201,25 @@ const qido: Benchmark = {
     let orthanc: Orthanc | undefined;
     let note = '';
     try {
-      const indexed = await timed(() => fetch(`${server.url}/admin/reindex?wait=true`, { method: 'POST' }).then((r) => r.json()));
+      const indexed = await timed(() =>
+        fetch(`${server.url}/admin/reindex?wait=true`, { method: 'POST' }).then((r) => r.json()),
+      );
       note += `MedStream indexed the files in place in ${fmt(indexed.ms)} ms. `;
       const seconds = LOAD_SETTINGS.durationS;
-      results.medstream = await wrk(wrkBinary, server.url, queries(d, '/dicomweb'), { connections: 16, seconds });
+      results.medstream = await wrk(wrkBinary, server.url, queries(d, '/dicomweb'), {
+        connections: 16,
+        seconds,
+      });
       const binary = await findOrthanc();
       if (!binary) note += `Orthanc not run: not installed (${ORTHANC_INSTALL}).`;
       else {
         orthanc = await Orthanc.start(binary);
         const imported = await timed(() => orthanc!.importFiles(d.files));
         note += `Orthanc imported them in ${fmt(imported.ms)} ms.`;
-        results.orthanc = await wrk(wrkBinary, orthanc.url, queries(d, '/dicom-web'), { connections: 16, seconds });
+        results.orthanc = await wrk(wrkBinary, orthanc.url, queries(d, '/dicom-web'), {
+          connections: 16,
+          seconds,
+        });
       }
     } finally {
       await orthanc?.close();
@@ -190,7 +234,9 @@ const qido: Benchmark = {
       String(r.errors),
     ]);
     const ratio = results.orthanc
-      ? results.medstream.requests / results.medstream.seconds / (results.orthanc.requests / results.orthanc.seconds)
+      ? results.medstream.requests /
+        results.medstream.seconds /
+        (results.orthanc.requests / results.orthanc.seconds)
       : NaN;
     rows.push(['MedStream / Orthanc', Number.isNaN(ratio) ? '—' : `${ratio.toFixed(1)}×`, '', '', '']);
     return {

@@ -8,13 +8,22 @@ import { fileURLToPath } from 'node:url';
 import { compareSuite } from './compare.js';
 import { dicomwebSuite } from './dicomweb.js';
 import { markdownTable, type Benchmark, type BenchmarkResult, type Suite } from './harness.js';
+import { inferenceSuite } from './inference.js';
 import { ioSuite } from './io.js';
 import { openSuite } from './open-budget.js';
 import { replicasSuite } from './replicas.js';
 import { BenchStores } from './stores.js';
 import { tilesSuite } from './tiles.js';
 
-const SUITES: Suite[] = [ioSuite, tilesSuite, compareSuite, replicasSuite, openSuite, dicomwebSuite];
+const SUITES: Suite[] = [
+  ioSuite,
+  tilesSuite,
+  compareSuite,
+  replicasSuite,
+  openSuite,
+  dicomwebSuite,
+  inferenceSuite,
+];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 
 /** The benchmarks each suite should run for these arguments (all of them for none). */

@@ -38,7 +38,13 @@ function part10(meta: Element[], elements: Element[]): Buffer {
   const groupLength = encode({ tag: 0x00020000, vr: 'UL', value: Uint8Array.from([0, 0, 0, 0]) });
   groupLength.writeUInt32LE(metaBody.length, 8);
   const sorted = [...elements].sort((a, b) => a.tag - b.tag);
-  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), groupLength, metaBody, ...sorted.map(encode)]);
+  return Buffer.concat([
+    Buffer.alloc(128),
+    Buffer.from('DICM'),
+    groupLength,
+    metaBody,
+    ...sorted.map(encode),
+  ]);
 }
 
 const ROOT = '1.2.826.0.1.3680043.9.7779';

@@ -283,6 +283,55 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest instance STOW-RS accepts',
   },
+  {
+    flag: 'models-dir',
+    kind: 'string',
+    description: 'folder of model folders (model.onnx + model.json each) served under /ai/ (docs/ai.md)',
+  },
+  {
+    flag: 'ai-max-batch',
+    kind: 'int',
+    default: '8',
+    min: 1,
+    max: 1024,
+    description: 'images per inference batch at most (1 = no batching); model.json may override',
+  },
+  {
+    flag: 'ai-max-wait',
+    kind: 'duration',
+    default: '5ms',
+    max: 60_000,
+    description: 'longest a request waits for its batch to fill while the model is idle',
+  },
+  {
+    flag: 'ai-queue',
+    kind: 'int',
+    default: '64',
+    min: 1,
+    max: 100_000,
+    description: 'requests waiting per model at most; beyond it 503 with Retry-After',
+  },
+  {
+    flag: 'ai-threads',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 256,
+    description: 'ONNX Runtime intra-op threads per model (0 = one per core)',
+  },
+  {
+    flag: 'ai-results',
+    kind: 'size',
+    default: '64MB',
+    description: 'memory for mask and heat-map results kept for /ai/results/ (oldest dropped first)',
+  },
+  {
+    flag: 'ai-max-upload',
+    kind: 'size',
+    default: '32MB',
+    min: 1024,
+    description: 'largest image uploaded to /ai/models/{name}/infer',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -339,6 +388,15 @@ export interface Config {
   qidoMaxResults: number;
   stowPrefix: string;
   stowMaxBytes: number;
+  /** Model folders (src/ai/); undefined = built-in models only. */
+  modelsDir?: string;
+  aiMaxBatch: number;
+  aiMaxWaitMs: number;
+  aiQueue: number;
+  /** 0 = one per core. */
+  aiThreads: number;
+  aiResultsBytes: number;
+  aiMaxUploadBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -535,6 +593,13 @@ export function parseConfig(
     qidoMaxResults: out.qidoMaxResults as number,
     stowPrefix: validateStowPrefix(out.stowPrefix as string),
     stowMaxBytes: out.stowMaxBytes as number,
+    modelsDir: out.modelsDir as string | undefined,
+    aiMaxBatch: out.aiMaxBatch as number,
+    aiMaxWaitMs: out.aiMaxWait as number,
+    aiQueue: out.aiQueue as number,
+    aiThreads: out.aiThreads as number,
+    aiResultsBytes: out.aiResults as number,
+    aiMaxUploadBytes: out.aiMaxUpload as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -2,7 +2,11 @@
 // storage, block cache, range coalescing), starts the HTTP server and drains it on SIGTERM/SIGINT.
 
 import type { FastifyInstance } from 'fastify';
+import os from 'node:os';
 import { pino } from 'pino';
+import { ModelRegistry } from '../ai/registry.js';
+import { ResultStore } from '../ai/results.js';
+import { AiService } from '../ai/service.js';
 import { createCodecs } from '../codecs/index.js';
 import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
@@ -114,7 +118,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     concurrency: config.indexConcurrency,
     logger: pino({ level: config.logLevel }).child({ component: 'indexer' }),
   });
+  let ai: AiService | undefined;
   const closeAll = async () => {
+    await ai?.close();
     await index.close();
     await catalog.close();
     await sharedCache?.close();
@@ -123,6 +129,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   let app: FastifyInstance;
   try {
+    // Models load (and are checked against their graphs) before the server listens.
+    ai = new AiService({
+      registry: await ModelRegistry.load({
+        modelsDir: config.modelsDir,
+        batching: { maxBatch: config.aiMaxBatch, maxWaitMs: config.aiMaxWaitMs, maxQueue: config.aiQueue },
+        intraOpThreads: config.aiThreads || os.availableParallelism(),
+      }),
+      tiles,
+      results: new ResultStore(config.aiResultsBytes),
+      maxPixels: config.maxRegionPixels,
+    });
     app = await buildServer({
       storage,
       tiles,
@@ -156,6 +173,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
           tmpDir: join(config.dataDir, 'tmp'),
         },
       },
+      ai,
+      aiMaxUploadBytes: config.aiMaxUploadBytes,
     });
     await app.listen({ host: config.host, port: config.port });
     // In the background: the server answers (from what the catalog already holds) meanwhile.

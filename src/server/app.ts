@@ -12,6 +12,7 @@ import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { createMetrics, type MetricSources } from './metrics.js';
+import { registerAiRoutes } from './routes/ai.js';
 import { registerDeepZoomRoutes } from './routes/dzi.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerIiifRoutes } from './routes/iiif.js';
@@ -39,6 +40,8 @@ export interface ServerDependencies extends MetricSources {
   viewerTokens?: ViewerTokenIssuer;
   /** The radiology catalog and DICOMweb service; absent = no /dicomweb or /admin routes. */
   radiology?: Omit<DicomwebOptions, 'auth'> & { index: IndexService };
+  /** Largest image uploaded for inference, in bytes. */
+  aiMaxUploadBytes?: number;
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -63,7 +66,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   app.setNotFoundHandler(notFoundHandler);
   await app.register(cors, {
     origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
-    methods: ['GET', 'HEAD', 'POST', 'OPTIONS'],
+    methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'],
     allowedHeaders: [
       'Accept',
       'Range',
@@ -121,5 +124,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     authEnabled: deps.auth?.enabled === true,
     viewerTokens: deps.auth?.enabled === true ? deps.viewerTokens : undefined,
   });
+  if (deps.ai)
+    await registerAiRoutes(app, deps.ai, { maxUploadBytes: deps.aiMaxUploadBytes ?? 32 * 1024 * 1024 });
   return app;
 }

@@ -5,10 +5,12 @@
 
 import { DECODE_BUCKETS_MS } from '../codecs/decode-stats.js';
 import type { FastifyInstance } from 'fastify';
+import type { AiService } from '../ai/service.js';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { BlockCache } from '../io/block-cache.js';
 import type { CoalescerStats } from '../io/coalesce.js';
 import type { ReadStats } from '../io/stats.js';
+import type { BucketHistogram } from '../ai/histogram.js';
 import type { TileService } from '../tiles/tile-service.js';
 
 export interface MetricSources {
@@ -16,6 +18,7 @@ export interface MetricSources {
   blockCache?: BlockCache;
   coalescerStats?: CoalescerStats;
   tiles?: TileService;
+  ai?: AiService;
 }
 
 export interface Metrics {
@@ -227,7 +230,75 @@ function renderLayerMetrics(sources: MetricSources): string {
       }
     }
   }
+  if (sources.ai) renderAiMetrics(out, sources.ai);
   return out.toString();
+}
+
+/** Per-model inference metrics: latency and batch-size histograms, queue depth, runs, errors. */
+function renderAiMetrics(out: PrometheusText, ai: AiService): void {
+  const models = ai.registry
+    .list()
+    .map((m) => ({ model: m.name, s: m.batcher.stats(), runs: m.worker.runs }));
+  const histogram = (
+    name: string,
+    help: string,
+    pick: (s: (typeof models)[number]['s']) => BucketHistogram,
+    scale: number,
+  ) => {
+    out.family(name, 'histogram', help);
+    for (const { model, s } of models) {
+      const h = pick(s);
+      const cumulative = h.cumulative();
+      h.bounds.forEach((b, i) =>
+        out.sample(`${name}_bucket`, { model, le: String(b / scale) }, cumulative[i]),
+      );
+      out.sample(`${name}_bucket`, { model, le: '+Inf' }, h.count);
+      out.sample(`${name}_sum`, { model }, h.sum / scale);
+      out.sample(`${name}_count`, { model }, h.count);
+    }
+  };
+  histogram(
+    'medstream_ai_request_duration_seconds',
+    'Queue wait plus inference per image, per model',
+    (s) => s.latency,
+    1000,
+  );
+  histogram('medstream_ai_batch_size', 'Images per ONNX Runtime run, per model', (s) => s.batchSize, 1);
+  histogram(
+    'medstream_ai_batch_duration_seconds',
+    'Time of one batch in the model worker (hand-over, ONNX Runtime run, reply), per model',
+    (s) => s.runTime,
+    1000,
+  );
+  const each = (
+    name: string,
+    type: 'counter' | 'gauge',
+    help: string,
+    value: (m: (typeof models)[number]) => number,
+  ) => {
+    out.family(name, type, help);
+    for (const m of models) out.sample(name, { model: m.model }, value(m));
+  };
+  each('medstream_ai_queue_depth', 'gauge', 'Images waiting for their batch, per model', (m) => m.s.queued);
+  each(
+    'medstream_ai_runs_total',
+    'counter',
+    'ONNX Runtime run calls (one per batch), per model',
+    (m) => m.runs,
+  );
+  each('medstream_ai_errors_total', 'counter', 'Batches that failed, per model', (m) => m.s.errors);
+  each(
+    'medstream_ai_rejected_total',
+    'counter',
+    'Requests refused because the queue was full, per model',
+    (m) => m.s.rejected,
+  );
+  each(
+    'medstream_ai_cancelled_total',
+    'counter',
+    'Requests whose client went away before their result, per model',
+    (m) => m.s.cancelled,
+  );
 }
 
 /** Minimal writer for the Prometheus text exposition format (version 0.0.4). */

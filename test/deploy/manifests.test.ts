@@ -105,6 +105,7 @@ describe('deploy/kubernetes', () => {
         'Secret',
         'Service',
         'Service',
+        'PersistentVolumeClaim',
       ].sort(),
     );
   });

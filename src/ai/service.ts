@@ -1,0 +1,243 @@
+// The AI service: lists models, and runs one on an uploaded PNG/JPEG, a whole-slide region (level
+// or mpp plus rectangle) or a whole slide's thumbnail, read through the TileService (never HTTP).
+// Answers JSON-ready objects: class scores with labels, or a result id and PNG link for masks and
+// heat maps; the built-in `tissue` model runs here, on the main thread (a thumbnail takes ms).
+
+import sharp from 'sharp';
+import { BadRequest, UnsupportedFormat } from '../errors.js';
+import type { TileService } from '../tiles/tile-service.js';
+import type { ModelDeclaration } from './declaration.js';
+import { HeatmapJobs } from './heatmap-jobs.js';
+import { readClassification, readHeatmap, readMask } from './outputs.js';
+import type { Pixels } from './preprocess.js';
+import type { ModelRegistry } from './registry.js';
+import type { ResultStore } from './results.js';
+import { detectTissue } from './tissue.js';
+
+export type InferSource =
+  | { kind: 'image'; bytes: Buffer }
+  | {
+      kind: 'region';
+      slide: string;
+      x: number;
+      y: number;
+      width: number;
+      height: number;
+      level?: number;
+      mpp?: number;
+    }
+  /** The whole slide, as a thumbnail whose longer side is `size` pixels. */
+  | { kind: 'slide'; slide: string; size: number };
+
+export interface ModelInfo {
+  name: string;
+  builtIn: boolean;
+  task: ModelDeclaration['task'];
+  description: string;
+  input?: ModelDeclaration['input'];
+  preprocess?: ModelDeclaration['preprocess'];
+  labels: string[];
+  output?: ModelDeclaration['output'];
+  batching?: { maxBatch: number; maxWaitMs: number; maxQueue: number };
+}
+
+const TISSUE_INFO: ModelInfo = {
+  name: 'tissue',
+  builtIn: true,
+  task: 'segmentation',
+  description:
+    "Weight-free tissue detection for bright-field slides: Otsu's threshold on luminance plus a morphological opening and closing (thumbnail resolution)",
+  labels: ['background', 'tissue'],
+};
+
+export interface AiServiceOptions {
+  registry: ModelRegistry;
+  tiles: TileService;
+  results: ResultStore;
+  /** Largest image decoded or region read, in pixels. */
+  maxPixels: number;
+}
+
+/** Tiles a heatmap job keeps in flight: enough to fill a model's batches. */
+const HEATMAP_CONCURRENCY = 16;
+
+export class AiService {
+  readonly heatmaps: HeatmapJobs;
+
+  constructor(private readonly options: AiServiceOptions) {
+    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY);
+  }
+
+  get registry(): ModelRegistry {
+    return this.options.registry;
+  }
+
+  get tiles(): TileService {
+    return this.options.tiles;
+  }
+
+  list(): ModelInfo[] {
+    return [
+      TISSUE_INFO,
+      ...this.options.registry.list().map((m) => ({
+        name: m.name,
+        builtIn: false,
+        task: m.declaration.task,
+        description: m.declaration.description,
+        input: m.declaration.input,
+        preprocess: m.declaration.preprocess,
+        labels: m.declaration.labels,
+        output: m.declaration.output,
+        batching: m.batcher.options,
+      })),
+    ];
+  }
+
+  info(name: string): ModelInfo {
+    if (name === 'tissue') return TISSUE_INFO;
+    const m = this.options.registry.get(name);
+    return this.list().find((i) => i.name === m.name) as ModelInfo;
+  }
+
+  /** A mask or heat map PNG an inference stored. */
+  result(id: string): Buffer {
+    return this.options.results.get(id);
+  }
+
+  async close(): Promise<void> {
+    this.heatmaps.close();
+    await this.options.registry.close();
+  }
+
+  /** Runs model `name` on one image; the answer is JSON-ready. */
+  async infer(name: string, source: InferSource, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    if (name !== 'tissue') return this.inferOnnx(name, source, signal);
+    const pixels = await this.pixels(source, signal);
+    const described = describeSource(source, pixels);
+    const tissue = detectTissue(pixels);
+    const id = await this.options.results.putPlane({
+      data: tissue.mask.map((v) => v * 255),
+      width: tissue.width,
+      height: tissue.height,
+    });
+    return {
+      model: 'tissue',
+      task: 'segmentation',
+      source: described,
+      tissueFraction: tissue.fraction,
+      threshold: tissue.threshold,
+      morphologyRadius: tissue.radius,
+      result: {
+        id,
+        mask: `/ai/results/${id}.png`,
+        width: tissue.width,
+        height: tissue.height,
+        values: '0 background, 255 tissue',
+      },
+    };
+  }
+
+  private async inferOnnx(
+    name: string,
+    source: InferSource,
+    signal?: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    const model = this.options.registry.get(name);
+    let pixels: Pixels | undefined;
+    const output = await model.infer(async () => (pixels = await this.pixels(source, signal)), signal);
+    const described = describeSource(source, pixels as Pixels);
+    const decl = model.declaration;
+    const base = { model: name, task: decl.task, source: described };
+    if (decl.task === 'classification') return { ...base, ...readClassification(output.data, decl) };
+    if (decl.task === 'segmentation') {
+      const mask = readMask(output.data, output.dims, decl);
+      const id = await this.options.results.putPlane(mask);
+      return {
+        ...base,
+        fractions: mask.fractions,
+        result: {
+          id,
+          mask: `/ai/results/${id}.png`,
+          width: mask.width,
+          height: mask.height,
+          values: 'class index',
+        },
+      };
+    }
+    const map = readHeatmap(output.data, output.dims, decl);
+    const id = await this.options.results.putPlane(map);
+    return {
+      ...base,
+      min: map.min,
+      max: map.max,
+      mean: map.mean,
+      result: {
+        id,
+        map: `/ai/results/${id}.png`,
+        width: map.width,
+        height: map.height,
+        values: 'round(255 * value)',
+      },
+    };
+  }
+
+  /** The pixels a source names: a decoded upload, a slide region or a whole-slide thumbnail. */
+  async pixels(source: InferSource, signal?: AbortSignal): Promise<Pixels> {
+    const { tiles, maxPixels } = this.options;
+    if (source.kind === 'image') return decodeUpload(source.bytes, maxPixels);
+    if (source.kind === 'slide') {
+      const { slide } = await tiles.slide(source.slide, signal);
+      const scale = source.size / Math.max(slide.width, slide.height);
+      return tiles.renderRaw(source.slide, {
+        x: 0,
+        y: 0,
+        width: slide.width,
+        height: slide.height,
+        outWidth: Math.max(1, Math.round(slide.width * scale)),
+        outHeight: Math.max(1, Math.round(slide.height * scale)),
+        signal,
+      });
+    }
+    const { x, y, width, height } = source;
+    if (width * height > maxPixels)
+      throw new BadRequest(
+        `region of ${width}x${height} exceeds the limit of ${maxPixels} pixels (--max-region-pixels)`,
+      );
+    if (source.mpp !== undefined) {
+      const opened = await tiles.slide(source.slide, signal);
+      const { mpp_x, mpp_y } = opened.slide.properties;
+      if (!mpp_x || !mpp_y)
+        throw new BadRequest(`slide ${opened.id} has no microns-per-pixel; ask by level instead`);
+      return tiles.renderRaw(opened.id, {
+        x,
+        y,
+        width: Math.max(1, Math.round((width * source.mpp) / mpp_x)),
+        height: Math.max(1, Math.round((height * source.mpp) / mpp_y)),
+        outWidth: width,
+        outHeight: height,
+        signal,
+      });
+    }
+    return tiles.readLevelRegion(source.slide, source.level ?? 0, x, y, width, height, signal);
+  }
+}
+
+async function decodeUpload(bytes: Buffer, maxPixels: number): Promise<Pixels> {
+  const isPng = bytes.length >= 8 && bytes.readUInt32BE(0) === 0x89504e47;
+  const isJpeg = bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
+  if (!isPng && !isJpeg) throw new UnsupportedFormat('the uploaded image is neither PNG nor JPEG');
+  try {
+    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    return { data, width: info.width, height: info.height, channels: info.channels };
+  } catch (e) {
+    throw new BadRequest(`the uploaded ${isPng ? 'PNG' : 'JPEG'} does not decode: ${(e as Error).message}`);
+  }
+}
+
+function describeSource(source: InferSource, pixels: Pixels): Record<string, unknown> {
+  const size = { width: pixels.width, height: pixels.height };
+  if (source.kind === 'image') return { kind: 'image', ...size };
+  return { ...source, pixelWidth: pixels.width, pixelHeight: pixels.height };
+}

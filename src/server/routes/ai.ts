@@ -1,0 +1,158 @@
+// Model serving over HTTP:
+//   GET  /ai/models                 the served models with their declarations (+ built-in `tissue`)
+//   GET  /ai/models/{name}          one of them
+//   POST /ai/models/{name}/infer    body: a PNG/JPEG (Content-Type image/png | image/jpeg), or JSON
+//                                   {slide, x, y, width, height, level | mpp} (a region) or
+//                                   {slide, size} (the whole slide as a thumbnail, longer side `size`)
+//   GET  /ai/results/{id}.png       a mask or heat map an inference made
+//   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
+//                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
+//   GET  /ai/jobs/{id}              its progress, and when done its grid and map
+//   DELETE /ai/jobs/{id}            cancels it
+// A client that hangs up leaves the model's queue (its slide reads are cancelled too).
+
+import type { FastifyInstance } from 'fastify';
+import type { HeatmapJob } from '../../ai/heatmap-jobs.js';
+import type { AiService, InferSource } from '../../ai/service.js';
+import { BadRequest } from '../../errors.js';
+import { clientAbortSignal } from '../abort.js';
+
+export interface AiRouteOptions {
+  /** Largest uploaded image, in bytes. */
+  maxUploadBytes: number;
+}
+
+const DEFAULT_THUMBNAIL = 1024;
+
+export async function registerAiRoutes(
+  app: FastifyInstance,
+  ai: AiService,
+  options: AiRouteOptions,
+): Promise<void> {
+  await app.register(async (scope) => {
+    // Image bodies only on these routes; the content-type parser stays inside this scope.
+    scope.addContentTypeParser(
+      ['image/png', 'image/jpeg'],
+      { parseAs: 'buffer', bodyLimit: options.maxUploadBytes },
+      (_request, body, done) => done(null, body),
+    );
+
+    scope.get('/ai/models', async () => ({ models: ai.list() }));
+    scope.get<{ Params: { name: string } }>('/ai/models/:name', async (request) =>
+      ai.info(request.params.name),
+    );
+
+    scope.post<{ Params: { name: string }; Body: unknown }>(
+      '/ai/models/:name/infer',
+      { bodyLimit: options.maxUploadBytes },
+      async (request, reply) => {
+        const signal = clientAbortSignal(reply);
+        const source = parseSource(request.body);
+        const result = await ai.infer(request.params.name, source, signal);
+        reply.header('Cache-Control', 'no-store');
+        return result;
+      },
+    );
+
+    scope.post<{ Params: { name: string; id: string }; Body: unknown }>(
+      '/ai/models/:name/slides/:id/heatmap',
+      async (request, reply) => {
+        const b = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<
+          string,
+          unknown
+        >;
+        const positive = (key: string, fallback?: number, integer = false): number => {
+          const v = b[key] ?? fallback;
+          if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v) || (integer && !Number.isInteger(v)))
+            throw new BadRequest(
+              `${key} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`,
+            );
+          return v;
+        };
+        const tileSize = positive('tileSize', undefined, true);
+        if (tileSize > 4096) throw new BadRequest('tileSize must be at most 4096');
+        const minTissue = b.minTissue ?? 0.1;
+        if (typeof minTissue !== 'number' || !(minTissue >= 0 && minTissue <= 1))
+          throw new BadRequest('minTissue must be a number in 0..1');
+        if (b.label !== undefined && typeof b.label !== 'string')
+          throw new BadRequest('label must be a string');
+        const job = await ai.heatmaps.start({
+          model: request.params.name,
+          slide: request.params.id,
+          mpp: positive('mpp'),
+          tileSize,
+          stride: positive('stride', tileSize, true),
+          label: b.label as string | undefined,
+          minTissue,
+        });
+        reply.code(202).header('Location', `/ai/jobs/${job.id}`);
+        return jobJson(job);
+      },
+    );
+    scope.get<{ Params: { id: string } }>('/ai/jobs/:id', async (request) =>
+      jobJson(ai.heatmaps.get(request.params.id)),
+    );
+    scope.delete<{ Params: { id: string } }>('/ai/jobs/:id', async (request) =>
+      jobJson(ai.heatmaps.cancel(request.params.id)),
+    );
+
+    scope.get<{ Params: { file: string } }>('/ai/results/:file', async (request, reply) => {
+      const m = /^([0-9a-f-]{36})\.png$/.exec(request.params.file);
+      if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png');
+      reply.header('Cache-Control', 'private, max-age=3600');
+      reply.type('image/png');
+      return reply.send(ai.result(m[1]));
+    });
+  });
+}
+
+function jobJson(job: HeatmapJob): Record<string, unknown> {
+  const { values, mapId, ...rest } = job;
+  return {
+    ...rest,
+    progress: job.tiles - job.background === 0 ? 1 : job.done / (job.tiles - job.background),
+    ...(job.state === 'done' ? { values, map: `/ai/results/${mapId}.png` } : {}),
+  };
+}
+
+function parseSource(body: unknown): InferSource {
+  if (Buffer.isBuffer(body)) return { kind: 'image', bytes: body };
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new BadRequest(
+      'send a PNG or JPEG (Content-Type image/png or image/jpeg) or a JSON object naming a slide',
+    );
+  const b = body as Record<string, unknown>;
+  if (typeof b.slide !== 'string' || b.slide === '') throw new BadRequest('slide must be a slide id');
+  const int = (key: string, min: number): number => {
+    const v = b[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 2 ** 31)
+      throw new BadRequest(`${key} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const hasRect = ['x', 'y', 'width', 'height'].some((k) => b[k] !== undefined);
+  if (!hasRect) {
+    if (b.level !== undefined || b.mpp !== undefined)
+      throw new BadRequest('level and mpp need a rectangle (x, y, width, height)');
+    return {
+      kind: 'slide',
+      slide: b.slide,
+      size: b.size === undefined ? DEFAULT_THUMBNAIL : int('size', 16),
+    };
+  }
+  if (b.level !== undefined && b.mpp !== undefined)
+    throw new BadRequest('give either level or mpp, not both');
+  if (b.mpp !== undefined && !(typeof b.mpp === 'number' && b.mpp > 0 && Number.isFinite(b.mpp)))
+    throw new BadRequest(`mpp must be a positive number, got ${JSON.stringify(b.mpp)}`);
+  if (b.size !== undefined && b.size !== null)
+    throw new BadRequest('size applies to a whole slide, not a region');
+  return {
+    kind: 'region',
+    slide: b.slide,
+    x: int('x', -(2 ** 31)),
+    y: int('y', -(2 ** 31)),
+    width: int('width', 1),
+    height: int('height', 1),
+    level: b.level === undefined ? undefined : int('level', 0),
+    mpp: b.mpp as number | undefined,
+  };
+}
