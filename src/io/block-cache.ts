@@ -73,6 +73,11 @@ export class BlockCache {
   /** Block key -> the run fetching it, while that fetch runs. */
   private readonly pending = new Map<string, BlockRun>();
   private readonly shared?: SharedBlockStore;
+
+  /** Whether blocks are shared with other replicas (Redis): worth reading metadata through it. */
+  get sharesBlocks(): boolean {
+    return this.shared !== undefined;
+  }
   private joined = 0;
   private requests = 0;
   private sharedHits = 0;

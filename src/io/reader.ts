@@ -25,6 +25,15 @@ export class CachedSource implements ByteSource {
     this.identity = inner.identity;
   }
 
+  /**
+   * Whether metadata read through the block cache is shared with other replicas: then an exact
+   * read that bypasses it (a format's read-ahead of a file's tail) would cost every replica a
+   * range request that the shared blocks spare them.
+   */
+  get sharesMetadata(): boolean {
+    return this.blockCache.sharesBlocks;
+  }
+
   /** `metadata` reads go through the block cache; tile data (the default) is coalesced, never cached here. */
   read(offset: number, length: number, options?: ReadOptions): Promise<Uint8Array> {
     if (options?.purpose === 'metadata') {

@@ -124,6 +124,9 @@ export class MetadataReader {
   async fetchExact(offset: number, length: number, signal?: AbortSignal): Promise<void> {
     this.checkRange(offset, length, 'metadata');
     if (!this.retaining || length <= 0) return;
+    // Replicas sharing metadata blocks (Redis) read the chain through them instead: a replica
+    // then opens a slide another one parsed without any range request.
+    if ((this.source as { sharesMetadata?: boolean }).sharesMetadata === true) return;
     this.requests++;
     const bytes = await this.source.read(offset, length, { purpose: 'data', signal });
     this.fetchedBytes += bytes.byteLength;
