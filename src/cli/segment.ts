@@ -25,6 +25,7 @@ export const SEGMENT_FLAGS = {
   box: { type: 'string' },
   window: { type: 'string' },
   engine: { type: 'string' },
+  'model-dir': { type: 'string' },
   label: { type: 'string' },
   out: { type: 'string' },
   batch: { type: 'string' },
@@ -98,7 +99,7 @@ async function runSingle(config: Config, args: CommandArgs): Promise<number> {
   await checkOutputPath(out, '--out');
   const progress = new Progress(process.stderr, v.quiet === true);
 
-  const engine = await createEngine(str(v, 'engine') ?? 'classical');
+  const engine = await createEngine(str(v, 'engine') ?? 'classical', { modelDir: str(v, 'model-dir') });
   const decoder = new FrameSampleDecoder({ workers: config.decodeWorkers || undefined });
   const loader = await createVolumeLoader(config, decoder);
   const outputs = new AtomicOutputs();

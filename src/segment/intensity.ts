@@ -104,9 +104,20 @@ function dominantMode(values: number[]): number {
   return min + (best + 0.5) * BIN;
 }
 
-/** Clears mask pixels whose smoothed value lies outside the model's range (in place). */
-export function applyIntensityFilter(mask: Uint8Array, smoothed: Float32Array, model: IntensityModel): void {
+/**
+ * Clears mask pixels whose value lies outside the model's range both smoothed and as stored (in
+ * place): the smoothed value rejects noise, the stored one keeps the outline that smoothing blurs.
+ */
+export function applyIntensityFilter(
+  mask: Uint8Array,
+  smoothed: Float32Array,
+  raw: Float32Array,
+  model: IntensityModel,
+): void {
   for (let i = 0; i < mask.length; i++) {
-    if (mask[i] && (smoothed[i] < model.lo || smoothed[i] > model.hi)) mask[i] = 0;
+    if (!mask[i]) continue;
+    const s = smoothed[i];
+    const r = raw[i];
+    if ((s < model.lo || s > model.hi) && (r < model.lo || r > model.hi)) mask[i] = 0;
   }
 }

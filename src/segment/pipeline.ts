@@ -89,7 +89,8 @@ export async function segmentVolume(
     minSpread: options.minSpread ?? 15,
   });
   const filter = (mask: SliceMask, k: number): SliceMask => {
-    if ((options.sigmas ?? 2) > 0) applyIntensityFilter(mask, smoothed(k), intensity);
+    if ((options.sigmas ?? 2) > 0)
+      applyIntensityFilter(mask, smoothed(k), sliceOf(volume.data, dims, k), intensity);
     return fillHoles(largestComponent2d(mask, plane), plane);
   };
 
