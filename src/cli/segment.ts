@@ -4,9 +4,10 @@
 // clear message and exit code 2; outputs appear complete or not at all (segment-io.ts).
 //
 //   medstream segment --input ct.nii.gz --slice 14 --box 45,27,104,85 [--window -160,240]
-//                     [--engine classical] [--label 1] --out mask.nii.gz [--json]
+//                     [--engine classical] [--label 1] --out mask.nii.gz [--seg seg.dcm] [--json]
 
 import { BadRequest, MedStreamError } from '../errors.js';
+import { checkSegSource, encodeSegmentation } from '../segment/dicom-seg.js';
 import { type SegmentResult, segmentVolume } from '../segment/pipeline.js';
 import { boxText, parseBox, parseSlice } from '../segment/request.js';
 import { parseWindow } from '../segment/window.js';
@@ -28,6 +29,7 @@ export const SEGMENT_FLAGS = {
   'model-dir': { type: 'string' },
   label: { type: 'string' },
   out: { type: 'string' },
+  seg: { type: 'string' },
   batch: { type: 'string' },
   'out-dir': { type: 'string' },
   json: { type: 'boolean' },
@@ -97,6 +99,8 @@ async function runSingle(config: Config, args: CommandArgs): Promise<number> {
   const label = parseLabel(str(v, 'label'));
   const json = v.json === true;
   await checkOutputPath(out, '--out');
+  const segOut = str(v, 'seg');
+  if (segOut !== undefined) await checkOutputPath(segOut, '--seg');
   const progress = new Progress(process.stderr, v.quiet === true);
 
   const engine = await createEngine(str(v, 'engine') ?? 'classical', { modelDir: str(v, 'model-dir') });
@@ -105,6 +109,8 @@ async function runSingle(config: Config, args: CommandArgs): Promise<number> {
   const outputs = new AtomicOutputs();
   try {
     const volume = await loader.load(input, (done, total) => progress.update('reading', done, total));
+    // A SEG must reference the source's instances: refuse a source it cannot before segmenting.
+    if (segOut !== undefined) checkSegSource(volume);
     let visited = 0;
     const result = await segmentVolume(volume, { slice, box, window }, engine, {
       onSlice: () => progress.update(`segmenting (${engine.name})`, ++visited, volume.dims[2]),
@@ -114,6 +120,13 @@ async function runSingle(config: Config, args: CommandArgs): Promise<number> {
     );
     const mask = label === 1 ? result.mask : result.mask.map((x) => (x ? label : 0));
     await outputs.stage(out, encodeNiftiMask(volume, mask));
+    if (segOut !== undefined) {
+      const segBytes = encodeSegmentation(volume, result.mask, {
+        algorithmName: `medstream ${engine.name}`,
+        label: `label ${label}`,
+      });
+      await outputs.stage(segOut, segBytes);
+    }
     await outputs.commit();
     const summary = summaryOf(input, slice, boxText(box), engine.name, result, out, label);
     if (json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);

@@ -233,3 +233,67 @@ nib.save(nib.Nifti1Image(a, np.eye(4)), d + '/nan.nii.gz'); print('{}')`,
     expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
   });
 });
+
+describe('--seg', () => {
+  it('refuses a NIfTI input (no instances to reference) before writing anything', async () => {
+    const dir = emptyDir('seg-nifti');
+    const r = await run('segment', [
+      '--input',
+      CT,
+      '--slice',
+      '14',
+      '--box',
+      '45,27,104,85',
+      '--out',
+      path.join(dir, 'm.nii.gz'),
+      '--seg',
+      path.join(dir, 'm.dcm'),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--seg needs a DICOM series/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('writes mask and SEG for a DICOM series with UIDs', async () => {
+    const series = emptyDir('seg-series');
+    python(
+      `import sys, glob, pydicom
+from pydicom.uid import generate_uid
+study, ser = generate_uid(), generate_uid()
+for n, f in enumerate(sorted(glob.glob(sys.argv[1] + '/*'))[7:13]):
+    d = pydicom.dcmread(f)
+    d.StudyInstanceUID, d.SeriesInstanceUID = study, ser
+    d.SOPClassUID, d.SOPInstanceUID = d.file_meta.MediaStorageSOPClassUID, d.file_meta.MediaStorageSOPInstanceUID
+    d.save_as(sys.argv[2] + '/ct%d.dcm' % n)
+print('{}')`,
+      [fixture('volumes/ct-dicom-j2k'), series],
+    );
+    const dir = emptyDir('seg-out');
+    const r = await run('segment', [
+      '--input',
+      series,
+      '--slice',
+      '3',
+      '--box',
+      '340,190,450,330',
+      '--out',
+      path.join(dir, 'spleen.nii.gz'),
+      '--seg',
+      path.join(dir, 'spleen.dcm'),
+    ]);
+    expect(r.stderr).not.toMatch(/medstream segment:/);
+    expect(r.code).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(['spleen.dcm', 'spleen.nii.gz']);
+    const seg = python<{ frames: number; voxels: number }>(
+      `import sys, json, pydicom
+s = pydicom.dcmread(sys.argv[1]); print(json.dumps({'frames': int(s.NumberOfFrames), 'voxels': int(s.pixel_array.sum())}))`,
+      [path.join(dir, 'spleen.dcm')],
+    );
+    const mask = readNiftiVolume(readFileSync(path.join(dir, 'spleen.nii.gz')));
+    let voxels = 0;
+    for (const x of mask.data) voxels += x;
+    expect(seg.voxels).toBe(voxels);
+    expect(seg.frames).toBeGreaterThan(0);
+    expect(seg.frames).toBeLessThanOrEqual(6);
+  });
+});
