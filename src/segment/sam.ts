@@ -107,6 +107,9 @@ export class SamEngine implements SegmentationEngine {
     const [width, height] = volume.dims;
     const decoder = await (this.decoder as Promise<ort.InferenceSession>);
     const cache = new Map<number, Promise<EncodeResult>>();
+    // Encodings still running (look-ahead included): close() waits for them, because terminating a
+    // worker in the middle of an ONNX Runtime call aborts the whole process (Napi::Error).
+    const inflight = new Set<Promise<EncodeResult>>();
     const cacheSize = this.options.cacheSize ?? 24;
     const encode = (k: number): Promise<EncodeResult> => {
       let hit = cache.get(k);
@@ -122,6 +125,8 @@ export class SamEngine implements SegmentationEngine {
         input.signal,
       );
       hit.catch(() => cache.delete(k));
+      inflight.add(hit);
+      void hit.finally(() => inflight.delete(hit as Promise<EncodeResult>)).catch(() => undefined);
       cache.set(k, hit);
       while (cache.size > cacheSize) cache.delete(cache.keys().next().value as number);
       return hit;
@@ -161,6 +166,7 @@ export class SamEngine implements SegmentationEngine {
       },
       reset() {},
       async close() {
+        await Promise.allSettled([...inflight]);
         cache.clear();
       },
     };

@@ -296,4 +296,39 @@ s = pydicom.dcmread(sys.argv[1]); print(json.dumps({'frames': int(s.NumberOfFram
     expect(seg.frames).toBeGreaterThan(0);
     expect(seg.frames).toBeLessThanOrEqual(6);
   });
+
+  it('--engine sam exits cleanly when a pass stops early (no encoder killed mid-run)', async () => {
+    const dir = emptyDir('sam-exit');
+    python(
+      `import sys, numpy as np, nibabel as nib
+z, y, x = np.meshgrid(np.arange(8), np.arange(48), np.arange(48), indexing='ij')
+inside = ((x - 22) / 11.0) ** 2 + ((y - 24) / 8.0) ** 2 + ((z - 4) / 1.6) ** 2 <= 1
+vol = np.where(inside, 120, -20).astype(np.int16).transpose(2, 1, 0)
+nib.save(nib.Nifti1Image(vol, np.diag([1.0, 1.0, 2.0, 1.0])), sys.argv[1]); print('{}')`,
+      [path.join(dir, 'lesion.nii.gz')],
+    );
+    const r = await runMedstream(
+      [
+        'segment',
+        '--engine',
+        'sam',
+        '--input',
+        path.join(dir, 'lesion.nii.gz'),
+        '--slice',
+        '4',
+        '--box',
+        '9,14,35,34',
+        '--out',
+        path.join(dir, 'm.nii.gz'),
+        '--json',
+      ],
+      { timeoutMs: 120_000 },
+    );
+    expect(r.stderr).not.toMatch(/Napi|terminate/);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as { engine: string; slices: string; stoppedForward: string };
+    expect(summary.engine).toBe('sam');
+    expect(summary.slices).toBe('3-5');
+    expect(summary.stoppedForward).toBe('vanished@6');
+  }, 120_000);
 });
