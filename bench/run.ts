@@ -12,6 +12,7 @@ import { inferenceSuite } from './inference.js';
 import { ioSuite } from './io.js';
 import { openSuite } from './open-budget.js';
 import { replicasSuite } from './replicas.js';
+import { segmentSuite } from './segment.js';
 import { BenchStores } from './stores.js';
 import { tilesSuite } from './tiles.js';
 
@@ -23,6 +24,7 @@ const SUITES: Suite[] = [
   openSuite,
   dicomwebSuite,
   inferenceSuite,
+  segmentSuite,
 ];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 
@@ -59,19 +61,20 @@ function environment() {
 async function runSuite(suite: Suite, benchmarks: Benchmark[]): Promise<void> {
   const started = environment();
   console.log(`# suite ${suite.name} (${started.cpus} × ${started.cpuModel}, node ${started.node})\n`);
-  const stores = await BenchStores.start(suite.file);
+  // A suite without a file (segment) reads local fixtures and needs no store peers.
+  const stores = suite.file === '' ? undefined : await BenchStores.start(suite.file);
   const results: BenchmarkResult[] = [];
   try {
     for (const benchmark of benchmarks) {
       const began = performance.now();
-      const result = await benchmark.run(stores);
+      const result = await benchmark.run(stores as BenchStores);
       const seconds = ((performance.now() - began) / 1000).toFixed(1);
       console.log(`## ${result.title} (${result.name}, ${seconds} s)\n`);
       for (const table of result.tables) console.log(`${markdownTable(table)}\n`);
       results.push(result);
     }
   } finally {
-    await stores.close();
+    await stores?.close();
   }
   await mkdir(CACHE_DIR, { recursive: true });
   const file = `${CACHE_DIR}results-${suite.name}.json`;

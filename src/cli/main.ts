@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `medstream` command and composition root: parses the configuration, builds every object
 // (statistics, storage, caches, server) and wires them together. Commands: `serve` (default),
-// `check`, `sign` and `index`. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+// `check`, `sign`, `index`, `segment` and `eval`. Exit codes: 0 ok, 1 runtime failure, 2 bad
+// configuration or usage.
 
 import { ConfigError, MedStreamError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -10,6 +11,8 @@ import { runCheck } from './check.js';
 import { runServe } from './serve.js';
 import { runSign, SIGN_FLAGS } from './sign.js';
 import { INDEX_FLAGS, runIndex } from './index-command.js';
+import { EVAL_FLAGS, runEval } from './eval.js';
+import { runSegment, SEGMENT_FLAGS } from './segment.js';
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -20,6 +23,13 @@ async function main(argv: string[]): Promise<number> {
   const command =
     first === 'serve' || first === 'check' || first === 'sign' || first === 'index' ? first : 'serve';
   const args = command === first ? rest : argv;
+
+  if (first === 'segment' || first === 'eval') {
+    const parsed = parseConfig(rest, process.env, first === 'segment' ? SEGMENT_FLAGS : EVAL_FLAGS);
+    if (parsed.help) return printHelp();
+    const commandArgs = { values: parsed.commandValues, positionals: parsed.positionals };
+    return first === 'segment' ? runSegment(parsed.config, commandArgs) : runEval(parsed.config, commandArgs);
+  }
 
   if (command === 'sign') {
     const parsed = parseConfig(args, process.env, SIGN_FLAGS);
