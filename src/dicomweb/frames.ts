@@ -1,8 +1,9 @@
 // WADO-RS frames (PS3.18 §10.4.1.1.4, §8.7.3): which representation a client accepts, the media
 // type of each transfer syntax (Table 8.7.3-5), the frame list of a URL, and the frames of a
 // stored instance read with one range read each (offsets from the catalog's pixel data location
-// and the offset tables, dicom/frames.ts). Frames go out in their stored transfer syntax; a
-// client that accepts only another one gets 406 (transcoding comes with issue 15's next slice).
+// and the offset tables, dicom/frames.ts). Frames go out in their stored transfer syntax, or
+// decoded to explicit VR little endian where transcode.ts can (JPEG 2000 grayscale); a client
+// that accepts only something else gets 406.
 
 import type { StoredInstance } from '../catalog/catalog.js';
 import { DataSet } from '../dicom/dataset.js';
@@ -47,6 +48,8 @@ export interface FrameRepresentation {
   multipart: boolean;
   mediaType: string;
   transferSyntax: string;
+  /** Decoded and sent as explicit VR little endian (not the stored bytes). */
+  transcode?: boolean;
 }
 
 interface AcceptEntry {
@@ -81,7 +84,12 @@ export function parseAccept(accept: string | undefined): AcceptEntry[] {
  * The representation to send frames in: the stored transfer syntax whenever the client accepts it
  * (`transfer-syntax=*`, the stored UID, its media type, or any type), else 406.
  */
-export function negotiateFrames(accept: string | undefined, stored: string): FrameRepresentation {
+export function negotiateFrames(
+  accept: string | undefined,
+  stored: string,
+  /** Whether the stored frames can be decoded to explicit VR little endian. */
+  transcodable = false,
+): FrameRepresentation {
   const media = frameMediaType(stored);
   for (const entry of parseAccept(accept)) {
     const multipart = entry.type === 'multipart/related' || entry.type === '*/*';
@@ -97,9 +105,23 @@ export function negotiateFrames(accept: string | undefined, stored: string): Fra
     if (ts === '*' && (typeOk || type === 'application/octet-stream' || type === '*/*')) {
       return { multipart, mediaType: media, transferSyntax: stored };
     }
+    const explicit = TransferSyntax.ExplicitVrLittleEndian;
+    const octet = type === 'application/octet-stream';
     if (ts !== undefined) {
       if (ts === stored && typeOk) return { multipart, mediaType: media, transferSyntax: stored };
+      if (ts === explicit && octet && transcodable) {
+        return {
+          multipart,
+          mediaType: 'application/octet-stream',
+          transferSyntax: explicit,
+          transcode: true,
+        };
+      }
       continue;
+    }
+    if (octet && transcodable && !UNCOMPRESSED.has(stored)) {
+      // Octet-stream without a syntax means explicit VR little endian (Table 8.7.3-5).
+      return { multipart, mediaType: 'application/octet-stream', transferSyntax: explicit, transcode: true };
     }
     // No transfer-syntax parameter: the media type's default (PS3.18 Table 8.7.3-5): explicit VR
     // little endian for octet-stream; the stored syntax for an image type that matches it.
@@ -111,7 +133,7 @@ export function negotiateFrames(accept: string | undefined, stored: string): Fra
       return { multipart, mediaType: media, transferSyntax: stored };
   }
   throw new NotAcceptable(
-    `frames are stored as ${stored} (${media}); this server does not transcode yet: accept ${media} or transfer-syntax=*`,
+    `frames are stored as ${stored} (${media}); ${transcodable ? 'they can also be had as explicit VR little endian (application/octet-stream)' : 'they are not transcoded from this syntax'}: accept ${media} or transfer-syntax=*`,
   );
 }
 

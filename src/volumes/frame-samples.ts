@@ -72,6 +72,18 @@ export class FrameSampleDecoder {
     for (let i = 0; i < count; i++) out[offset + i] = samples[i] * slope + inter;
   }
 
+  /**
+   * The stored samples of one JPEG 2000 frame at their stored precision (no Modality LUT), for
+   * transcoding to an uncompressed transfer syntax (WADO-RS).
+   */
+  decodeJp2kSamples(
+    bytes: Uint8Array,
+    info: FramePixelInfo,
+    signal?: AbortSignal,
+  ): Promise<ArrayLike<number>> {
+    return this.decodeJp2k(bytes, info, signal);
+  }
+
   private async decodeJp2k(
     bytes: Uint8Array,
     info: FramePixelInfo,

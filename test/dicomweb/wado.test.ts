@@ -183,13 +183,43 @@ print(json.dumps({"frame": base64.b64encode(next(generate_pixel_data_frame(d.Pix
     expect(single.body.equals(Buffer.from(reference.frame, 'base64'))).toBe(true);
     const query = await request(server, `${url}?accept=image/jp2`);
     expect(query.body.equals(single.body)).toBe(true);
-    // Transcoding is not offered yet: explicit VR little endian is refused, saying why.
-    const refused = await request(server, url, {
-      headers: {
-        Accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
-      },
-    });
+    // A syntax that cannot be produced from JPEG 2000 (JPEG-LS) is refused, saying why.
+    const refused = await request(server, url, { headers: { Accept: 'image/jls' } });
     expect(refused.status).toBe(406);
+    expect((refused.json() as { message: string }).message).toMatch(/explicit VR little endian/);
+  });
+
+  it('transcodes JPEG 2000 frames to explicit VR little endian, equal to pydicom + GDCM’s decode', async () => {
+    const sop = '1.3.12.2.1107.5.1.4.60064.30000022120808113428000016580';
+    const reference = python<{ pixels: string }>(
+      `import base64, json, sys, pydicom
+d = pydicom.dcmread(sys.argv[1])
+a = d.pixel_array
+print(json.dumps({"pixels": base64.b64encode(a.astype('<i2' if d.PixelRepresentation else '<u2').tobytes()).decode()}))`,
+      [path.join(CT_DIR, `CT.${sop}`)],
+    );
+    const expected = Buffer.from(reference.pixels, 'base64');
+    const url = `/dicomweb/studies/${ctStudy}/series/${ctSeries}/instances/${sop}/frames/1`;
+    for (const accept of [
+      'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
+      'multipart/related; type=application/octet-stream',
+    ]) {
+      const res = await request(server, url, { headers: { Accept: accept } });
+      expect(res.status, accept).toBe(200);
+      const text = res.body.toString('latin1');
+      expect(text).toContain('Content-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1');
+      const boundary = /boundary=([^;]+)/.exec(res.headers.get('content-type')!)![1];
+      const start = text.indexOf('\r\n\r\n') + 4;
+      const end = text.lastIndexOf(`\r\n--${boundary}--`);
+      const pixels = res.body.subarray(start, end);
+      expect(pixels.length).toBe(512 * 512 * 2);
+      expect(pixels.equals(expected)).toBe(true);
+    }
+    const single = await request(server, url, { headers: { Accept: 'application/octet-stream' } });
+    expect(single.headers.get('content-type')).toBe(
+      'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1',
+    );
+    expect(single.body.equals(expected)).toBe(true);
   });
 
   it('serves several frames of a multi-frame instance in one multipart body, via dicomweb-client', async () => {

@@ -10,6 +10,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
 import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
+import { canTranscode, transcodeFrame } from '../../../dicomweb/transcode.js';
+import { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
 import type { FrameTable } from '../../../dicom/frames.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
 import { ByteLru } from '../../../io/lru.js';
@@ -60,6 +62,12 @@ function multipartBody(
 
 export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptions): void {
   const { catalog, storage } = options;
+  // Decoding for transcoded frames: worker threads started on first use, stopped with the server.
+  let samples: FrameSampleDecoder | undefined;
+  const decoder = () => (samples ??= new FrameSampleDecoder());
+  app.addHook('onClose', async () => {
+    await samples?.close();
+  });
   // Per stored version: its opened source and frame table (offset tables read once).
   const opened = new ByteLru<string, { source: ByteSource; table?: FrameTable }>({
     maxBytes: 4096,
@@ -118,7 +126,11 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const numbers = parseFrameList(request.params.frames!);
       const instance = await instanceOf(request);
       const query = request.query as { accept?: string };
-      const representation = negotiateFrames(query.accept ?? request.headers.accept, instance.transferSyntax);
+      const representation = negotiateFrames(
+        query.accept ?? request.headers.accept,
+        instance.transferSyntax,
+        canTranscode(instance),
+      );
       if (!representation.multipart && numbers.length > 1) {
         throw new NotAcceptable(
           'several frames need multipart/related; ask for one frame or accept multipart',
@@ -138,7 +150,10 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
           throw new NotFound(`frame ${n} does not exist: instance ${instance.sopUid} has ${table.count}`);
       }
       // The source is bound to the version the catalog recorded: a replaced object fails its reads.
-      const frames = await Promise.all(numbers.map((n) => table.read(n - 1, signal)));
+      const stored = await Promise.all(numbers.map((n) => table.read(n - 1, signal)));
+      const frames = representation.transcode
+        ? await Promise.all(stored.map((f) => transcodeFrame(decoder(), instance, f, signal)))
+        : stored;
       const contentType = `${representation.mediaType}; transfer-syntax=${representation.transferSyntax}`;
       reply.header('Cache-Control', 'private, max-age=3600');
       // Strong validator of these bytes: the stored version, the frames and their representation.
