@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { tag, TransferSyntax } from '../../src/dicom/tags.js';
@@ -255,6 +256,57 @@ print(json.dumps({"frames": [base64.b64encode(f[i]).decode() for i in (0, 1, 29)
         )
       ).status,
     ).toBe(404);
+  });
+});
+
+describe('rendered and thumbnails', () => {
+  it('renders a CT frame through the Modality LUT and the asked window, as numpy does', async () => {
+    const sop = '1.3.12.2.1107.5.1.4.60064.30000022120808113428000016580';
+    const reference = python<{ pixels: string }>(
+      `import base64, json, sys, numpy as np, pydicom
+d = pydicom.dcmread(sys.argv[1])
+x = d.pixel_array.astype(np.float64) * float(d.RescaleSlope) + float(d.RescaleIntercept)
+c, w = 40.0, 400.0
+y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, np.where(x > c - 0.5 + (w - 1) / 2, 255.0, ((x - (c - 0.5)) / (w - 1) + 0.5) * 255))
+print(json.dumps({"pixels": base64.b64encode(np.round(y).astype(np.uint8).tobytes()).decode()}))`,
+      [path.join(CT_DIR, `CT.${sop}`)],
+    );
+    const expected = Buffer.from(reference.pixels, 'base64');
+    const base = `/dicomweb/studies/${ctStudy}/series/${ctSeries}/instances/${sop}`;
+    const png = await request(server, `${base}/rendered?window=40,400`, { headers: { Accept: 'image/png' } });
+    expect(png.status).toBe(200);
+    expect(png.headers.get('content-type')).toBe('image/png');
+    const { data, info } = await sharp(png.body).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([512, 512]);
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++)
+      worst = Math.max(worst, Math.abs(data[i * info.channels] - expected[i]));
+    expect(worst).toBeLessThanOrEqual(1); // float32 vs float64 rounding at the window's edges
+    const frame = await request(server, `${base}/frames/1/rendered?window=40,400&accept=image/png`);
+    expect(frame.body.equals(png.body)).toBe(true);
+    const jpeg = await request(server, `${base}/rendered?viewport=256,256&quality=80`);
+    expect(jpeg.headers.get('content-type')).toBe('image/jpeg');
+    expect((await sharp(jpeg.body).metadata()).width).toBe(256);
+    for (const bad of ['window=40', 'window=40,0', 'viewport=0,10', 'quality=101']) {
+      expect((await request(server, `${base}/rendered?${bad}`)).status, bad).toBe(400);
+    }
+    expect((await request(server, `${base}/rendered`, { headers: { Accept: 'image/gif' } })).status).toBe(
+      406,
+    );
+  });
+
+  it('serves thumbnails of an instance, a series (its middle instance) and a study', async () => {
+    for (const p of [
+      `/dicomweb/studies/${ctStudy}/thumbnail`,
+      `/dicomweb/studies/${ctStudy}/series/${ctSeries}/thumbnail`,
+      `/dicomweb/studies/${ctStudy}/series/${ctSeries}/instances/1.3.12.2.1107.5.1.4.60064.30000022120808113428000016573/thumbnail`,
+    ]) {
+      const res = await request(server, p);
+      expect(res.status, p).toBe(200);
+      const meta = await sharp(res.body).metadata();
+      expect([meta.format, meta.width, meta.height], p).toEqual(['jpeg', 128, 128]);
+    }
+    expect((await request(server, `/dicomweb/studies/1.2.3/thumbnail`)).status).toBe(404);
   });
 });
 

@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
 import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
+import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
 import { canTranscode, transcodeFrame } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
 import type { FrameTable } from '../../../dicom/frames.js';
@@ -99,6 +100,74 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     return options.wrap ? options.wrap(source) : source;
   };
 
+  /** The stored bytes of frames (1-based) of an instance: one range read each. */
+  const readFrames = async (instance: StoredInstance, numbers: number[], signal: AbortSignal) => {
+    const cacheKey = `${instance.objectKey}\0${instance.version}`;
+    let entry = opened.get(cacheKey);
+    if (!entry) {
+      entry = { source: await open(instance, signal) };
+      opened.set(cacheKey, entry);
+    }
+    entry.table ??= storedFrameTable(entry.source, instance);
+    const table = entry.table;
+    for (const n of numbers) {
+      if (n > table.count)
+        throw new NotFound(`frame ${n} does not exist: instance ${instance.sopUid} has ${table.count}`);
+    }
+    // The source is bound to the version the catalog recorded: a replaced object fails its reads.
+    return Promise.all(numbers.map((n) => table.read(n - 1, signal)));
+  };
+
+  /** Renders frame `n` of an instance (rendered and thumbnail routes). */
+  const render = async (
+    request: FastifyRequest<{ Params: Params }>,
+    reply: FastifyReply,
+    instance: StoredInstance,
+    n: number,
+    thumbnail: boolean,
+  ) => {
+    const options = renderOptions(
+      request.query as Record<string, string | undefined>,
+      request.headers.accept,
+      thumbnail ? { viewport: { width: 128, height: 128 } } : {},
+    );
+    const signal = clientAbortSignal(reply);
+    const [frame] = await readFrames(instance, [n], signal);
+    const image = await renderFrame(decoder(), instance, frame, options, signal);
+    return reply.header('Cache-Control', 'private, max-age=3600').type(options.type).send(image);
+  };
+
+  app.get<{ Params: Params }>(
+    '/dicomweb/studies/:study/series/:series/instances/:instance/rendered',
+    async (request, reply) => render(request, reply, await instanceOf(request), 1, false),
+  );
+  app.get<{ Params: Params }>(
+    '/dicomweb/studies/:study/series/:series/instances/:instance/frames/:frames/rendered',
+    async (request, reply) => {
+      const numbers = parseFrameList(request.params.frames!);
+      if (numbers.length !== 1) throw new BadRequest('a rendered frame is one frame');
+      return render(request, reply, await instanceOf(request), numbers[0], false);
+    },
+  );
+  app.get<{ Params: Params }>(
+    '/dicomweb/studies/:study/series/:series/instances/:instance/thumbnail',
+    async (request, reply) => render(request, reply, await instanceOf(request), 1, true),
+  );
+  /** A series' thumbnail is its middle instance's; a study's, its first series'. */
+  const thumbnailOf = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const { study, series } = request.params;
+    assertStudyAccess(accessOf(request), study);
+    const instances = await catalog.instancesOf(study, series);
+    const first = instances.filter((i) => i.seriesUid === (series ?? instances[0]?.seriesUid));
+    if (first.length === 0)
+      throw new NotFound(
+        series === undefined ? `no study ${study}` : `no series ${series} in study ${study}`,
+      );
+    return render(request, reply, first[Math.floor(first.length / 2)], 1, true);
+  };
+  app.get('/dicomweb/studies/:study/series/:series/thumbnail', thumbnailOf);
+  app.get('/dicomweb/studies/:study/thumbnail', thumbnailOf);
+
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const type = acceptsJson(request);
     const { study, series, instance } = request.params;
@@ -138,19 +207,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       }
       const signal = clientAbortSignal(reply);
       const cacheKey = `${instance.objectKey}\0${instance.version}`;
-      let entry = opened.get(cacheKey);
-      if (!entry) {
-        entry = { source: await open(instance, signal) };
-        opened.set(cacheKey, entry);
-      }
-      entry.table ??= storedFrameTable(entry.source, instance);
-      const table = entry.table;
-      for (const n of numbers) {
-        if (n > table.count)
-          throw new NotFound(`frame ${n} does not exist: instance ${instance.sopUid} has ${table.count}`);
-      }
-      // The source is bound to the version the catalog recorded: a replaced object fails its reads.
-      const stored = await Promise.all(numbers.map((n) => table.read(n - 1, signal)));
+      const stored = await readFrames(instance, numbers, signal);
       const frames = representation.transcode
         ? await Promise.all(stored.map((f) => transcodeFrame(decoder(), instance, f, signal)))
         : stored;
