@@ -263,6 +263,14 @@ export const OPTIONS = [
       'Modality of NIfTI volumes in the catalog when no sidecar .json names one (CT, MR, PT, OT, ...)',
   },
   {
+    flag: 'nifti-cache',
+    kind: 'size',
+    default: '2GB',
+    min: 1024 * 1024,
+    description:
+      'disk for decompressed .nii.gz volumes whose slices WADO-RS serves (<data-dir>/nifti-cache, LRU)',
+  },
+  {
     flag: 'qido-max-results',
     kind: 'int',
     default: '1000',
@@ -385,6 +393,7 @@ export interface Config {
   indexIntervalMs: number;
   indexConcurrency: number;
   niftiModality: string;
+  niftiCacheBytes: number;
   qidoMaxResults: number;
   stowPrefix: string;
   stowMaxBytes: number;
@@ -590,6 +599,7 @@ export function parseConfig(
     indexIntervalMs: out.indexInterval as number,
     indexConcurrency: out.indexConcurrency as number,
     niftiModality: validateModality(out.niftiModality as string),
+    niftiCacheBytes: out.niftiCache as number,
     qidoMaxResults: out.qidoMaxResults as number,
     stowPrefix: validateStowPrefix(out.stowPrefix as string),
     stowMaxBytes: out.stowMaxBytes as number,

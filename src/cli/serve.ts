@@ -26,6 +26,7 @@ import { TileService } from '../tiles/tile-service.js';
 import { Catalog } from '../catalog/catalog.js';
 import { IndexService } from '../catalog/index-service.js';
 import { Indexer } from '../catalog/indexer.js';
+import { NiftiSliceReader } from '../volumes/nifti-slices.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import { join } from 'node:path';
@@ -166,6 +167,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
         index,
         qidoMaxResults: config.qidoMaxResults,
         wrap,
+        nifti: new NiftiSliceReader({
+          dir: join(config.dataDir, 'nifti-cache'),
+          maxBytes: config.niftiCacheBytes,
+        }),
         stow: {
           storage,
           prefix: config.stowPrefix,

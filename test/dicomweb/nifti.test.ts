@@ -3,10 +3,10 @@
 // into DICOM (RAS -> LPS); a sidecar .json names the modality and descriptions; a 4D or corrupt
 // file is an index error, not a crash.
 
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
@@ -53,6 +53,12 @@ beforeAll(async () => {
       EchoTime: 0.01,
     }),
   );
+  // The same CT volume uncompressed: its slices are range reads instead of a cached inflate.
+  await mkdir(path.join(store, 'plain'));
+  await writeFile(
+    path.join(store, 'plain', 'ct_plain.nii'),
+    gunzipSync(await readFile(fixture('volumes/nifti/example_ct_sm.nii.gz'))),
+  );
   await writeFile(path.join(store, 'four-d.nii.gz'), gzipSync(fourD()));
   await writeFile(path.join(store, 'broken.nii.gz'), gzipSync(fourD()).subarray(0, 40));
   await writeFile(path.join(store, 'other.tar.gz'), gzipSync(Buffer.from('just some archive')));
@@ -66,9 +72,44 @@ afterAll(async () => {
 });
 
 describe('NIfTI in the catalog', () => {
+  it('serves each slice as a native frame equal to nibabel’s stored samples, from .nii.gz and .nii', async () => {
+    const reference = python<{ slices: string[] }>(
+      `import base64, json, sys, numpy as np, nibabel as nib
+img = nib.load(sys.argv[1])
+a = np.asanyarray(img.dataobj.get_unscaled())
+print(json.dumps({"slices": [base64.b64encode(a[:, :, k].T.astype('<i2').tobytes()).decode() for k in (0, 13, 29)]}))`,
+      [fixture('volumes/nifti/example_ct_sm.nii.gz')],
+    );
+    for (const description of ['example_ct_sm', 'ct_plain']) {
+      const [study] = await client.searchForStudies({ queryParams: { StudyDescription: description } });
+      const studyUid = value(study, '0020000D') as string;
+      const instances = await client.searchForInstances({
+        studyInstanceUID: studyUid,
+        queryParams: { limit: 30 },
+      });
+      const byNumber = new Map(instances.map((i) => [value(i, '00200013') as number, i]));
+      for (const [n, k] of [0, 13, 29].entries()) {
+        const i = byNumber.get(k + 1)!;
+        const frame = await request(
+          server,
+          `/dicomweb/studies/${studyUid}/series/${value(i, '0020000E')}/instances/${value(i, '00080018')}/frames/1`,
+          { headers: { Accept: 'application/octet-stream' } },
+        );
+        expect(frame.status, `${description} slice ${k}`).toBe(200);
+        expect(frame.headers.get('content-type')).toBe(
+          'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1',
+        );
+        expect(
+          frame.body.equals(Buffer.from(reference.slices[n], 'base64')),
+          `${description} slice ${k}`,
+        ).toBe(true);
+      }
+    }
+  });
+
   it('lists each volume as a study with one series of one instance per slice', async () => {
     const studies = await client.searchForStudies({ queryParams: { includefield: '00081030' } });
-    expect(studies).toHaveLength(2);
+    expect(studies).toHaveLength(3);
     const ct = studies.find((s) => value(s, '00081030') === 'example_ct_sm')!;
     expect(value(ct, '0020000D')).toMatch(/^2\.25\.\d+$/);
     expect(ct['00080061'].Value).toEqual(['CT']); // --nifti-modality
@@ -82,7 +123,7 @@ describe('NIfTI in the catalog', () => {
   });
 
   it('synthesises per-slice geometry equal to nibabel’s affine in LPS', async () => {
-    const [ct] = await client.searchForStudies({ queryParams: { ModalitiesInStudy: 'CT' } });
+    const [ct] = await client.searchForStudies({ queryParams: { StudyDescription: 'example_ct_sm' } });
     const page1 = await client.searchForInstances({
       studyInstanceUID: value(ct, '0020000D') as string,
       queryParams: { includefield: 'all', limit: 30 },
@@ -123,7 +164,7 @@ print(json.dumps({"shape": list(img.shape), "affine": img.affine.tolist()}))`,
     const status = (await request(server, '/admin/index')).json() as {
       counts: { objects: number; errors: number };
     };
-    expect(status.counts.objects).toBe(6);
+    expect(status.counts.objects).toBe(7);
     expect(status.counts.errors).toBe(2);
   });
 });

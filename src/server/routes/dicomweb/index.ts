@@ -12,6 +12,7 @@ import type { StowOptions } from '../../../dicomweb/stow.js';
 import { registerStowRoutes } from './stow.js';
 import { registerWadoRoutes } from './wado.js';
 import type { ByteSource } from '../../../storage/types.js';
+import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 
 export interface DicomwebOptions {
   catalog: Catalog;
@@ -19,6 +20,7 @@ export interface DicomwebOptions {
   stow: Omit<StowOptions, 'catalog'>;
   /** Wraps a source with the block cache (frame offset tables). */
   wrap?: (source: ByteSource) => ByteSource;
+  nifti: NiftiSliceReader;
   auth: { enabled: boolean; secrets: readonly string[]; clockSkewSeconds: number };
 }
 
@@ -39,5 +41,10 @@ export function registerDicomwebRoutes(app: FastifyInstance, options: DicomwebOp
   }
   registerQidoRoutes(app, { catalog: options.catalog, maxResults: options.qidoMaxResults });
   registerStowRoutes(app, { catalog: options.catalog, ...options.stow });
-  registerWadoRoutes(app, { catalog: options.catalog, storage: options.stow.storage, wrap: options.wrap });
+  registerWadoRoutes(app, {
+    catalog: options.catalog,
+    storage: options.stow.storage,
+    wrap: options.wrap,
+    nifti: options.nifti,
+  });
 }

@@ -13,6 +13,7 @@ import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/m
 import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
 import { canTranscode, transcodeFrame } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
+import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameTable } from '../../../dicom/frames.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
 import { ByteLru } from '../../../io/lru.js';
@@ -25,6 +26,8 @@ import { accessOf, acceptsJson, dicomwebBase } from './common.js';
 export interface WadoRouteOptions {
   catalog: Catalog;
   storage: Storage;
+  /** Slices of NIfTI volumes (a bounded cache of decompressed .nii.gz). */
+  nifti: NiftiSliceReader;
   /** Wraps a source with the block cache (offset tables are small metadata reads). */
   wrap?: (source: ByteSource) => ByteSource;
 }
@@ -107,6 +110,12 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     if (!entry) {
       entry = { source: await open(instance, signal) };
       opened.set(cacheKey, entry);
+    }
+    const pixel = instance.pixelData;
+    if (pixel && 'nifti' in pixel) {
+      if (numbers.some((n) => n !== 1)) throw new NotFound(`a NIfTI slice instance has one frame`);
+      const source = entry.source;
+      return Promise.all(numbers.map(() => options.nifti.slice(source, instance.version, pixel, signal)));
     }
     entry.table ??= storedFrameTable(entry.source, instance);
     const table = entry.table;

@@ -1,0 +1,146 @@
+// Slices of NIfTI volumes as DICOM native frames (explicit VR little endian, columns fastest, as
+// the catalog declares them): a `.nii` slice is one range read of the stored object; a `.nii.gz`
+// cannot be ranged, so it is decompressed once, streaming, into a bounded on-disk cache
+// (`<data-dir>/nifti-cache`, least recently used files evicted past --nifti-cache bytes) and its
+// slices are read from there. Concurrent first requests share one decompression. Integer sample
+// types only (uint8, int8, int16, uint16, int32, uint32); big-endian volumes are swapped.
+
+import { createHash } from 'node:crypto';
+import { createWriteStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import type { NiftiSliceLocation } from '../catalog/record.js';
+import { CorruptFile, NotImplemented } from '../errors.js';
+import type { ByteSource } from '../storage/types.js';
+
+const INTEGER_BYTES: Record<number, number> = { 2: 1, 256: 1, 4: 2, 512: 2, 8: 4, 768: 4 };
+const STREAM_CHUNK = 4 * 1024 * 1024;
+
+export interface NiftiSliceCacheOptions {
+  dir: string;
+  maxBytes: number;
+}
+
+export class NiftiSliceReader {
+  private readonly inflating = new Map<string, Promise<string>>();
+  /** Cached files, least recently used first, with their sizes. */
+  private readonly files = new Map<string, number>();
+  private bytes = 0;
+  /** Files of an earlier process are not accounted for: the cache starts empty. */
+  private cleared: Promise<void> | undefined;
+
+  constructor(private readonly cache: NiftiSliceCacheOptions) {}
+
+  /** The native little-endian bytes of one slice. */
+  async slice(
+    source: ByteSource,
+    version: string,
+    location: NiftiSliceLocation,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    const { datatype, voxOffset, littleEndian, gzip, dims, slice } = location.nifti;
+    const size = INTEGER_BYTES[datatype];
+    if (size === undefined)
+      throw new NotImplemented(`NIfTI datatype ${datatype}: only integer volumes are served as frames yet`);
+    const sliceBytes = dims[0] * dims[1] * size;
+    const offset = voxOffset + slice * sliceBytes;
+    let bytes: Uint8Array;
+    if (!gzip) {
+      if (offset + sliceBytes > source.size)
+        throw new CorruptFile(`${source.key}: slice ${slice + 1} lies past the end of the volume`);
+      bytes = await source.read(offset, sliceBytes, { purpose: 'data', signal });
+    } else {
+      const file = await this.inflated(source, version, signal);
+      const handle = await fs.open(file, 'r');
+      try {
+        const out = Buffer.alloc(sliceBytes);
+        const { bytesRead } = await handle.read(out, 0, sliceBytes, offset);
+        if (bytesRead !== sliceBytes)
+          throw new CorruptFile(`${source.key}: slice ${slice + 1} lies past the end of the volume`);
+        bytes = out;
+      } finally {
+        await handle.close();
+      }
+    }
+    if (littleEndian || size === 1) return bytes;
+    const swapped = new Uint8Array(bytes.length);
+    for (let i = 0; i < bytes.length; i += size)
+      for (let b = 0; b < size; b++) swapped[i + b] = bytes[i + size - 1 - b];
+    return swapped;
+  }
+
+  /** The decompressed file of a .nii.gz version, made once (shared by concurrent callers). */
+  private inflated(source: ByteSource, version: string, signal?: AbortSignal): Promise<string> {
+    const name = createHash('sha256').update(`${source.key}\0${version}`).digest('hex').slice(0, 32) + '.nii';
+    const file = path.join(this.cache.dir, name);
+    if (this.files.has(name)) {
+      const size = this.files.get(name)!;
+      this.files.delete(name);
+      this.files.set(name, size);
+      return Promise.resolve(file);
+    }
+    let pending = this.inflating.get(name);
+    if (!pending) {
+      pending = this.inflate(source, file, name, signal).finally(() => this.inflating.delete(name));
+      this.inflating.set(name, pending);
+    }
+    return pending;
+  }
+
+  private async inflate(
+    source: ByteSource,
+    file: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    this.cleared ??= fs.rm(this.cache.dir, { recursive: true, force: true });
+    await this.cleared;
+    await fs.mkdir(this.cache.dir, { recursive: true });
+    const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    async function* chunks() {
+      for (let at = 0; at < source.size; at += STREAM_CHUNK) {
+        yield Buffer.from(
+          await source.read(at, Math.min(STREAM_CHUNK, source.size - at), { purpose: 'data', signal }),
+        );
+      }
+    }
+    try {
+      // Bounded by the cache: a volume that inflates past it (a gzip bomb) is stopped.
+      let written = 0;
+      const limit = this.cache.maxBytes;
+      const gunzip = createGunzip();
+      gunzip.on('data', (chunk: Buffer) => {
+        written += chunk.length;
+        if (written > limit)
+          gunzip.destroy(new CorruptFile(`${source.key}: inflates past the NIfTI cache (${limit} bytes)`));
+      });
+      await pipeline(Readable.from(chunks()), gunzip, createWriteStream(temporary), { signal });
+      await fs.rename(temporary, file);
+      const { size } = await fs.stat(file);
+      this.files.set(name, size);
+      this.bytes += size;
+      await this.evict(name);
+      return file;
+    } catch (e) {
+      await fs.rm(temporary, { force: true });
+      if (e instanceof Error && e.name === 'AbortError') throw e;
+      if (e instanceof CorruptFile) throw e;
+      throw new CorruptFile(`${source.key}: the gzip stream cannot be read: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  /** Drops least recently used files until the cache fits (never the one just made). */
+  private async evict(keep: string): Promise<void> {
+    for (const [name, size] of this.files) {
+      if (this.bytes <= this.cache.maxBytes) return;
+      if (name === keep) continue;
+      this.files.delete(name);
+      this.bytes -= size;
+      await fs.rm(path.join(this.cache.dir, name), { force: true });
+    }
+  }
+}
