@@ -104,6 +104,9 @@ print(json.dumps({"slices": [base64.b64encode(a[:, :, k].T.astype('<i2').tobytes
           `${description} slice ${k}`,
         ).toBe(true);
       }
+      const thumbnail = await request(server, `/dicomweb/studies/${studyUid}/thumbnail`);
+      expect(thumbnail.status).toBe(200);
+      expect(thumbnail.headers.get('content-type')).toBe('image/jpeg');
     }
   });
 
