@@ -1,8 +1,9 @@
 // `npm run bench -- dicomweb`: the radiology catalog and QIDO-RS.
 //   index-local  indexing rate into SQLite from a local directory, and a re-scan with nothing changed
 //   index-s3     the same from S3 (s3rver behind a proxy adding 20 ms per request)
-//   qido         study searches at 16 connections (wrk), MedStream vs Orthanc + DICOMweb on the
-//                same studies (Orthanc imports them first; MedStream indexes them where they lie)
+//   qido         at 16 connections (wrk), MedStream vs Orthanc + DICOMweb on the same studies
+//                (Orthanc imports them first; MedStream indexes them where they lie): study
+//                searches, series metadata (WADO-RS), frames as stored (WADO-RS)
 // Dataset size: BENCH_STUDIES (default 100) studies x 2 series x BENCH_PER_SERIES (10) instances.
 
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -154,6 +155,17 @@ const indexS3: Benchmark = {
   },
 };
 
+/** Series metadata and first frames of every instance (what a viewer asks to open a series). */
+function wadoUrls(d: BenchDataset, root: string) {
+  const series = [...new Set(d.instances.map((i) => `${i.study}/series/${i.series}`))];
+  return {
+    metadata: series.map((s) => `${root}/studies/${s}/metadata`),
+    frames: d.instances.map(
+      (i) => `${root}/studies/${i.study}/series/${i.series}/instances/${i.sop}/frames/1`,
+    ),
+  };
+}
+
 /** Study searches of the kinds a worklist and a viewer send. */
 function queries(d: BenchDataset, root: string): string[] {
   const random = seededRandom(7);
@@ -175,7 +187,8 @@ function queries(d: BenchDataset, root: string): string[] {
 
 const qido: Benchmark = {
   name: 'qido',
-  title: 'QIDO-RS study search at 16 connections, MedStream vs Orthanc',
+  title:
+    'DICOMweb at 16 connections (QIDO study search, WADO series metadata and frames), MedStream vs Orthanc',
   async run(): Promise<BenchmarkResult> {
     const d = await data();
     const wrkBinary = await findWrk();
@@ -197,7 +210,18 @@ const qido: Benchmark = {
       {},
     );
     const server = await startServer(config);
-    const results: Record<string, WrkResult> = {};
+    const workloads = ['study search', 'series metadata', 'frames as stored'] as const;
+    const results: Record<string, Record<string, WrkResult>> = Object.fromEntries(
+      workloads.map((w) => [w, {}]),
+    );
+    const urlsFor = (root: string) => {
+      const wado = wadoUrls(d, root);
+      return {
+        'study search': queries(d, root),
+        'series metadata': wado.metadata,
+        'frames as stored': wado.frames,
+      };
+    };
     let orthanc: Orthanc | undefined;
     let note = '';
     try {
@@ -206,46 +230,52 @@ const qido: Benchmark = {
       );
       note += `MedStream indexed the files in place in ${fmt(indexed.ms)} ms. `;
       const seconds = LOAD_SETTINGS.durationS;
-      results.medstream = await wrk(wrkBinary, server.url, queries(d, '/dicomweb'), {
-        connections: 16,
-        seconds,
-      });
+      const ours = urlsFor('/dicomweb');
+      for (const w of workloads)
+        results[w].medstream = await wrk(wrkBinary, server.url, ours[w], { connections: 16, seconds });
       const binary = await findOrthanc();
       if (!binary) note += `Orthanc not run: not installed (${ORTHANC_INSTALL}).`;
       else {
         orthanc = await Orthanc.start(binary);
         const imported = await timed(() => orthanc!.importFiles(d.files));
         note += `Orthanc imported them in ${fmt(imported.ms)} ms.`;
-        results.orthanc = await wrk(wrkBinary, orthanc.url, queries(d, '/dicom-web'), {
-          connections: 16,
-          seconds,
-        });
+        const theirs = urlsFor('/dicom-web');
+        for (const w of workloads)
+          results[w].orthanc = await wrk(wrkBinary, orthanc.url, theirs[w], { connections: 16, seconds });
       }
     } finally {
       await orthanc?.close();
       await server.close();
       await rm(work, { recursive: true, force: true });
     }
-    const rows = Object.entries(results).map(([name, r]) => [
-      name,
-      fmt(r.requests / r.seconds),
-      `${r.p50Ms.toFixed(1)} ms`,
-      `${r.p99Ms.toFixed(1)} ms`,
-      String(r.errors),
-    ]);
-    const ratio = results.orthanc
-      ? results.medstream.requests /
-        results.medstream.seconds /
-        (results.orthanc.requests / results.orthanc.seconds)
-      : NaN;
-    rows.push(['MedStream / Orthanc', Number.isNaN(ratio) ? '—' : `${ratio.toFixed(1)}×`, '', '', '']);
+    const rows: string[][] = [];
+    for (const w of workloads) {
+      const m = results[w].medstream;
+      const o = results[w].orthanc;
+      const rate = (r: WrkResult) => r.requests / r.seconds;
+      for (const [name, r] of [
+        ['MedStream', m],
+        ['Orthanc', o],
+      ] as const) {
+        if (r)
+          rows.push([
+            w,
+            name,
+            fmt(rate(r)),
+            `${r.p50Ms.toFixed(1)} ms`,
+            `${r.p99Ms.toFixed(1)} ms`,
+            String(r.errors),
+          ]);
+      }
+      rows.push([w, 'MedStream / Orthanc', o ? `${(rate(m) / rate(o)).toFixed(1)}×` : '—', '', '', '']);
+    }
     return {
       name: 'qido',
       title: this.title,
       tables: [
         {
-          title: `Study searches (PatientID, PatientName wildcard, date range, accession + includefield), ${STUDIES} studies, ${LOAD_SETTINGS.durationS} s. ${note}`,
-          columns: ['server', 'req/s', 'p50', 'p99', 'errors'],
+          title: `${STUDIES} studies, 16 connections, ${LOAD_SETTINGS.durationS} s per run. ${note}`,
+          columns: ['workload', 'server', 'req/s', 'p50', 'p99', 'errors'],
           rows,
         },
       ],

@@ -55,12 +55,15 @@ export interface BenchDataset {
   files: string[];
   studies: number;
   patientIds: string[];
+  /** The UIDs of every instance, in file order. */
+  instances: Array<{ study: string; series: string; sop: string }>;
 }
 
 /** Writes `studies` x 2 series x `perSeries` instances under `dir/<study>/<series>/<n>.dcm`. */
 export async function writeDataset(dir: string, studies: number, perSeries: number): Promise<BenchDataset> {
   const files: string[] = [];
   const patientIds: string[] = [];
+  const instances: BenchDataset['instances'] = [];
   const pixels = new Uint8Array(64 * 64 * 2);
   for (let s = 1; s <= studies; s++) {
     const study = `${ROOT}.${s}`;
@@ -112,8 +115,9 @@ export async function writeDataset(dir: string, studies: number, perSeries: numb
         );
         await writeFile(file, bytes);
         files.push(file);
+        instances.push({ study, series, sop });
       }
     }
   }
-  return { dir, files, studies, patientIds };
+  return { dir, files, studies, patientIds, instances };
 }
