@@ -353,13 +353,29 @@ export class Catalog {
 
   /** The served instances of a study, or of one of its series, in series and instance order. */
   async instancesOf(studyUid: string, seriesUid?: string): Promise<StoredInstance[]> {
-    const rows = await this.sql.all<Record<string, unknown>>(
-      `SELECT ${INSTANCE_COLUMNS} FROM instances WHERE served = 1 AND study_uid = ?` +
+    return (await this.instanceRows(INSTANCE_COLUMNS, studyUid, seriesUid)).map(storedInstance);
+  }
+
+  /** What identifies the versions of those instances (for validators), without their headers. */
+  async versionsOf(
+    studyUid: string,
+    seriesUid?: string,
+  ): Promise<Array<{ key: string; version: string; sopUid: string }>> {
+    const rows = await this.instanceRows('key, version, sop_uid', studyUid, seriesUid);
+    return rows.map((r) => ({
+      key: r.key as string,
+      version: r.version as string,
+      sopUid: r.sop_uid as string,
+    }));
+  }
+
+  private instanceRows(columns: string, studyUid: string, seriesUid?: string) {
+    return this.sql.all<Record<string, unknown>>(
+      `SELECT ${columns} FROM instances WHERE served = 1 AND study_uid = ?` +
         (seriesUid === undefined ? '' : ' AND series_uid = ?') +
         ' ORDER BY series_uid, COALESCE(instance_number, 2147483647), key',
       seriesUid === undefined ? [studyUid] : [studyUid, seriesUid],
     );
-    return rows.map(storedInstance);
   }
 }
 

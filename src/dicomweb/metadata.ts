@@ -37,7 +37,9 @@ export function instanceMetadata(instance: StoredInstance, baseUrl: string): Dic
 }
 
 /** A strong validator of a set of instances: changes whenever one of them is re-indexed. */
-export function metadataEtag(instances: readonly StoredInstance[]): string {
+export function metadataEtag(
+  instances: ReadonlyArray<Pick<StoredInstance, 'key' | 'version' | 'sopUid'>>,
+): string {
   const hash = createHash('sha256');
   for (const i of instances) hash.update(`${i.key}\0${i.version}\0${i.sopUid}\n`);
   return `"${hash.digest('base64url').slice(0, 27)}"`;

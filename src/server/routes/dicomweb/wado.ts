@@ -177,22 +177,36 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
   app.get('/dicomweb/studies/:study/series/:series/thumbnail', thumbnailOf);
   app.get('/dicomweb/studies/:study/thumbnail', thumbnailOf);
 
+  // Serialised metadata answers by validator (and root), bounded in bytes.
+  const metadataBodies = new ByteLru<string, string>({
+    maxBytes: 64 * 1024 * 1024,
+    sizeOf: (body) => body.length,
+  });
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const type = acceptsJson(request);
     const { study, series, instance } = request.params;
     assertStudyAccess(accessOf(request), study);
-    const instances =
-      instance !== undefined ? [await instanceOf(request)] : await catalog.instancesOf(study, series);
-    if (instances.length === 0) {
+    const one = instance !== undefined ? await instanceOf(request) : undefined;
+    const versions = one ? [one] : await catalog.versionsOf(study, series);
+    if (versions.length === 0) {
       throw new NotFound(
         series === undefined ? `no study ${study}` : `no series ${series} in study ${study}`,
       );
     }
-    const etag = metadataEtag(instances);
+    const etag = metadataEtag(versions);
     reply.header('ETag', etag).header('Cache-Control', 'no-cache');
     if (request.headers['if-none-match'] === etag) return reply.code(304).send();
     const base = dicomwebBase(request);
-    return reply.type(type).send(JSON.stringify(instances.map((i) => instanceMetadata(i, base))));
+    // The serialised answer of these versions, for this root: a repeated request costs the
+    // version query only.
+    const cacheKey = `${etag}\0${base}`;
+    let body = metadataBodies.get(cacheKey);
+    if (body === undefined) {
+      const instances = one ? [one] : await catalog.instancesOf(study, series);
+      body = JSON.stringify(instances.map((i) => instanceMetadata(i, base)));
+      metadataBodies.set(cacheKey, body);
+    }
+    return reply.type(type).send(body);
   };
   app.get('/dicomweb/studies/:study/metadata', metadata);
   app.get('/dicomweb/studies/:study/series/:series/metadata', metadata);
