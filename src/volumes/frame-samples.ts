@@ -1,13 +1,13 @@
 // Turns the stored bytes of one single-channel radiology frame into real-world values (HU for
 // CT): native little-endian pixels are unpacked here (BitsStored masking, sign extension), JPEG
-// 2000 frames are decoded at full precision in worker threads (sample-worker.ts), and the
+// 2000 frames are decoded at full precision in worker threads (codecs/jp2k-worker.ts, `samples` tasks), and the
 // Modality LUT (RescaleSlope / RescaleIntercept) is applied. Built once in cli/ and passed down.
 
 import os from 'node:os';
 import { DecodeError, UnsupportedFormat } from '../errors.js';
 import { TransferSyntax } from '../dicom/tags.js';
 import { WorkerPool } from '../codecs/worker-pool.js';
-import type { SampleResult, SampleTask } from './sample-worker.js';
+import type { Jp2kSampleResult, Jp2kSampleTask } from '../codecs/jp2k-worker.js';
 
 /** What the decoder needs to know about a frame (from the instance's Image Pixel module). */
 export interface FramePixelInfo {
@@ -32,11 +32,11 @@ export const VOLUME_TRANSFER_SYNTAXES: readonly string[] = [
 function workerScript(): URL {
   const self = new URL(import.meta.url);
   const extension = self.pathname.endsWith('.ts') ? '.ts' : '.js';
-  return new URL(`./sample-worker${extension}`, self);
+  return new URL(`../codecs/jp2k-worker${extension}`, self);
 }
 
 export class FrameSampleDecoder {
-  private pool: WorkerPool<SampleTask, SampleResult> | undefined;
+  private pool: WorkerPool<Jp2kSampleTask, Jp2kSampleResult> | undefined;
 
   constructor(private readonly options: { workers?: number } = {}) {}
 
@@ -89,7 +89,7 @@ export class FrameSampleDecoder {
     info: FramePixelInfo,
     signal?: AbortSignal,
   ): Promise<ArrayLike<number>> {
-    this.pool ??= new WorkerPool<SampleTask, SampleResult>({
+    this.pool ??= new WorkerPool<Jp2kSampleTask, Jp2kSampleResult>({
       script: workerScript(),
       size: Math.max(1, this.options.workers ?? os.availableParallelism()),
       maxQueue: 4096,
@@ -98,7 +98,7 @@ export class FrameSampleDecoder {
     });
     const copy = bytes.slice();
     const result = await this.pool.run(
-      { bytes: copy, maxSamples: info.rows * info.columns },
+      { bytes: copy, samples: true, maxSamples: info.rows * info.columns },
       [copy.buffer],
       signal,
     );
