@@ -37,6 +37,8 @@ export interface TestDicomwebClient {
     sopInstanceUID: string;
   }): Promise<unknown>;
   retrieveBulkData(options: { BulkDataURI: string }): Promise<unknown>;
+  retrieveSeries(options: { studyInstanceUID: string; seriesInstanceUID: string }): Promise<unknown>;
+  retrieveStudy(options: { studyInstanceUID: string }): Promise<unknown>;
 }
 
 export function dicomwebClient(url: string, headers: Record<string, string> = {}): TestDicomwebClient {

@@ -5,7 +5,7 @@
 // byte; dicomweb-client retrieves all of them.
 
 import { execFileSync } from 'node:child_process';
-import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -339,6 +339,27 @@ describe('byte ranges', () => {
     const past = await request(server, url, { headers: { ...accept, Range: `bytes=${size}-` } });
     expect(past.status).toBe(416);
     expect(past.headers.get('content-range')).toBe(`bytes */${size}`);
+  });
+});
+
+describe('studies and series', () => {
+  it('retrieves a whole series and study as one multipart body, each instance byte for byte', async () => {
+    const series = (await client.retrieveSeries({
+      studyInstanceUID: ctStudy,
+      seriesInstanceUID: ctSeries,
+    })) as ArrayBuffer[];
+    expect(series).toHaveLength(20);
+    const names = await readdir(CT_DIR);
+    const originals = new Set(
+      await Promise.all(names.map(async (n) => (await readFile(path.join(CT_DIR, n))).toString('base64'))),
+    );
+    for (const part of series) expect(originals.has(Buffer.from(part).toString('base64'))).toBe(true);
+    const study = (await client.retrieveStudy({ studyInstanceUID: A.uid })) as ArrayBuffer[];
+    expect(study).toHaveLength(1);
+    expect((await request(server, `/dicomweb/studies/1.2.3`)).status).toBe(404);
+    expect(
+      (await request(server, `/dicomweb/studies/${A.uid}`, { headers: { Accept: 'image/png' } })).status,
+    ).toBe(406);
   });
 });
 

@@ -1,7 +1,8 @@
 // WADO-RS routes (PS3.18 §10.4): metadata of a study, series or instance from the catalog (no
 // storage read; gzip, ETag / 304), frames in their stored transfer syntax (multipart/related, or
 // one part when the client asks for one media type; byte ranges over the body as sent), whole
-// instances (application/dicom, streamed from storage) and bulk data by range read. HTTP only:
+// studies, series and instances (application/dicom, streamed from storage) and bulk data by
+// range read. HTTP only:
 // negotiation and shaping live in dicomweb/.
 
 import { createHash, randomBytes } from 'node:crypto';
@@ -264,47 +265,73 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     },
   );
 
-  app.get<{ Params: Params }>(
-    '/dicomweb/studies/:study/series/:series/instances/:instance',
-    async (request, reply) => {
-      const instance = await instanceOf(request);
-      if (instance.objectKey !== instance.key)
-        throw new NotAcceptable('a NIfTI slice has no stored DICOM instance');
-      const accepted = parseAccept(request.headers.accept);
-      const wantsSingle = accepted.some((a) => a.type === 'application/dicom');
-      const wantsMultipart = accepted.some(
-        (a) =>
-          a.type === '*/*' ||
-          (a.type === 'multipart/related' && (a.params.type ?? 'application/dicom') === 'application/dicom'),
-      );
-      if (!wantsSingle && !wantsMultipart)
-        throw new NotAcceptable('instances are served as application/dicom');
-      const signal = clientAbortSignal(reply);
-      const source = await open(instance, signal);
-      async function* chunks(prefix: Buffer, suffix: Buffer) {
-        yield prefix;
+  /**
+   * Retrieve Study / Series / Instance (PS3.18 §10.4.1.1.1): the stored objects as they are,
+   * streamed one after another from storage (never held in memory), as one multipart/related body
+   * (or a single application/dicom body for one instance, when that is what the client accepts).
+   */
+  const retrieve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const { study, series, instance } = request.params;
+    assertStudyAccess(accessOf(request), study);
+    const found =
+      instance !== undefined ? [await instanceOf(request)] : await catalog.instancesOf(study, series);
+    // NIfTI slices have no stored DICOM object of their own.
+    const stored = found.filter((i) => i.objectKey === i.key);
+    if (stored.length === 0) {
+      throw found.length === 0
+        ? new NotFound(series === undefined ? `no study ${study}` : `no series ${series} in study ${study}`)
+        : new NotAcceptable('these instances are NIfTI slices: no stored DICOM objects to retrieve');
+    }
+    const accepted = parseAccept(request.headers.accept);
+    const multipartOk = accepted.some(
+      (a) =>
+        a.type === '*/*' ||
+        (a.type === 'multipart/related' && (a.params.type ?? 'application/dicom') === 'application/dicom'),
+    );
+    const single =
+      instance !== undefined &&
+      accepted.some((a) => a.type === 'application/dicom') &&
+      !accepted.some((a) => a.type === 'multipart/related');
+    if (!single && !multipartOk) throw new NotAcceptable('instances are served as application/dicom');
+    const signal = clientAbortSignal(reply);
+    const sources = await Promise.all(stored.map((i) => open(i, signal)));
+    const boundary = `medstream-${randomBytes(12).toString('hex')}`;
+    const base = dicomwebBase(request);
+    const heads = stored.map((i) =>
+      single
+        ? Buffer.alloc(0)
+        : Buffer.from(
+            `--${boundary}\r\nContent-Type: application/dicom\r\nContent-Location: ${instanceUrl(base, i)}\r\n\r\n`,
+          ),
+    );
+    const separator = Buffer.from(single ? '' : '\r\n');
+    const tail = Buffer.from(single ? '' : `--${boundary}--\r\n`);
+    async function* chunks() {
+      for (const [n, source] of sources.entries()) {
+        yield heads[n];
         for (let at = 0; at < source.size; at += STREAM_CHUNK) {
           yield Buffer.from(
             await source.read(at, Math.min(STREAM_CHUNK, source.size - at), { purpose: 'data', signal }),
           );
         }
-        yield suffix;
+        yield separator;
       }
-      if (wantsSingle && !accepted.some((a) => a.type === 'multipart/related')) {
-        reply.type('application/dicom').header('Content-Length', String(source.size));
-        return reply.send(Readable.from(chunks(Buffer.alloc(0), Buffer.alloc(0))));
-      }
-      const boundary = `medstream-${randomBytes(12).toString('hex')}`;
-      const head = Buffer.from(
-        `--${boundary}\r\nContent-Type: application/dicom\r\nContent-Location: ${instanceUrl(dicomwebBase(request), instance)}\r\n\r\n`,
-      );
-      const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-      reply
-        .type(`multipart/related; type="application/dicom"; boundary=${boundary}`)
-        .header('Content-Length', String(head.length + source.size + tail.length));
-      return reply.send(Readable.from(chunks(head, tail)));
-    },
-  );
+      yield tail;
+    }
+    const length = sources.reduce(
+      (sum, source, n) => sum + heads[n].length + source.size + separator.length,
+      tail.length,
+    );
+    reply
+      .type(
+        single ? 'application/dicom' : `multipart/related; type="application/dicom"; boundary=${boundary}`,
+      )
+      .header('Content-Length', String(length));
+    return reply.send(Readable.from(chunks()));
+  };
+  app.get('/dicomweb/studies/:study', retrieve);
+  app.get('/dicomweb/studies/:study/series/:series', retrieve);
+  app.get('/dicomweb/studies/:study/series/:series/instances/:instance', retrieve);
 
   app.get<{ Params: Params }>(
     '/dicomweb/studies/:study/series/:series/instances/:instance/bulkdata/:offset/:length',
