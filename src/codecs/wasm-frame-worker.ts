@@ -17,13 +17,20 @@ export interface WasmFrameTask {
   ycbcr: boolean;
   /** Largest decoded image accepted, in bytes. */
   maxBytes: number;
+  /**
+   * Keep the samples at their stored precision (up to 16 bits, one component) instead of 8-bit
+   * display pixels: radiology frames (volumes/frame-samples.ts). `ycbcr` is ignored then.
+   */
+  samples?: boolean;
 }
 
 export interface WasmFrameResult {
+  /** 8-bit pixels; for a `samples` task, little-endian samples of `bitsPerSample` (2 bytes above 8). */
   data: Uint8Array;
   width: number;
   height: number;
   channels: 1 | 3;
+  bitsPerSample?: number;
 }
 
 interface FrameInfo {
@@ -68,6 +75,7 @@ function decode(mod: CodecModule, codec: WasmFrameCodec, task: WasmFrameTask): W
         `decoder produced ${info.width}x${info.height} with ${channels} components`,
       );
     }
+    if (task.samples) return storedSamples(decoder, info, codec, task.maxBytes);
     if (info.bitsPerSample > 8)
       throw new UnsupportedError(`${info.bitsPerSample}-bit ${SPECS[codec].name} is not supported`);
     const size = info.width * info.height * channels;
@@ -86,6 +94,29 @@ function decode(mod: CodecModule, codec: WasmFrameCodec, task: WasmFrameTask): W
   } finally {
     decoder.delete();
   }
+}
+
+function storedSamples(
+  decoder: WasmDecoder,
+  info: FrameInfo,
+  codec: WasmFrameCodec,
+  maxBytes: number,
+): WasmFrameResult {
+  if (info.componentCount !== 1 || info.bitsPerSample > 16) {
+    throw new UnsupportedError(
+      `${SPECS[codec].name} frames of ${info.componentCount} components of ${info.bitsPerSample} bits are not decoded to samples`,
+    );
+  }
+  const size = info.width * info.height * (info.bitsPerSample > 8 ? 2 : 1);
+  if (size > maxBytes)
+    throw new UnsupportedError(
+      `${SPECS[codec].name} frame of ${info.width}x${info.height} exceeds the decode limit`,
+    );
+  const decoded = decoder.getDecodedBuffer();
+  if (decoded.byteLength < size)
+    throw new DecoderReportedError('decoder produced fewer samples than the frame holds');
+  const data = new Uint8Array(decoded.buffer.slice(decoded.byteOffset, decoded.byteOffset + size));
+  return { data, width: info.width, height: info.height, channels: 1, bitsPerSample: info.bitsPerSample };
 }
 
 /** Runs this thread as the worker of one codec (see worker-pool.ts for the protocol). */

@@ -1,8 +1,8 @@
 // Frames transcoded for clients that cannot take the stored transfer syntax (PS3.18 §8.7.3):
-// JPEG 2000 (lossless and lossy) grayscale frames are decoded at their stored precision in the
-// worker pool (volumes/frame-samples.ts) and answered as explicit VR little endian native pixels
-// (BitsAllocated 8 or 16, signed or not as stored). Other compressed syntaxes and colour frames
-// are not transcoded yet: negotiation answers 406 for them.
+// JPEG 2000 and JPEG-LS (lossless and lossy) grayscale frames are decoded at their stored
+// precision in worker threads (volumes/frame-samples.ts) and answered as explicit VR little
+// endian native pixels (BitsAllocated 8 or 16, signed or not as stored). Other compressed
+// syntaxes and colour frames are not transcoded yet: negotiation answers 406 for them.
 
 import type { StoredInstance } from '../catalog/catalog.js';
 import { TransferSyntax } from '../dicom/tags.js';
@@ -10,7 +10,13 @@ import { DecodeError } from '../errors.js';
 import type { FramePixelInfo, FrameSampleDecoder } from '../volumes/frame-samples.js';
 
 /** Stored syntaxes a frame can be transcoded from, to explicit VR little endian. */
-const TRANSCODABLE = new Set<string>([TransferSyntax.Jpeg2000Lossless, TransferSyntax.Jpeg2000]);
+const TRANSCODABLE = new Set<string>([
+  TransferSyntax.Jpeg2000Lossless,
+  TransferSyntax.Jpeg2000,
+  TransferSyntax.JpegLsLossless,
+  TransferSyntax.JpegLsNearLossless,
+]);
+const JPEG_LS = new Set<string>([TransferSyntax.JpegLsLossless, TransferSyntax.JpegLsNearLossless]);
 
 function num(instance: StoredInstance, tag: string): number | undefined {
   const v = instance.json[tag]?.Value?.[0];
@@ -43,6 +49,8 @@ export async function transcodeFrame(
     rescaleSlope: 1,
     rescaleIntercept: 0,
   };
+  // JPEG-LS decodes straight to the native layout.
+  if (JPEG_LS.has(instance.transferSyntax)) return decoder.decodeJpegLsRaw(frame, info, signal);
   const samples = await decoder.decodeJp2kSamples(frame, info, signal);
   const count = info.rows * info.columns;
   if (samples.length < count)

@@ -8,6 +8,7 @@ import { DecodeError, UnsupportedFormat } from '../errors.js';
 import { TransferSyntax } from '../dicom/tags.js';
 import { WorkerPool } from '../codecs/worker-pool.js';
 import type { Jp2kSampleResult, Jp2kSampleTask } from '../codecs/jp2k-worker.js';
+import type { WasmFrameResult, WasmFrameTask } from '../codecs/wasm-frame-worker.js';
 
 /** What the decoder needs to know about a frame (from the instance's Image Pixel module). */
 export interface FramePixelInfo {
@@ -27,16 +28,21 @@ export const VOLUME_TRANSFER_SYNTAXES: readonly string[] = [
   TransferSyntax.ImplicitVrLittleEndian,
   TransferSyntax.Jpeg2000Lossless,
   TransferSyntax.Jpeg2000,
+  TransferSyntax.JpegLsLossless,
+  TransferSyntax.JpegLsNearLossless,
 ];
 
-function workerScript(): URL {
+const JPEG_LS = new Set<string>([TransferSyntax.JpegLsLossless, TransferSyntax.JpegLsNearLossless]);
+
+function codecScript(name: string): URL {
   const self = new URL(import.meta.url);
   const extension = self.pathname.endsWith('.ts') ? '.ts' : '.js';
-  return new URL(`../codecs/jp2k-worker${extension}`, self);
+  return new URL(`../codecs/${name}${extension}`, self);
 }
 
 export class FrameSampleDecoder {
   private pool: WorkerPool<Jp2kSampleTask, Jp2kSampleResult> | undefined;
+  private jpegLs: WorkerPool<WasmFrameTask, WasmFrameResult> | undefined;
 
   constructor(private readonly options: { workers?: number } = {}) {}
 
@@ -61,6 +67,9 @@ export class FrameSampleDecoder {
       transferSyntax === TransferSyntax.Jpeg2000
     ) {
       samples = await this.decodeJp2k(bytes, info, signal);
+    } else if (JPEG_LS.has(transferSyntax)) {
+      // The decoded samples are laid out as native pixels: unpacked (and sign-extended) as those.
+      samples = unpackNative(await this.decodeJpegLsRaw(bytes, info, signal), info);
     } else {
       throw new UnsupportedFormat(
         `transfer syntax ${transferSyntax} is not supported for volumes (supported: ${VOLUME_TRANSFER_SYNTAXES.join(', ')})`,
@@ -90,7 +99,7 @@ export class FrameSampleDecoder {
     signal?: AbortSignal,
   ): Promise<ArrayLike<number>> {
     this.pool ??= new WorkerPool<Jp2kSampleTask, Jp2kSampleResult>({
-      script: workerScript(),
+      script: codecScript('jp2k-worker'),
       size: Math.max(1, this.options.workers ?? os.availableParallelism()),
       maxQueue: 4096,
       taskTimeoutMs: 30_000,
@@ -119,8 +128,36 @@ export class FrameSampleDecoder {
     return out;
   }
 
+  /**
+   * One JPEG-LS frame decoded to the bytes of the same frame as native little-endian pixels
+   * (CharLS in worker threads, codecs/jpegls-worker.ts), for transcoding and for volumes.
+   */
+  async decodeJpegLsRaw(bytes: Uint8Array, info: FramePixelInfo, signal?: AbortSignal): Promise<Uint8Array> {
+    this.jpegLs ??= new WorkerPool<WasmFrameTask, WasmFrameResult>({
+      script: codecScript('jpegls-worker'),
+      size: Math.max(1, this.options.workers ?? os.availableParallelism()),
+      maxQueue: 4096,
+      taskTimeoutMs: 30_000,
+      name: 'medstream-volume-jpegls',
+    });
+    const copy = bytes.slice();
+    const size = info.rows * info.columns * (info.bitsAllocated > 8 ? 2 : 1);
+    const result = await this.jpegLs.run(
+      { bytes: copy, ycbcr: false, maxBytes: size, samples: true },
+      [copy.buffer],
+      signal,
+    );
+    if (result.width !== info.columns || result.height !== info.rows || result.data.length !== size) {
+      throw new DecodeError(
+        `JPEG-LS frame is ${result.width}x${result.height} of ${result.bitsPerSample} bits, the instance says ${info.columns}x${info.rows} of ${info.bitsAllocated}`,
+      );
+    }
+    return result.data;
+  }
+
   async close(): Promise<void> {
     await this.pool?.close();
+    await this.jpegLs?.close();
   }
 }
 

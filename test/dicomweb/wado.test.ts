@@ -27,6 +27,11 @@ let server: RunningServer;
 let client: TestDicomwebClient;
 let ctStudy: string;
 let ctSeries: string;
+let jlsUrl: string;
+/** 4x4 12-bit samples, little endian. */
+const JLS_PIXELS = new Uint8Array(
+  new Uint16Array(Array.from({ length: 16 }, (_, i) => (i * 271) % 4096)).buffer,
+);
 
 const reads = () => metric(server, 'medstream_storage_requests_total{kind="read"}');
 
@@ -51,6 +56,18 @@ beforeAll(async () => {
       pixel: { kind: 'native', frames: [new Uint8Array(32).fill(9)] },
     }),
   );
+  // A JPEG-LS lossless instance (dcmtk's dcmcjpls) of known native pixels, for transcoding.
+  const jlsInstance = instancesOf(A).find((i) => i.seriesUid === A.series[1].uid)!;
+  await writeFile(
+    path.join(dir, 'native.dcm'),
+    writeDicom({
+      transferSyntax: TransferSyntax.ExplicitVrLittleEndian,
+      elements: instanceElements(A, A.series[1], jlsInstance),
+      pixel: { kind: 'native', frames: [JLS_PIXELS] },
+    }),
+  );
+  execFileSync('dcmcjpls', [path.join(dir, 'native.dcm'), path.join(store, 'jls.dcm')]);
+  jlsUrl = `/dicomweb/studies/${A.uid}/series/${A.series[1].uid}/instances/${jlsInstance.sopUid}`;
   server = await startIndexedServer(store);
   client = dicomwebClient(server.url + '/dicomweb');
   const [study] = await client.searchForStudies({ queryParams: { StudyDate: '20221208' } });
@@ -223,6 +240,23 @@ print(json.dumps({"pixels": base64.b64encode(a.astype('<i2' if d.PixelRepresenta
     expect(single.body.equals(expected)).toBe(true);
   });
 
+  it('transcodes JPEG-LS frames to explicit VR little endian: the native pixels they were made from', async () => {
+    const [metadata] = (await request(server, `${jlsUrl}/metadata`)).json() as DicomJsonObject[];
+    expect(metadata['00083002'].Value).toEqual(['1.2.840.10008.1.2.4.80']);
+    const stored = await request(server, `${jlsUrl}/frames/1`, { headers: { Accept: 'image/jls' } });
+    expect(stored.headers.get('content-type')).toBe('image/jls; transfer-syntax=1.2.840.10008.1.2.4.80');
+    const native = await request(server, `${jlsUrl}/frames/1`, {
+      headers: { Accept: 'application/octet-stream' },
+    });
+    expect(native.headers.get('content-type')).toBe(
+      'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1',
+    );
+    expect(native.body.equals(Buffer.from(JLS_PIXELS))).toBe(true);
+    const rendered = await request(server, `${jlsUrl}/rendered?window=2048,4096&accept=image/png`);
+    expect(rendered.status).toBe(200);
+    expect((await sharp(rendered.body).metadata()).width).toBe(4);
+  });
+
   it('serves several frames of a multi-frame instance in one multipart body, via dicomweb-client', async () => {
     const [wsi] = await client.searchForInstances({ queryParams: { NumberOfFrames: '30' } });
     const frames = (await client.retrieveInstanceFrames({
@@ -355,7 +389,7 @@ describe('studies and series', () => {
     );
     for (const part of series) expect(originals.has(Buffer.from(part).toString('base64'))).toBe(true);
     const study = (await client.retrieveStudy({ studyInstanceUID: A.uid })) as ArrayBuffer[];
-    expect(study).toHaveLength(1);
+    expect(study).toHaveLength(2); // gen.dcm and jls.dcm
     expect((await request(server, `/dicomweb/studies/1.2.3`)).status).toBe(404);
     expect(
       (await request(server, `/dicomweb/studies/${A.uid}`, { headers: { Accept: 'image/png' } })).status,
