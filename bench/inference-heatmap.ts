@@ -2,7 +2,6 @@
 // 60000x45000 SVS of bench/slides.ts with a convolutional classifier, tissue tiles only against
 // every tile (time, tiles skipped as background). Settings: BENCH_ROUNDS, BENCH_AI_THREADS.
 
-import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +15,7 @@ import {
   type BenchmarkResult,
 } from './harness.js';
 import { MAX_BATCH, serve, THREADS, WAIT_MS } from './inference-server.js';
-import { stopChild } from './peers/procs.js';
+import type { ServerProcess } from './tiles.js';
 import { benchSvs, SLIDE_CACHE } from './slides.js';
 
 const HEATMAP = { mpp: 8, tileSize: 64 };
@@ -32,7 +31,7 @@ export const heatmapJob: Benchmark = {
   async run(): Promise<BenchmarkResult> {
     const svs = await benchSvs();
     const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-heatmap-'));
-    let server: { child: ChildProcess; port: number } | undefined;
+    let server: { process: ServerProcess; port: number } | undefined;
     try {
       await mkdir(path.join(dir, 'conv64'));
       await writeFile(
@@ -105,7 +104,7 @@ export const heatmapJob: Benchmark = {
         data,
       };
     } finally {
-      if (server) await stopChild(server.child);
+      if (server) await server.process.close();
       await rm(dir, { recursive: true, force: true });
     }
   },

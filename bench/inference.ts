@@ -13,7 +13,6 @@
 // Settings: BENCH_SHORT, BENCH_DURATION, BENCH_ROUNDS (LOAD_SETTINGS), BENCH_AI_CLIENTS
 // (`1,8,32`), BENCH_AI_WAIT_MS (5), BENCH_AI_THREADS (intra-op threads, default min(cores, 2)).
 
-import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -35,7 +34,7 @@ import {
 } from './harness.js';
 import { heatmapJob } from './inference-heatmap.js';
 import { CLIENTS, FIXTURES, MAX_BATCH, serve, THREADS, WAIT_MS } from './inference-server.js';
-import { stopChild } from './peers/procs.js';
+import type { ServerProcess } from './tiles.js';
 
 /** The convolution models: input size and filters (compute per image ~14x apart). */
 const MODELS = [
@@ -186,7 +185,7 @@ const throughput: Benchmark = {
     'Model serving: dynamic batching on and off (convolutional classifiers, PNG uploads of the input size)',
   async run(): Promise<BenchmarkResult> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-models-'));
-    let server: ChildProcess | undefined;
+    let server: ServerProcess | undefined;
     try {
       const bodies = new Map<string, Buffer>();
       for (const { size, filters } of MODELS) {
@@ -219,7 +218,7 @@ const throughput: Benchmark = {
       }
       const threads = THREADS;
       const started = await serve(path.join(FIXTURES, 'wsi'), dir, threads);
-      server = started.child;
+      server = started.process;
       const port = started.port;
 
       const tables: ResultTable[] = [];
@@ -296,7 +295,7 @@ const throughput: Benchmark = {
         );
       }
       // The HTTP server is stopped first so the in-process loop has the cores to itself.
-      await stopChild(server);
+      await server.close();
       const registry = await ModelRegistry.load({
         modelsDir: dir,
         batching: { maxBatch: MAX_BATCH, maxWaitMs: WAIT_MS, maxQueue: 256 },
@@ -344,7 +343,7 @@ const throughput: Benchmark = {
       }
       return { name: 'inference', title: this.title, tables, data };
     } finally {
-      if (server) await stopChild(server);
+      if (server) await server.close();
       await rm(dir, { recursive: true, force: true });
     }
   },
