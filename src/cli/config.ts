@@ -340,6 +340,18 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest image uploaded to /ai/models/{name}/infer',
   },
+  {
+    flag: 'ohif',
+    kind: 'bool',
+    default: 'false',
+    description:
+      'serve the OHIF viewer at /ohif/ over this DICOMweb service (`npm run ohif:install` first; docs/ohif.md)',
+  },
+  {
+    flag: 'ohif-dir',
+    kind: 'string',
+    description: "OHIF's prebuilt dist/ folder (default: vendor/ohif/dist, else node_modules/@ohif/app/dist)",
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -406,6 +418,10 @@ export interface Config {
   aiThreads: number;
   aiResultsBytes: number;
   aiMaxUploadBytes: number;
+  /** Serve OHIF at /ohif/ (server/routes/ohif.ts). */
+  ohif: boolean;
+  /** OHIF's dist/ folder; undefined = the installed one. */
+  ohifDir?: string;
 }
 
 export function envName(flag: string): string {
@@ -610,6 +626,8 @@ export function parseConfig(
     aiThreads: out.aiThreads as number,
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
+    ohif: out.ohif as boolean,
+    ohifDir: out.ohifDir as string | undefined,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

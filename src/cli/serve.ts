@@ -14,6 +14,7 @@ import { CoalescerStats } from '../io/coalesce.js';
 import { createReaderFactory } from '../io/reader.js';
 import { ReadStats } from '../io/stats.js';
 import { buildServer } from '../server/app.js';
+import { resolveOhifDist } from '../server/routes/ohif.js';
 import { ViewerTokenIssuer } from '../server/auth.js';
 import { trackConnections } from '../server/drain.js';
 import { createStorage } from '../storage/index.js';
@@ -180,6 +181,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       },
       ai,
       aiMaxUploadBytes: config.aiMaxUploadBytes,
+      ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
     });
     await app.listen({ host: config.host, port: config.port });
     // In the background: the server answers (from what the catalog already holds) meanwhile.

@@ -317,11 +317,15 @@ export function isDicomwebUrl(url: string): boolean {
   return url === '/dicomweb' || url.startsWith('/dicomweb/') || url.startsWith('/dicomweb?');
 }
 
-/** Served without a signature: `/health`, and static viewer assets under `/assets/`. */
+/**
+ * Served without a signature: `/health`, static viewer assets under `/assets/`, and OHIF's static
+ * files under `/ohif/` (its DICOMweb requests carry their own token).
+ */
 export function isOpenRequest(request: FastifyRequest): boolean {
   if (request.method === 'OPTIONS') return true; // CORS preflight: no data, and browsers send no query of ours
   const pattern = request.routeOptions?.url;
   if (pattern === '/health') return true;
+  if (pattern === '/ohif' || pattern === '/ohif/*') return true;
   const path = request.url.split('?')[0];
   // The assets route, or no route at all (a 404 says nothing about slides).
   return path.startsWith('/assets/') && (pattern === undefined || pattern.startsWith('/assets/'));
