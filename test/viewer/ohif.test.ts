@@ -82,41 +82,33 @@ interface CanvasStats {
   box: { width: number; height: number };
 }
 
+// A string, not a function: the test code has no DOM types, and the page evaluates it as is.
+const CANVAS_STATS = `[...document.querySelectorAll('canvas.cornerstone-canvas')].map((canvas) => {
+  const { width, height } = canvas;
+  const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+  let sum = 0, sum2 = 0, lit = 0, x0 = width, y0 = height, x1 = -1, y1 = -1;
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      const v = (data[i] + data[i + 1] + data[i + 2]) / 3;
+      sum += v;
+      sum2 += v * v;
+      if (v > 20) {
+        lit++;
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+      }
+    }
+  const n = width * height;
+  const mean = sum / n;
+  return {
+    width, height, mean, lit,
+    stdev: Math.sqrt(Math.max(0, sum2 / n - mean * mean)),
+    box: { width: x1 - x0 + 1, height: y1 - y0 + 1 },
+  };
+})`;
+
 function canvasStats(page: Page): Promise<CanvasStats[]> {
-  return page.evaluate(() =>
-    [...document.querySelectorAll<HTMLCanvasElement>('canvas.cornerstone-canvas')].map((canvas) => {
-      const { width, height } = canvas;
-      const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
-      let sum = 0;
-      let sum2 = 0;
-      let lit = 0;
-      let [x0, y0, x1, y1] = [width, height, -1, -1];
-      for (let y = 0; y < height; y++)
-        for (let x = 0; x < width; x++) {
-          const i = (y * width + x) * 4;
-          const v = (data[i] + data[i + 1] + data[i + 2]) / 3;
-          sum += v;
-          sum2 += v * v;
-          if (v > 20) {
-            lit++;
-            x0 = Math.min(x0, x);
-            x1 = Math.max(x1, x);
-            y0 = Math.min(y0, y);
-            y1 = Math.max(y1, y);
-          }
-        }
-      const n = width * height;
-      const mean = sum / n;
-      return {
-        width,
-        height,
-        mean,
-        stdev: Math.sqrt(Math.max(0, sum2 / n - mean * mean)),
-        lit,
-        box: { width: x1 - x0 + 1, height: y1 - y0 + 1 },
-      };
-    }),
-  );
+  return page.evaluate(CANVAS_STATS) as Promise<CanvasStats[]>;
 }
 
 /** Waits until `count` viewports all show an image (more than a few lit pixels, not a uniform canvas). */
