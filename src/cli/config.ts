@@ -340,6 +340,39 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest image uploaded to /ai/models/{name}/infer',
   },
+  {
+    flag: 'segment-workers',
+    kind: 'int',
+    default: '1',
+    min: 0,
+    max: 64,
+    description:
+      'segmentation jobs this process runs at once (0 = none: with --redis-url, other replicas run them)',
+  },
+  {
+    flag: 'segment-queue',
+    kind: 'int',
+    default: '16',
+    min: 1,
+    max: 100_000,
+    description:
+      'segmentation jobs waiting at most; beyond it POST /segmentations answers 503 with Retry-After',
+  },
+  {
+    flag: 'segment-job-ttl',
+    kind: 'duration',
+    default: '1h',
+    min: 1000,
+    description:
+      'how long a finished segmentation job, its mask and SEG are kept for GET /segmentations/{id}',
+  },
+  {
+    flag: 'segment-max-voxels',
+    kind: 'int',
+    default: '134217728',
+    min: 8,
+    description: 'largest volume a segmentation job accepts, in voxels (2^27: 512 MiB as Float32)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -406,6 +439,11 @@ export interface Config {
   aiThreads: number;
   aiResultsBytes: number;
   aiMaxUploadBytes: number;
+  /** 0 = this replica runs no segmentation jobs. */
+  segmentWorkers: number;
+  segmentQueue: number;
+  segmentJobTtlMs: number;
+  segmentMaxVoxels: number;
 }
 
 export function envName(flag: string): string {
@@ -610,6 +648,10 @@ export function parseConfig(
     aiThreads: out.aiThreads as number,
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
+    segmentWorkers: out.segmentWorkers as number,
+    segmentQueue: out.segmentQueue as number,
+    segmentJobTtlMs: out.segmentJobTtl as number,
+    segmentMaxVoxels: out.segmentMaxVoxels as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
@@ -629,6 +671,9 @@ export function parseConfig(
     throw new ConfigError(
       `--redis-url: ${JSON.stringify(redactPassword(config.redisUrl))} is not a redis://host:port/db or rediss:// URL`,
     );
+  }
+  if (config.segmentWorkers === 0 && config.redisUrl === undefined) {
+    throw new ConfigError('--segment-workers 0 needs --redis-url (another replica must run the jobs)');
   }
   const commandValues = Object.fromEntries(Object.keys(commandFlags).map((k) => [k, values[k]]));
   return { config, positionals: parsed.positionals, help: values.help === true, commandValues };

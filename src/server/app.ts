@@ -23,6 +23,7 @@ import { registerViewerRoutes } from './routes/viewer.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerDicomwebRoutes, type DicomwebOptions } from './routes/dicomweb/index.js';
 import type { IndexService } from '../catalog/index-service.js';
+import { registerSegmentationRoutes } from './routes/segmentations.js';
 
 export interface ServerDependencies extends MetricSources {
   storage: Storage;
@@ -42,6 +43,7 @@ export interface ServerDependencies extends MetricSources {
   radiology?: Omit<DicomwebOptions, 'auth'> & { index: IndexService };
   /** Largest image uploaded for inference, in bytes. */
   aiMaxUploadBytes?: number;
+  // `segmentation` (the /segmentations job routes) comes with MetricSources.
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -124,6 +126,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     authEnabled: deps.auth?.enabled === true,
     viewerTokens: deps.auth?.enabled === true ? deps.viewerTokens : undefined,
   });
+  if (deps.segmentation) registerSegmentationRoutes(app, deps.segmentation);
   if (deps.ai)
     await registerAiRoutes(app, deps.ai, { maxUploadBytes: deps.aiMaxUploadBytes ?? 32 * 1024 * 1024 });
   return app;
