@@ -150,6 +150,13 @@ export class NotImplemented extends MedStreamError {
   }
 }
 
+/** The request is valid but the server's state refuses it (an engine not installed, a job not finished). */
+export class Conflict extends MedStreamError {
+  constructor(message: string) {
+    super('conflict', message);
+  }
+}
+
 /** The operation was abandoned because its AbortSignal fired (client hung up). */
 export class Cancelled extends MedStreamError {
   constructor(message = 'operation cancelled', options?: { cause?: unknown }) {

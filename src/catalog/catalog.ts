@@ -355,6 +355,25 @@ export class Catalog {
     return (await this.instanceRows(INSTANCE_COLUMNS, studyUid, seriesUid)).map(storedInstance);
   }
 
+  /** The served instances of one series found by its UID alone, in instance order (segmentation requests). */
+  async seriesInstances(seriesUid: string): Promise<StoredInstance[]> {
+    const rows = await this.sql.all<Record<string, unknown>>(
+      `SELECT ${INSTANCE_COLUMNS} FROM instances WHERE served = 1 AND series_uid = ?` +
+        ' ORDER BY COALESCE(instance_number, 2147483647), key',
+      [seriesUid],
+    );
+    return rows.map(storedInstance);
+  }
+
+  /** The served instances made from one stored object (the slices of a NIfTI volume), in key order. */
+  async objectInstances(objectKey: string): Promise<StoredInstance[]> {
+    const rows = await this.sql.all<Record<string, unknown>>(
+      `SELECT ${INSTANCE_COLUMNS} FROM instances WHERE served = 1 AND object_key = ? ORDER BY key`,
+      [objectKey],
+    );
+    return rows.map(storedInstance);
+  }
+
   /** What identifies the versions of those instances (for validators), without their headers. */
   async versionsOf(
     studyUid: string,

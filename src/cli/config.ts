@@ -351,6 +351,37 @@ export const OPTIONS = [
     flag: 'ohif-dir',
     kind: 'string',
     description: "OHIF's prebuilt dist/ folder (default: vendor/ohif/dist, else node_modules/@ohif/app/dist)",
+    flag: 'segment-workers',
+    kind: 'int',
+    default: '1',
+    min: 0,
+    max: 64,
+    description:
+      'segmentation jobs this process runs at once (0 = none: with --redis-url, other replicas run them)',
+  },
+  {
+    flag: 'segment-queue',
+    kind: 'int',
+    default: '16',
+    min: 1,
+    max: 100_000,
+    description:
+      'segmentation jobs waiting at most; beyond it POST /segmentations answers 503 with Retry-After',
+  },
+  {
+    flag: 'segment-job-ttl',
+    kind: 'duration',
+    default: '1h',
+    min: 1000,
+    description:
+      'how long a finished segmentation job, its mask and SEG are kept for GET /segmentations/{id}',
+  },
+  {
+    flag: 'segment-max-voxels',
+    kind: 'int',
+    default: '134217728',
+    min: 8,
+    description: 'largest volume a segmentation job accepts, in voxels (2^27: 512 MiB as Float32)',
   },
 ] as const satisfies readonly OptionSpec[];
 
@@ -422,6 +453,11 @@ export interface Config {
   ohif: boolean;
   /** OHIF's dist/ folder; undefined = the installed one. */
   ohifDir?: string;
+  /** 0 = this replica runs no segmentation jobs. */
+  segmentWorkers: number;
+  segmentQueue: number;
+  segmentJobTtlMs: number;
+  segmentMaxVoxels: number;
 }
 
 export function envName(flag: string): string {
@@ -628,6 +664,10 @@ export function parseConfig(
     aiMaxUploadBytes: out.aiMaxUpload as number,
     ohif: out.ohif as boolean,
     ohifDir: out.ohifDir as string | undefined,
+    segmentWorkers: out.segmentWorkers as number,
+    segmentQueue: out.segmentQueue as number,
+    segmentJobTtlMs: out.segmentJobTtl as number,
+    segmentMaxVoxels: out.segmentMaxVoxels as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
@@ -647,6 +687,9 @@ export function parseConfig(
     throw new ConfigError(
       `--redis-url: ${JSON.stringify(redactPassword(config.redisUrl))} is not a redis://host:port/db or rediss:// URL`,
     );
+  }
+  if (config.segmentWorkers === 0 && config.redisUrl === undefined) {
+    throw new ConfigError('--segment-workers 0 needs --redis-url (another replica must run the jobs)');
   }
   const commandValues = Object.fromEntries(Object.keys(commandFlags).map((k) => [k, values[k]]));
   return { config, positionals: parsed.positionals, help: values.help === true, commandValues };

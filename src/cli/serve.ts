@@ -31,6 +31,8 @@ import { NiftiSliceReader } from '../volumes/nifti-slices.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import { join } from 'node:path';
+import { StowService } from '../dicomweb/stow.js';
+import { createSegmentationService, type SegmentationParts } from './segment-service.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -121,7 +123,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger: pino({ level: config.logLevel }).child({ component: 'indexer' }),
   });
   let ai: AiService | undefined;
+  let segmentation: SegmentationParts | undefined;
   const closeAll = async () => {
+    await segmentation?.close();
     await ai?.close();
     await index.close();
     await catalog.close();
@@ -141,6 +145,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
       tiles,
       results: new ResultStore(config.aiResultsBytes),
       maxPixels: config.maxRegionPixels,
+    });
+    const stow = {
+      storage,
+      prefix: config.stowPrefix,
+      maxBytes: config.stowMaxBytes,
+      tmpDir: join(config.dataDir, 'tmp'),
+    };
+    const jobLog = pino({ level: config.logLevel }).child({ component: 'segmentation' });
+    segmentation = await createSegmentationService(config, {
+      catalog,
+      storage,
+      stow: new StowService({ ...stow, catalog }),
+      onInternalError: (id, err) => jobLog.error({ err, job: id }, 'segmentation job failed'),
     });
     app = await buildServer({
       storage,
@@ -172,14 +189,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
           dir: join(config.dataDir, 'nifti-cache'),
           maxBytes: config.niftiCacheBytes,
         }),
-        stow: {
-          storage,
-          prefix: config.stowPrefix,
-          maxBytes: config.stowMaxBytes,
-          tmpDir: join(config.dataDir, 'tmp'),
-        },
+        stow,
       },
       ai,
+      segmentation: segmentation.service,
       aiMaxUploadBytes: config.aiMaxUploadBytes,
       ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
     });

@@ -14,7 +14,7 @@ import type { DicomJson } from '../dicom/json.js';
 import { checkPixelDataComplete } from '../dicom/integrity.js';
 import { parseDicomHeader } from '../dicom/parser.js';
 import { Tag } from '../dicom/tags.js';
-import { isMedStreamError, NotImplemented, UnsupportedFormat } from '../errors.js';
+import { isMedStreamError, NotImplemented, StorageUnavailable, UnsupportedFormat } from '../errors.js';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/types.js';
 import { multipartParameters, readMultipart, type PartSink } from './multipart.js';
@@ -97,6 +97,37 @@ export class StowService {
       await spool.close();
     }
     return this.response(outcomes, options);
+  }
+
+  /**
+   * Stores one instance made by the server itself (a segmentation's SEG) through the same checks,
+   * key layout and indexing as a STOW-RS part. Throws `unsupported_format` for a failed check and
+   * `storage_error` when it could not be stored.
+   */
+  async storeInstance(
+    bytes: Uint8Array,
+    options: { studyUid?: string; signal?: AbortSignal } = {},
+  ): Promise<{ studyUid: string; seriesUid: string; sopUid: string }> {
+    const storage = this.options.storage;
+    if (!storage.put)
+      throw new NotImplemented(`the storage (${storage.description}) is read-only: cannot store a SEG`);
+    await fs.mkdir(this.options.tmpDir, { recursive: true });
+    const name = `stow-${randomUUID()}.dcm`;
+    const path = join(this.options.tmpDir, name);
+    const spool = await LocalStorage.create(this.options.tmpDir);
+    try {
+      await fs.writeFile(path, bytes);
+      const outcome = await this.accept(spool, name, path, options);
+      if (outcome.failure) {
+        const message = `the instance was not stored: ${outcome.failure.comment}`;
+        if (outcome.failure.reason === FailureReason.ProcessingFailure) throw new StorageUnavailable(message);
+        throw new UnsupportedFormat(message);
+      }
+      return { studyUid: outcome.studyUid!, seriesUid: outcome.seriesUid!, sopUid: outcome.sopUid! };
+    } finally {
+      await spool.close();
+      await fs.rm(path, { force: true });
+    }
   }
 
   private sink(

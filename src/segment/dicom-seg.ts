@@ -19,6 +19,12 @@ export interface SegmentDescription {
   algorithmName: string;
   seriesDescription?: string;
   seriesNumber?: number;
+  /** SegmentedPropertyCategoryCodeSequence (default SCT 91723000 "Anatomical Structure"). */
+  category?: { code: string; scheme: string; meaning: string };
+  /** SegmentedPropertyTypeCodeSequence (default SCT 85756007 "Tissue"). */
+  type?: { code: string; scheme: string; meaning: string };
+  /** RecommendedDisplayCIELabValue, already scaled to 0..65535 (PS3.3 C.10.7.1.1). */
+  labColor?: [number, number, number];
 }
 
 const code = (value: string, scheme: string, meaning: string): Element[] => [
@@ -26,6 +32,11 @@ const code = (value: string, scheme: string, meaning: string): Element[] => [
   { tag: 0x00080102, vr: 'SH', value: scheme },
   { tag: 0x00080104, vr: 'LO', value: meaning },
 ];
+
+const codeOf = (
+  given: SegmentDescription['category'],
+  [value, scheme, meaning]: [string, string, string],
+): Element[] => (given ? code(given.code, given.scheme, given.meaning) : code(value, scheme, meaning));
 
 /** Refuses a volume a SEG cannot reference (call before segmenting, to fail fast). */
 export function checkSegSource(volume: Pick<Volume, 'source' | 'dims'>): void {
@@ -216,12 +227,19 @@ export function encodeSegmentation(
       vr: 'SQ',
       items: [
         [
-          { tag: 0x00620003, vr: 'SQ', items: [code('91723000', 'SCT', 'Anatomical Structure')] },
+          {
+            tag: 0x00620003,
+            vr: 'SQ',
+            items: [codeOf(description.category, ['91723000', 'SCT', 'Anatomical Structure'])],
+          },
           { tag: 0x00620004, vr: 'US', numbers: [1] },
           { tag: 0x00620005, vr: 'LO', value: description.label ?? 'segment 1' },
           { tag: 0x00620008, vr: 'CS', value: 'SEMIAUTOMATIC' },
           { tag: 0x00620009, vr: 'LO', value: description.algorithmName },
-          { tag: 0x0062000f, vr: 'SQ', items: [code('85756007', 'SCT', 'Tissue')] },
+          ...(description.labColor
+            ? [{ tag: 0x0062000d, vr: 'US', numbers: description.labColor } as Element]
+            : []),
+          { tag: 0x0062000f, vr: 'SQ', items: [codeOf(description.type, ['85756007', 'SCT', 'Tissue'])] },
         ],
       ],
     },

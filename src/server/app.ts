@@ -24,6 +24,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerDicomwebRoutes, type DicomwebOptions } from './routes/dicomweb/index.js';
 import type { IndexService } from '../catalog/index-service.js';
 import { registerOhifRoutes, type OhifRouteOptions } from './routes/ohif.js';
+import { registerSegmentationRoutes } from './routes/segmentations.js';
 
 export interface ServerDependencies extends MetricSources {
   storage: Storage;
@@ -45,6 +46,7 @@ export interface ServerDependencies extends MetricSources {
   aiMaxUploadBytes?: number;
   /** The OHIF viewer at /ohif/ (routes/ohif.ts); absent = not served. */
   ohif?: OhifRouteOptions;
+  // `segmentation` (the /segmentations job routes) comes with MetricSources.
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -128,6 +130,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     viewerTokens: deps.auth?.enabled === true ? deps.viewerTokens : undefined,
   });
   if (deps.ohif) registerOhifRoutes(app, deps.ohif);
+  if (deps.segmentation) registerSegmentationRoutes(app, deps.segmentation);
   if (deps.ai)
     await registerAiRoutes(app, deps.ai, { maxUploadBytes: deps.aiMaxUploadBytes ?? 32 * 1024 * 1024 });
   return app;

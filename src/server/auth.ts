@@ -314,7 +314,13 @@ export function slideIdOfRequest(request: FastifyRequest): string | undefined {
 
 /** `/dicomweb` and below. */
 export function isDicomwebUrl(url: string): boolean {
-  return url === '/dicomweb' || url.startsWith('/dicomweb/') || url.startsWith('/dicomweb?');
+  return (
+    url === '/dicomweb' ||
+    url.startsWith('/dicomweb/') ||
+    url.startsWith('/dicomweb?') ||
+    // Segmentation jobs act on studies: they take the same DICOMweb tokens.
+    /^\/segmentations([/?]|$)/.test(url)
+  );
 }
 
 /**

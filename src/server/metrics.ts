@@ -12,6 +12,8 @@ import type { CoalescerStats } from '../io/coalesce.js';
 import type { ReadStats } from '../io/stats.js';
 import type { BucketHistogram } from '../ai/histogram.js';
 import type { TileService } from '../tiles/tile-service.js';
+import type { SegmentationService } from '../segment/service.js';
+import { JOB_STATES } from '../jobs/queue.js';
 
 export interface MetricSources {
   readStats?: ReadStats;
@@ -19,6 +21,8 @@ export interface MetricSources {
   coalescerStats?: CoalescerStats;
   tiles?: TileService;
   ai?: AiService;
+  /** Segmentation jobs (queue counts, seconds per slice per engine). */
+  segmentation?: SegmentationService;
 }
 
 export interface Metrics {
@@ -48,7 +52,11 @@ export function createMetrics(app: FastifyInstance, sources: MetricSources): Met
   return {
     contentType: registry.contentType,
     async render() {
-      return (await registry.metrics()) + renderLayerMetrics(sources);
+      return (
+        (await registry.metrics()) +
+        renderLayerMetrics(sources) +
+        (sources.segmentation ? await renderSegmentationMetrics(sources.segmentation) : '')
+      );
     },
   };
 }
@@ -299,6 +307,36 @@ function renderAiMetrics(out: PrometheusText, ai: AiService): void {
     'Requests whose client went away before their result, per model',
     (m) => m.s.cancelled,
   );
+}
+
+/** Segmentation jobs by state, queue depth, refusals, and seconds per slice per engine. */
+async function renderSegmentationMetrics(service: SegmentationService): Promise<string> {
+  const out = new PrometheusText();
+  const stats = await service.queue.stats();
+  out.family('medstream_segmentation_jobs', 'gauge', 'Segmentation jobs known to the queue, by state');
+  for (const state of JOB_STATES) out.sample('medstream_segmentation_jobs', { state }, stats.byState[state]);
+  out.gauge('medstream_segmentation_queue_depth', 'Segmentation jobs waiting for a worker', stats.depth);
+  out.counter(
+    'medstream_segmentation_rejected_total',
+    'Segmentation requests refused because the queue was full',
+    stats.rejected,
+  );
+  out.counter(
+    'medstream_segmentation_deduplicated_total',
+    'Segmentation requests answered with an identical job',
+    stats.deduplicated,
+  );
+  const name = 'medstream_segmentation_slice_seconds';
+  out.family(
+    name,
+    'summary',
+    'Seconds per slice segmented (sum) over slices (count), per engine, jobs run here',
+  );
+  for (const [engine, t] of service.engineTimes) {
+    out.sample(`${name}_sum`, { engine }, t.seconds);
+    out.sample(`${name}_count`, { engine }, t.slices);
+  }
+  return out.toString();
 }
 
 /** Minimal writer for the Prometheus text exposition format (version 0.0.4). */
