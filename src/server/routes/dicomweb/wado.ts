@@ -12,7 +12,7 @@ import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
 import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
 import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
-import { canTranscode, transcodeFrame } from '../../../dicomweb/transcode.js';
+import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameTable } from '../../../dicom/frames.js';
@@ -223,6 +223,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
         query.accept ?? request.headers.accept,
         instance.transferSyntax,
         canTranscode(instance),
+        transcodeRefusal(instance),
       );
       if (!representation.multipart && numbers.length > 1) {
         throw new NotAcceptable(
