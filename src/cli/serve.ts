@@ -171,6 +171,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
           dir: join(config.dataDir, 'nifti-cache'),
           maxBytes: config.niftiCacheBytes,
         }),
+        transcode: {
+          workers: config.decodeWorkers || undefined,
+          maxQueue: config.transcodeQueue,
+          taskTimeoutMs: config.decodeTimeoutMs,
+        },
         stow: {
           storage,
           prefix: config.stowPrefix,

@@ -13,7 +13,7 @@ import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
 import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
 import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
-import { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
+import { FrameSampleDecoder, type FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameTable } from '../../../dicom/frames.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
@@ -31,6 +31,8 @@ export interface WadoRouteOptions {
   nifti: NiftiSliceReader;
   /** Wraps a source with the block cache (offset tables are small metadata reads). */
   wrap?: (source: ByteSource) => ByteSource;
+  /** Decoder pools for transcoded and rendered frames (a full queue answers 503 + Retry-After). */
+  transcode?: FrameSampleDecoderOptions;
 }
 
 interface Params {
@@ -69,7 +71,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
   const { catalog, storage } = options;
   // Decoding for transcoded frames: worker threads started on first use, stopped with the server.
   let samples: FrameSampleDecoder | undefined;
-  const decoder = () => (samples ??= new FrameSampleDecoder());
+  const decoder = () => (samples ??= new FrameSampleDecoder(options.transcode));
   app.addHook('onClose', async () => {
     await samples?.close();
   });
