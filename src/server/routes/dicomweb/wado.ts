@@ -23,6 +23,7 @@ import { clientAbortSignal } from '../../abort.js';
 import { sendWithRanges } from '../../byte-ranges.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
 import { accessOf, acceptsJson, dicomwebBase } from './common.js';
+import { registerVolumeRoute } from './volume.js';
 
 export interface WadoRouteOptions {
   catalog: Catalog;
@@ -178,6 +179,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     return render(request, reply, first[Math.floor(first.length / 2)], 1, true);
   };
   app.get('/dicomweb/studies/:study/series/:series/thumbnail', thumbnailOf);
+  registerVolumeRoute(app, { catalog, open, decoder });
   app.get('/dicomweb/studies/:study/thumbnail', thumbnailOf);
 
   // Serialised metadata answers by validator (and root), bounded in bytes.
