@@ -271,6 +271,15 @@ export const OPTIONS = [
       'disk for decompressed .nii.gz volumes whose slices WADO-RS serves (<data-dir>/nifti-cache, LRU)',
   },
   {
+    flag: 'transcode-queue',
+    kind: 'int',
+    default: '64',
+    min: 1,
+    max: 100_000,
+    description:
+      'WADO-RS frames waiting to be transcoded, per codec, at most; beyond it 503 with Retry-After',
+  },
+  {
     flag: 'qido-max-results',
     kind: 'int',
     default: '1000',
@@ -437,6 +446,7 @@ export interface Config {
   indexConcurrency: number;
   niftiModality: string;
   niftiCacheBytes: number;
+  transcodeQueue: number;
   qidoMaxResults: number;
   stowPrefix: string;
   stowMaxBytes: number;
@@ -652,6 +662,7 @@ export function parseConfig(
     indexConcurrency: out.indexConcurrency as number,
     niftiModality: validateModality(out.niftiModality as string),
     niftiCacheBytes: out.niftiCache as number,
+    transcodeQueue: out.transcodeQueue as number,
     qidoMaxResults: out.qidoMaxResults as number,
     stowPrefix: validateStowPrefix(out.stowPrefix as string),
     stowMaxBytes: out.stowMaxBytes as number,

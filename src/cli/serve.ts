@@ -189,6 +189,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
           dir: join(config.dataDir, 'nifti-cache'),
           maxBytes: config.niftiCacheBytes,
         }),
+        transcode: {
+          workers: config.decodeWorkers || undefined,
+          maxQueue: config.transcodeQueue,
+          taskTimeoutMs: config.decodeTimeoutMs,
+        },
         stow,
       },
       ai,

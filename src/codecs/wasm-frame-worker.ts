@@ -1,15 +1,17 @@
-// Worker thread body shared by the DICOM-only codecs: JPEG-LS (CharLS, @cornerstonejs/codec-charls)
-// and HTJ2K (OpenJPH, @cornerstonejs/codec-openjph), both synchronous WASM decoders run off the
-// main thread like JPEG 2000 (jp2k-worker.ts). One codec per thread: two embind modules in one
-// thread collide ("Cannot register multiple overloads"), so jpegls-worker.ts and
-// htj2k-worker.ts each start this with their own codec. Posts back interleaved 8-bit pixels.
+// Worker thread body shared by the DICOM-only codecs: JPEG-LS (CharLS, @cornerstonejs/codec-charls),
+// HTJ2K (OpenJPH, @cornerstonejs/codec-openjph) and DICOM JPEG frames (libjpeg-turbo 8-bit,
+// @cornerstonejs/codec-libjpeg-turbo-8bit; lossless process 14 streams by jpeg-lossless-decoder-js),
+// all synchronous decoders run off the main thread like JPEG 2000 (jp2k-worker.ts). One codec per
+// thread: two embind modules in one thread collide ("Cannot register multiple overloads"), so
+// jpegls-worker.ts, htj2k-worker.ts and jpeg-worker.ts each start this with their own codec.
+// Posts back interleaved 8-bit pixels, or samples at stored precision.
 
 import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
 import type { WorkerReply } from './worker-pool.js';
 import { ycbcrToRgbInPlace } from './ycbcr.js';
 
-export type WasmFrameCodec = 'jpegls' | 'htj2k';
+export type WasmFrameCodec = 'jpegls' | 'htj2k' | 'jpeg';
 
 export interface WasmFrameTask {
   bytes: Uint8Array;
@@ -56,13 +58,88 @@ type Factory = (options: {
 const SPECS: Record<WasmFrameCodec, { module: string; decoder: string; name: string }> = {
   jpegls: { module: '@cornerstonejs/codec-charls/decodewasmjs', decoder: 'JpegLSDecoder', name: 'JPEG-LS' },
   htj2k: { module: '@cornerstonejs/codec-openjph/wasmjs', decoder: 'HTJ2KDecoder', name: 'HTJ2K' },
+  jpeg: {
+    module: '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs',
+    decoder: 'JPEGDecoder',
+    name: 'JPEG',
+  },
 };
+
+/** The start-of-frame marker (0xC0..0xCF) and sample precision of a JPEG stream, if found. */
+export function jpegFrameHeader(stream: Uint8Array): { marker: number; precision: number } | undefined {
+  let pos = 2;
+  while (pos + 4 < stream.length) {
+    if (stream[pos] !== 0xff) return undefined;
+    const marker = stream[pos + 1];
+    if (marker === 0xff) {
+      pos++;
+      continue;
+    }
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return { marker, precision: stream[pos + 4] };
+    }
+    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      pos += 2;
+      continue;
+    }
+    pos += 2 + ((stream[pos + 2] << 8) | stream[pos + 3]);
+  }
+  return undefined;
+}
+
+/** The part of jpeg-lossless-decoder-js's Decoder used here (the package ships no types). */
+interface LosslessJpegDecoder {
+  decode(buffer: ArrayBuffer, offset: number, length: number, bytesPerSample: number): ArrayBufferView;
+  frame: { dimX?: number; dimY?: number; numComp?: number };
+}
+let losslessModule: { Decoder: new () => LosslessJpegDecoder } | undefined;
+
+/** A lossless (process 14, SOF3) JPEG frame's samples, by jpeg-lossless-decoder-js. */
+function losslessJpegSamples(bytes: Uint8Array, precision: number, maxBytes: number): WasmFrameResult {
+  losslessModule ??= createRequire(import.meta.url)('jpeg-lossless-decoder-js') as {
+    Decoder: new () => LosslessJpegDecoder;
+  };
+  const decoder = new losslessModule.Decoder();
+  const size = precision > 8 ? 2 : 1;
+  let decoded: ArrayBufferView;
+  try {
+    decoded = decoder.decode(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, size);
+  } catch (e) {
+    throw new DecoderReportedError((e as Error).message);
+  }
+  const width = decoder.frame.dimX ?? 0;
+  const height = decoder.frame.dimY ?? 0;
+  const components = decoder.frame.numComp ?? 0;
+  if (components !== 1)
+    throw new UnsupportedError(`lossless JPEG frames of ${components} components are not decoded to samples`);
+  const length = width * height * size;
+  if (length > maxBytes)
+    throw new UnsupportedError(`JPEG frame of ${width}x${height} exceeds the decode limit`);
+  if (decoded.byteLength < length)
+    throw new DecoderReportedError('decoder produced fewer samples than the frame holds');
+  const data = new Uint8Array(decoded.buffer.slice(decoded.byteOffset, decoded.byteOffset + length));
+  return { data, width, height, channels: 1, bitsPerSample: precision };
+}
 
 /** The decoder said no (bad data) without trapping: the module is still good. */
 class DecoderReportedError extends Error {}
 class UnsupportedError extends Error {}
 
 function decode(mod: CodecModule, codec: WasmFrameCodec, task: WasmFrameTask): WasmFrameResult {
+  if (codec === 'jpeg') {
+    const header = jpegFrameHeader(task.bytes);
+    if (header === undefined) throw new DecoderReportedError('no JPEG start of frame marker');
+    if (header.marker === 0xc3 && task.samples)
+      return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
+    if (header.marker !== 0xc0 && header.marker !== 0xc1)
+      throw new UnsupportedError(
+        `JPEG process of marker 0xFF${header.marker.toString(16).toUpperCase()} is not decoded`,
+      );
+    if (header.precision !== 8)
+      throw new UnsupportedError(
+        `${header.precision}-bit JPEG (extended, process 4) is not decoded: only 8-bit DCT`,
+      );
+  }
   const Decoder = mod[SPECS[codec].decoder];
   const decoder = new Decoder();
   try {

@@ -89,6 +89,8 @@ export function negotiateFrames(
   stored: string,
   /** Whether the stored frames can be decoded to explicit VR little endian. */
   transcodable = false,
+  /** Why they cannot, for the 406 message. */
+  refusal?: string,
 ): FrameRepresentation {
   const media = frameMediaType(stored);
   for (const entry of parseAccept(accept)) {
@@ -133,7 +135,7 @@ export function negotiateFrames(
       return { multipart, mediaType: media, transferSyntax: stored };
   }
   throw new NotAcceptable(
-    `frames are stored as ${stored} (${media}); ${transcodable ? 'they can also be had as explicit VR little endian (application/octet-stream)' : 'they are not transcoded from this syntax'}: accept ${media} or transfer-syntax=*`,
+    `frames are stored as ${stored} (${media}); ${transcodable ? 'they can also be had as explicit VR little endian (application/octet-stream)' : `they are not transcoded from this syntax${refusal ? ` (${refusal})` : ''}`}: accept ${media} or transfer-syntax=*`,
   );
 }
 

@@ -1,40 +1,54 @@
 // Frames transcoded for clients that cannot take the stored transfer syntax (PS3.18 §8.7.3):
-// JPEG 2000 and JPEG-LS (lossless and lossy) grayscale frames are decoded at their stored
-// precision in worker threads (volumes/frame-samples.ts) and answered as explicit VR little
-// endian native pixels (BitsAllocated 8 or 16, signed or not as stored). Other compressed
-// syntaxes and colour frames are not transcoded yet: negotiation answers 406 for them.
+// grayscale frames of JPEG 2000, HTJ2K, JPEG-LS, JPEG (8-bit baseline/extended, lossless process
+// 14) and RLE are decoded at their stored precision (volumes/frame-samples.ts, worker pools) and
+// answered as explicit VR little endian native pixels (BitsAllocated 8 or 16, signed or not as
+// stored). Colour frames and 12-bit DCT JPEG are not transcoded: negotiation answers 406, saying why.
 
 import type { StoredInstance } from '../catalog/catalog.js';
 import { TransferSyntax } from '../dicom/tags.js';
-import { DecodeError } from '../errors.js';
-import type { FramePixelInfo, FrameSampleDecoder } from '../volumes/frame-samples.js';
+import {
+  VOLUME_TRANSFER_SYNTAXES,
+  type FramePixelInfo,
+  type FrameSampleDecoder,
+} from '../volumes/frame-samples.js';
 
-/** Stored syntaxes a frame can be transcoded from, to explicit VR little endian. */
-const TRANSCODABLE = new Set<string>([
-  TransferSyntax.Jpeg2000Lossless,
-  TransferSyntax.Jpeg2000,
-  TransferSyntax.JpegLsLossless,
-  TransferSyntax.JpegLsNearLossless,
+const UNCOMPRESSED = new Set<string>([
+  TransferSyntax.ExplicitVrLittleEndian,
+  TransferSyntax.ImplicitVrLittleEndian,
 ]);
-const JPEG_LS = new Set<string>([TransferSyntax.JpegLsLossless, TransferSyntax.JpegLsNearLossless]);
+const DCT_JPEG = new Set<string>([TransferSyntax.JpegBaseline, TransferSyntax.JpegExtended]);
 
 function num(instance: StoredInstance, tag: string): number | undefined {
   const v = instance.json[tag]?.Value?.[0];
   return typeof v === 'number' ? v : undefined;
 }
 
+/**
+ * Why this instance's frames cannot be sent as explicit VR little endian after decoding, or
+ * undefined when they can.
+ */
+export function transcodeRefusal(instance: StoredInstance): string | undefined {
+  const syntax = instance.transferSyntax;
+  if (UNCOMPRESSED.has(syntax)) return undefined;
+  if (!VOLUME_TRANSFER_SYNTAXES.includes(syntax))
+    return `frames of transfer syntax ${syntax} are not decoded`;
+  const samples = num(instance, '00280002') ?? 1;
+  if (samples !== 1) return `colour frames (${samples} samples per pixel) are not transcoded`;
+  const bits = num(instance, '00280100');
+  if (bits !== 8 && bits !== 16) return `frames of BitsAllocated ${bits} are not transcoded (8 or 16)`;
+  if (DCT_JPEG.has(syntax) && (num(instance, '00280101') ?? 8) > 8) {
+    return '12-bit DCT JPEG (process 4) frames are not decoded: only 8-bit DCT and lossless JPEG';
+  }
+  return undefined;
+}
+
 /** Whether this instance's frames can be sent as explicit VR little endian after decoding. */
 export function canTranscode(instance: StoredInstance): boolean {
-  const bits = num(instance, '00280100');
-  return (
-    TRANSCODABLE.has(instance.transferSyntax) &&
-    (num(instance, '00280002') ?? 1) === 1 &&
-    (bits === 8 || bits === 16)
-  );
+  return !UNCOMPRESSED.has(instance.transferSyntax) && transcodeRefusal(instance) === undefined;
 }
 
 /** The native little-endian bytes of one stored frame. */
-export async function transcodeFrame(
+export function transcodeFrame(
   decoder: FrameSampleDecoder,
   instance: StoredInstance,
   frame: Uint8Array,
@@ -49,19 +63,5 @@ export async function transcodeFrame(
     rescaleSlope: 1,
     rescaleIntercept: 0,
   };
-  // JPEG-LS decodes straight to the native layout.
-  if (JPEG_LS.has(instance.transferSyntax)) return decoder.decodeJpegLsRaw(frame, info, signal);
-  const samples = await decoder.decodeJp2kSamples(frame, info, signal);
-  const count = info.rows * info.columns;
-  if (samples.length < count)
-    throw new DecodeError(`frame decoded to ${samples.length} samples, expected ${count}`);
-  const size = info.bitsAllocated / 8;
-  const out = new Uint8Array(count * size);
-  const view = new DataView(out.buffer);
-  for (let i = 0; i < count; i++) {
-    if (size === 1) out[i] = samples[i] & 0xff;
-    else if (info.pixelRepresentation === 1) view.setInt16(2 * i, samples[i], true);
-    else view.setUint16(2 * i, samples[i], true);
-  }
-  return out;
+  return decoder.decodeNative(frame, instance.transferSyntax, info, signal);
 }

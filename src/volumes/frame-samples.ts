@@ -1,14 +1,17 @@
-// Turns the stored bytes of one single-channel radiology frame into real-world values (HU for
-// CT): native little-endian pixels are unpacked here (BitsStored masking, sign extension), JPEG
-// 2000 frames are decoded at full precision in worker threads (codecs/jp2k-worker.ts, `samples` tasks), and the
-// Modality LUT (RescaleSlope / RescaleIntercept) is applied. Built once in cli/ and passed down.
+// Turns the stored bytes of one single-channel radiology frame into its native little-endian
+// pixels (decodeNative: what WADO-RS transcoding sends) and into real-world values (decodeInto:
+// HU for CT, through the Modality LUT). Native pixels are unpacked here (BitsStored masking, sign
+// extension); RLE is decoded in place (codecs/dicom-rle.ts); JPEG 2000, JPEG-LS, HTJ2K and JPEG
+// (8-bit DCT, lossless process 14) frames are decoded at full precision in bounded worker pools
+// (codecs/jp2k-worker.ts, codecs/wasm-frame-worker.ts). Built once in cli/ and passed down.
 
 import os from 'node:os';
 import { DecodeError, UnsupportedFormat } from '../errors.js';
 import { TransferSyntax } from '../dicom/tags.js';
+import { decodeDicomRle } from '../codecs/dicom-rle.js';
 import { WorkerPool } from '../codecs/worker-pool.js';
 import type { Jp2kSampleResult, Jp2kSampleTask } from '../codecs/jp2k-worker.js';
-import type { WasmFrameResult, WasmFrameTask } from '../codecs/wasm-frame-worker.js';
+import type { WasmFrameCodec, WasmFrameResult, WasmFrameTask } from '../codecs/wasm-frame-worker.js';
 
 /** What the decoder needs to know about a frame (from the instance's Image Pixel module). */
 export interface FramePixelInfo {
@@ -22,17 +25,32 @@ export interface FramePixelInfo {
   rescaleIntercept: number;
 }
 
-/** Transfer syntaxes whose frames this decoder reads. */
-export const VOLUME_TRANSFER_SYNTAXES: readonly string[] = [
+const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
+const NATIVE = new Set<string>([
   TransferSyntax.ExplicitVrLittleEndian,
   TransferSyntax.ImplicitVrLittleEndian,
-  TransferSyntax.Jpeg2000Lossless,
-  TransferSyntax.Jpeg2000,
-  TransferSyntax.JpegLsLossless,
-  TransferSyntax.JpegLsNearLossless,
-];
+]);
+const JP2K = new Set<string>([TransferSyntax.Jpeg2000Lossless, TransferSyntax.Jpeg2000]);
+/** Syntaxes decoded by a WASM worker pool, and which. */
+const WASM_CODEC = new Map<string, WasmFrameCodec>([
+  [TransferSyntax.JpegLsLossless, 'jpegls'],
+  [TransferSyntax.JpegLsNearLossless, 'jpegls'],
+  [TransferSyntax.Htj2kLossless, 'htj2k'],
+  [TransferSyntax.Htj2kLosslessRpcl, 'htj2k'],
+  [TransferSyntax.Htj2k, 'htj2k'],
+  [TransferSyntax.JpegBaseline, 'jpeg'],
+  [TransferSyntax.JpegExtended, 'jpeg'],
+  ['1.2.840.10008.1.2.4.57', 'jpeg'],
+  ['1.2.840.10008.1.2.4.70', 'jpeg'],
+]);
 
-const JPEG_LS = new Set<string>([TransferSyntax.JpegLsLossless, TransferSyntax.JpegLsNearLossless]);
+/** Transfer syntaxes whose frames this decoder reads. */
+export const VOLUME_TRANSFER_SYNTAXES: readonly string[] = [
+  ...NATIVE,
+  ...JP2K,
+  ...WASM_CODEC.keys(),
+  RLE_LOSSLESS,
+];
 
 function codecScript(name: string): URL {
   const self = new URL(import.meta.url);
@@ -40,11 +58,19 @@ function codecScript(name: string): URL {
   return new URL(`../codecs/${name}${extension}`, self);
 }
 
+export interface FrameSampleDecoderOptions {
+  /** Worker threads per codec pool (default: one per core). */
+  workers?: number;
+  /** Decodes waiting for a worker per codec at most; beyond it decodes fail as `overloaded`. */
+  maxQueue?: number;
+  taskTimeoutMs?: number;
+}
+
 export class FrameSampleDecoder {
   private pool: WorkerPool<Jp2kSampleTask, Jp2kSampleResult> | undefined;
-  private jpegLs: WorkerPool<WasmFrameTask, WasmFrameResult> | undefined;
+  private readonly wasm = new Map<WasmFrameCodec, WorkerPool<WasmFrameTask, WasmFrameResult>>();
 
-  constructor(private readonly options: { workers?: number } = {}) {}
+  constructor(private readonly options: FrameSampleDecoderOptions = {}) {}
 
   /** Decodes one frame to `rows * columns` real-world values, written into `out` at `offset`. */
   async decodeInto(
@@ -56,25 +82,10 @@ export class FrameSampleDecoder {
     signal?: AbortSignal,
   ): Promise<void> {
     const count = info.rows * info.columns;
-    let samples: ArrayLike<number>;
-    if (
-      transferSyntax === TransferSyntax.ExplicitVrLittleEndian ||
-      transferSyntax === TransferSyntax.ImplicitVrLittleEndian
-    ) {
-      samples = unpackNative(bytes, info);
-    } else if (
-      transferSyntax === TransferSyntax.Jpeg2000Lossless ||
-      transferSyntax === TransferSyntax.Jpeg2000
-    ) {
-      samples = await this.decodeJp2k(bytes, info, signal);
-    } else if (JPEG_LS.has(transferSyntax)) {
-      // The decoded samples are laid out as native pixels: unpacked (and sign-extended) as those.
-      samples = unpackNative(await this.decodeJpegLsRaw(bytes, info, signal), info);
-    } else {
-      throw new UnsupportedFormat(
-        `transfer syntax ${transferSyntax} is not supported for volumes (supported: ${VOLUME_TRANSFER_SYNTAXES.join(', ')})`,
-      );
-    }
+    const native = NATIVE.has(transferSyntax)
+      ? bytes
+      : await this.decodeNative(bytes, transferSyntax, info, signal);
+    const samples = unpackNative(native, info);
     if (samples.length < count)
       throw new DecodeError(`frame decoded to ${samples.length} samples, expected ${count}`);
     const { rescaleSlope: slope, rescaleIntercept: inter } = info;
@@ -82,28 +93,71 @@ export class FrameSampleDecoder {
   }
 
   /**
-   * The stored samples of one JPEG 2000 frame at their stored precision (no Modality LUT), for
-   * transcoding to an uncompressed transfer syntax (WADO-RS).
+   * One compressed single-channel frame decoded to the bytes of the same frame as native
+   * little-endian pixels (BitsAllocated / 8 bytes each, signed or not as stored): what transcoding
+   * to explicit VR little endian sends.
    */
-  decodeJp2kSamples(
+  async decodeNative(
     bytes: Uint8Array,
+    transferSyntax: string,
     info: FramePixelInfo,
     signal?: AbortSignal,
-  ): Promise<ArrayLike<number>> {
-    return this.decodeJp2k(bytes, info, signal);
+  ): Promise<Uint8Array> {
+    if (info.bitsAllocated !== 8 && info.bitsAllocated !== 16) {
+      throw new UnsupportedFormat(`BitsAllocated ${info.bitsAllocated} is not decoded (8 or 16)`);
+    }
+    const size = info.rows * info.columns * (info.bitsAllocated / 8);
+    if (NATIVE.has(transferSyntax)) return bytes;
+    if (transferSyntax === RLE_LOSSLESS) {
+      return decodeDicomRle(bytes, { ...info, samplesPerPixel: 1 });
+    }
+    if (JP2K.has(transferSyntax)) return packNative(await this.decodeJp2k(bytes, info, signal), info);
+    const codec = WASM_CODEC.get(transferSyntax);
+    if (codec === undefined) {
+      throw new UnsupportedFormat(
+        `transfer syntax ${transferSyntax} is not decoded (supported: ${VOLUME_TRANSFER_SYNTAXES.join(', ')})`,
+      );
+    }
+    const copy = bytes.slice();
+    const result = await this.wasmPool(codec).run(
+      { bytes: copy, ycbcr: false, maxBytes: size, samples: true },
+      [copy.buffer],
+      signal,
+    );
+    if (result.width !== info.columns || result.height !== info.rows || result.channels !== 1) {
+      throw new DecodeError(
+        `${codec} frame is ${result.width}x${result.height}x${result.channels}, the instance says ${info.columns}x${info.rows}x1`,
+      );
+    }
+    return resize(result.data, (result.bitsPerSample ?? 8) > 8 ? 2 : 1, info);
+  }
+
+  private wasmPool(codec: WasmFrameCodec): WorkerPool<WasmFrameTask, WasmFrameResult> {
+    let pool = this.wasm.get(codec);
+    if (!pool) {
+      pool = new WorkerPool<WasmFrameTask, WasmFrameResult>({
+        script: codecScript(`${codec}-worker`),
+        size: Math.max(1, this.options.workers || os.availableParallelism()),
+        maxQueue: this.options.maxQueue ?? 4096,
+        taskTimeoutMs: this.options.taskTimeoutMs ?? 30_000,
+        name: `medstream-frames-${codec}`,
+      });
+      this.wasm.set(codec, pool);
+    }
+    return pool;
   }
 
   private async decodeJp2k(
     bytes: Uint8Array,
     info: FramePixelInfo,
     signal?: AbortSignal,
-  ): Promise<ArrayLike<number>> {
+  ): Promise<Int32Array> {
     this.pool ??= new WorkerPool<Jp2kSampleTask, Jp2kSampleResult>({
       script: codecScript('jp2k-worker'),
-      size: Math.max(1, this.options.workers ?? os.availableParallelism()),
-      maxQueue: 4096,
-      taskTimeoutMs: 30_000,
-      name: 'medstream-volume-jp2k',
+      size: Math.max(1, this.options.workers || os.availableParallelism()),
+      maxQueue: this.options.maxQueue ?? 4096,
+      taskTimeoutMs: this.options.taskTimeoutMs ?? 30_000,
+      name: 'medstream-frames-jp2k',
     });
     const copy = bytes.slice();
     const result = await this.pool.run(
@@ -128,37 +182,45 @@ export class FrameSampleDecoder {
     return out;
   }
 
-  /**
-   * One JPEG-LS frame decoded to the bytes of the same frame as native little-endian pixels
-   * (CharLS in worker threads, codecs/jpegls-worker.ts), for transcoding and for volumes.
-   */
-  async decodeJpegLsRaw(bytes: Uint8Array, info: FramePixelInfo, signal?: AbortSignal): Promise<Uint8Array> {
-    this.jpegLs ??= new WorkerPool<WasmFrameTask, WasmFrameResult>({
-      script: codecScript('jpegls-worker'),
-      size: Math.max(1, this.options.workers ?? os.availableParallelism()),
-      maxQueue: 4096,
-      taskTimeoutMs: 30_000,
-      name: 'medstream-volume-jpegls',
-    });
-    const copy = bytes.slice();
-    const size = info.rows * info.columns * (info.bitsAllocated > 8 ? 2 : 1);
-    const result = await this.jpegLs.run(
-      { bytes: copy, ycbcr: false, maxBytes: size, samples: true },
-      [copy.buffer],
-      signal,
-    );
-    if (result.width !== info.columns || result.height !== info.rows || result.data.length !== size) {
-      throw new DecodeError(
-        `JPEG-LS frame is ${result.width}x${result.height} of ${result.bitsPerSample} bits, the instance says ${info.columns}x${info.rows} of ${info.bitsAllocated}`,
-      );
-    }
-    return result.data;
-  }
-
   async close(): Promise<void> {
     await this.pool?.close();
-    await this.jpegLs?.close();
+    await Promise.all([...this.wasm.values()].map((p) => p.close()));
   }
+}
+
+/** Decoded samples as native little-endian pixels of BitsAllocated. */
+function packNative(samples: Int32Array, info: FramePixelInfo): Uint8Array {
+  const count = info.rows * info.columns;
+  if (samples.length < count)
+    throw new DecodeError(`frame decoded to ${samples.length} samples, expected ${count}`);
+  const size = info.bitsAllocated / 8;
+  const out = new Uint8Array(count * size);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < count; i++) {
+    if (size === 1) out[i] = samples[i] & 0xff;
+    else view.setUint16(2 * i, samples[i] & 0xffff, true);
+  }
+  return out;
+}
+
+/** Samples of `from` bytes each as samples of BitsAllocated (8-bit data in 16-bit pixels). */
+function resize(data: Uint8Array, from: 1 | 2, info: FramePixelInfo): Uint8Array {
+  const count = info.rows * info.columns;
+  const to = info.bitsAllocated / 8;
+  if (data.length !== count * from)
+    throw new DecodeError(`frame decoded to ${data.length} bytes, expected ${count * from}`);
+  if (from === to) return data;
+  const out = new Uint8Array(count * to);
+  if (from === 1) {
+    const signed = info.pixelRepresentation === 1;
+    for (let i = 0; i < count; i++) {
+      out[2 * i] = data[i];
+      out[2 * i + 1] = signed && data[i] & 0x80 ? 0xff : 0;
+    }
+  } else {
+    for (let i = 0; i < count; i++) out[i] = data[2 * i];
+  }
+  return out;
 }
 
 /** Native little-endian samples: only BitsStored bits count; signed values are sign-extended. */

@@ -5,6 +5,7 @@
 //   parseNiftiHeader(bytes) (nifti-header.ts) -> header, affine, geometry
 //   readNiftiVolume(bytes)                    -> Volume
 //   encodeNiftiMask(volume, mask)             -> .nii.gz bytes
+//   encodeNiftiVolume(volume)                 -> .nii.gz bytes (int16 or float32 values)
 
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { BadRequest, CorruptFile, UnsupportedFormat } from '../errors.js';
@@ -143,14 +144,50 @@ export function encodeNiftiMask(
   if (mask.length !== nx * ny * nz) {
     throw new BadRequest(`mask has ${mask.length} voxels, the volume ${nx}x${ny}x${nz} = ${nx * ny * nz}`);
   }
+  return gzipSync(encodeNifti(volume, 2, 8, mask, description));
+}
+
+/**
+ * A volume's values as a little-endian NIfTI-1 .nii.gz: int16 when every value is an integer in
+ * its range (CT in HU after the Modality LUT), else float32; scl_slope 1, the volume's geometry.
+ */
+export function encodeNiftiVolume(
+  volume: Pick<Volume, 'dims' | 'affine' | 'source' | 'data'>,
+  description = 'medstream volume',
+  level = 1,
+): Uint8Array {
+  const { data } = volume;
+  let integral = true;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v !== Math.round(v) || v < -32768 || v > 32767) {
+      integral = false;
+      break;
+    }
+  }
+  const bytes = integral
+    ? new Uint8Array(Int16Array.from(data).buffer)
+    : new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  return gzipSync(encodeNifti(volume, integral ? 4 : 16, integral ? 16 : 32, bytes, description), { level });
+}
+
+/** Header (352 bytes, single-file n+1) and voxel bytes of a NIfTI-1 file, uncompressed. */
+function encodeNifti(
+  volume: Pick<Volume, 'dims' | 'affine' | 'source'>,
+  datatype: number,
+  bitpix: number,
+  voxels: Uint8Array,
+  description: string,
+): Uint8Array {
+  const [nx, ny, nz] = volume.dims;
   const g = niftiGeometryFor(volume);
   const header = new Uint8Array(352);
   const v = new DataView(header.buffer);
   v.setInt32(0, 348, true);
   const dim = [3, nx, ny, nz, 1, 1, 1, 1];
   dim.forEach((d, i) => v.setInt16(40 + 2 * i, d, true));
-  v.setInt16(70, 2, true); // uint8
-  v.setInt16(72, 8, true);
+  v.setInt16(70, datatype, true);
+  v.setInt16(72, bitpix, true);
   const pixdim = g.pixdim.slice(0, 8);
   pixdim[0] = g.quaternion.qfac < 0 ? -1 : 1;
   pixdim.forEach((p, i) => v.setFloat32(76 + 4 * i, p, true));
@@ -166,8 +203,8 @@ export function encodeNiftiMask(
   [q.b, q.c, q.d, q.qx, q.qy, q.qz].forEach((x, i) => v.setFloat32(256 + 4 * i, x, true));
   g.srow.forEach((x, i) => v.setFloat32(280 + 4 * i, x, true));
   header.set(new TextEncoder().encode('n+1\0'), 344);
-  const file = new Uint8Array(352 + mask.length);
+  const file = new Uint8Array(352 + voxels.length);
   file.set(header, 0);
-  file.set(mask, 352);
-  return gzipSync(file);
+  file.set(voxels, 352);
+  return file;
 }

@@ -13,6 +13,7 @@ import { registerStowRoutes } from './stow.js';
 import { registerWadoRoutes } from './wado.js';
 import type { ByteSource } from '../../../storage/types.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
+import type { FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
 
 export interface DicomwebOptions {
   catalog: Catalog;
@@ -21,6 +22,8 @@ export interface DicomwebOptions {
   /** Wraps a source with the block cache (frame offset tables). */
   wrap?: (source: ByteSource) => ByteSource;
   nifti: NiftiSliceReader;
+  /** Worker pools that decode frames for transcoding and rendering (bounded queues). */
+  transcode?: FrameSampleDecoderOptions;
   auth: { enabled: boolean; secrets: readonly string[]; clockSkewSeconds: number };
 }
 
@@ -46,5 +49,6 @@ export function registerDicomwebRoutes(app: FastifyInstance, options: DicomwebOp
     storage: options.stow.storage,
     wrap: options.wrap,
     nifti: options.nifti,
+    transcode: options.transcode,
   });
 }

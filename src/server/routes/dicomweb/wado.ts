@@ -12,8 +12,8 @@ import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
 import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
 import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
-import { canTranscode, transcodeFrame } from '../../../dicomweb/transcode.js';
-import { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
+import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
+import { FrameSampleDecoder, type FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameTable } from '../../../dicom/frames.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
@@ -23,6 +23,7 @@ import { clientAbortSignal } from '../../abort.js';
 import { sendWithRanges } from '../../byte-ranges.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
 import { accessOf, acceptsJson, dicomwebBase } from './common.js';
+import { registerVolumeRoute } from './volume.js';
 
 export interface WadoRouteOptions {
   catalog: Catalog;
@@ -31,6 +32,8 @@ export interface WadoRouteOptions {
   nifti: NiftiSliceReader;
   /** Wraps a source with the block cache (offset tables are small metadata reads). */
   wrap?: (source: ByteSource) => ByteSource;
+  /** Decoder pools for transcoded and rendered frames (a full queue answers 503 + Retry-After). */
+  transcode?: FrameSampleDecoderOptions;
 }
 
 interface Params {
@@ -69,7 +72,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
   const { catalog, storage } = options;
   // Decoding for transcoded frames: worker threads started on first use, stopped with the server.
   let samples: FrameSampleDecoder | undefined;
-  const decoder = () => (samples ??= new FrameSampleDecoder());
+  const decoder = () => (samples ??= new FrameSampleDecoder(options.transcode));
   app.addHook('onClose', async () => {
     await samples?.close();
   });
@@ -176,6 +179,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     return render(request, reply, first[Math.floor(first.length / 2)], 1, true);
   };
   app.get('/dicomweb/studies/:study/series/:series/thumbnail', thumbnailOf);
+  registerVolumeRoute(app, { catalog, open, decoder });
   app.get('/dicomweb/studies/:study/thumbnail', thumbnailOf);
 
   // Serialised metadata answers by validator (and root), bounded in bytes.
@@ -223,6 +227,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
         query.accept ?? request.headers.accept,
         instance.transferSyntax,
         canTranscode(instance),
+        transcodeRefusal(instance),
       );
       if (!representation.multipart && numbers.length > 1) {
         throw new NotAcceptable(
