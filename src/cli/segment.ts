@@ -103,7 +103,7 @@ async function runSingle(config: Config, args: CommandArgs): Promise<number> {
   if (segOut !== undefined) await checkOutputPath(segOut, '--seg');
   const progress = new Progress(process.stderr, v.quiet === true);
 
-  const engine = await createEngine(str(v, 'engine') ?? 'classical', { modelDir: str(v, 'model-dir') });
+  const engine = await createEngine(str(v, 'engine') ?? 'classical', { modelDir: config.modelDir });
   const decoder = new FrameSampleDecoder({ workers: config.decodeWorkers || undefined });
   const loader = await createVolumeLoader(config, decoder);
   const outputs = new AtomicOutputs();

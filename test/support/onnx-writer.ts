@@ -62,6 +62,7 @@ function encodeVarint(value: bigint): Buffer {
 
 /** TensorProto.DataType values used here. */
 const FLOAT = 1;
+const INT32 = 6;
 const INT64 = 7;
 
 export type Dim = number | string;
@@ -111,6 +112,19 @@ export interface ModelSpec {
 export function floatValue(name: string, shape?: Dim[]): ValueInfo {
   return { name, elemType: FLOAT, shape };
 }
+
+/** An int32 graph input/output (SAM2's point labels). */
+export function int32Value(name: string, shape?: Dim[]): ValueInfo {
+  return { name, elemType: INT32, shape };
+}
+
+/** An int64 graph input/output; `[]` is a scalar. */
+export function int64Value(name: string, shape?: Dim[]): ValueInfo {
+  return { name, elemType: INT64, shape };
+}
+
+/** TensorProto.DataType codes, for Cast's `to` attribute. */
+export const DATA_TYPE = { FLOAT, INT32, INT64 } as const;
 
 export function floatTensor(name: string, dims: number[], values: ArrayLike<number>): Tensor {
   const count = dims.reduce((a, b) => a * b, 1);
