@@ -340,6 +340,24 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest image uploaded to /ai/models/{name}/infer',
   },
+  {
+    flag: 'derived-cache',
+    kind: 'size',
+    default: '2GB',
+    description:
+      'disk for derived frames (HTJ2K, JPEG-LS, thumbnails; <data-dir>/derived-cache, LRU; 0 = none)',
+  },
+  {
+    flag: 'derived-store',
+    kind: 'string',
+    description: 'also write derived frames to the storage under this prefix (e.g. derived/); unset = off',
+  },
+  {
+    flag: 'derived-memory',
+    kind: 'size',
+    default: '64MB',
+    description: 'memory for hot derived frames (LRU; 0 = none)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -406,6 +424,10 @@ export interface Config {
   aiThreads: number;
   aiResultsBytes: number;
   aiMaxUploadBytes: number;
+  derivedCacheBytes: number;
+  /** Storage prefix derived frames are written back to; undefined = none. */
+  derivedStore?: string;
+  derivedMemoryBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -610,6 +632,12 @@ export function parseConfig(
     aiThreads: out.aiThreads as number,
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
+    derivedCacheBytes: out.derivedCache as number,
+    derivedStore:
+      out.derivedStore === undefined
+        ? undefined
+        : validateStowPrefix(out.derivedStore as string, '--derived-store'),
+    derivedMemoryBytes: out.derivedMemory as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
@@ -684,12 +712,10 @@ function validateModality(modality: string): string {
 }
 
 /** `stow/`: a relative key prefix ending in `/`, no `..` segments. */
-function validateStowPrefix(prefix: string): string {
+function validateStowPrefix(prefix: string, flag = '--stow-prefix'): string {
   const normalised = prefix.endsWith('/') ? prefix : prefix + '/';
   if (normalised.startsWith('/') || normalised.split('/').some((s) => s === '..' || s === '.')) {
-    throw new ConfigError(
-      `--stow-prefix: ${JSON.stringify(prefix)} must be a relative key prefix such as stow/`,
-    );
+    throw new ConfigError(`${flag}: ${JSON.stringify(prefix)} must be a relative key prefix such as stow/`);
   }
   return normalised;
 }

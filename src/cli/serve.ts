@@ -27,6 +27,8 @@ import { Catalog } from '../catalog/catalog.js';
 import { IndexService } from '../catalog/index-service.js';
 import { Indexer } from '../catalog/indexer.js';
 import { NiftiSliceReader } from '../volumes/nifti-slices.js';
+import { DerivedFrames } from '../dicomweb/derived.js';
+import { DerivedCache } from '../dicomweb/derived-cache.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import { join } from 'node:path';
@@ -120,7 +122,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger: pino({ level: config.logLevel }).child({ component: 'indexer' }),
   });
   let ai: AiService | undefined;
+  // Derived frames (progressive loading): encoded on first request, kept on disk and, with
+  // --derived-store, in the storage for every replica.
+  const derived = new DerivedFrames({
+    workers: config.decodeWorkers || undefined,
+    cache: new DerivedCache({
+      dir: join(config.dataDir, 'derived-cache'),
+      maxBytes: config.derivedCacheBytes,
+      memoryBytes: config.derivedMemoryBytes,
+      store: config.derivedStore === undefined ? undefined : { storage, prefix: config.derivedStore },
+      tmpDir: join(config.dataDir, 'tmp'),
+    }),
+  });
   const closeAll = async () => {
+    await derived.close();
     await ai?.close();
     await index.close();
     await catalog.close();
@@ -171,6 +186,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
           dir: join(config.dataDir, 'nifti-cache'),
           maxBytes: config.niftiCacheBytes,
         }),
+        derived,
         stow: {
           storage,
           prefix: config.stowPrefix,

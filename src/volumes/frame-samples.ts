@@ -162,7 +162,7 @@ export class FrameSampleDecoder {
 }
 
 /** Native little-endian samples: only BitsStored bits count; signed values are sign-extended. */
-function unpackNative(bytes: Uint8Array, info: FramePixelInfo): Int32Array {
+export function unpackNative(bytes: Uint8Array, info: FramePixelInfo): Int32Array {
   const n = info.rows * info.columns;
   if (info.bitsAllocated !== 8 && info.bitsAllocated !== 16) {
     throw new UnsupportedFormat(`BitsAllocated ${info.bitsAllocated} is not supported (8 or 16)`);

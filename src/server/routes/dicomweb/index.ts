@@ -13,6 +13,7 @@ import { registerStowRoutes } from './stow.js';
 import { registerWadoRoutes } from './wado.js';
 import type { ByteSource } from '../../../storage/types.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
+import type { DerivedFrames } from '../../../dicomweb/derived.js';
 
 export interface DicomwebOptions {
   catalog: Catalog;
@@ -21,6 +22,8 @@ export interface DicomwebOptions {
   /** Wraps a source with the block cache (frame offset tables). */
   wrap?: (source: ByteSource) => ByteSource;
   nifti: NiftiSliceReader;
+  /** Derived frames for progressive loading (absent: a memory-only one). */
+  derived?: DerivedFrames;
   auth: { enabled: boolean; secrets: readonly string[]; clockSkewSeconds: number };
 }
 
@@ -46,5 +49,6 @@ export function registerDicomwebRoutes(app: FastifyInstance, options: DicomwebOp
     storage: options.stow.storage,
     wrap: options.wrap,
     nifti: options.nifti,
+    derived: options.derived,
   });
 }

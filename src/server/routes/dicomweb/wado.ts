@@ -20,6 +20,8 @@ import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '
 import { ByteLru } from '../../../io/lru.js';
 import type { ByteSource, Storage } from '../../../storage/types.js';
 import { clientAbortSignal } from '../../abort.js';
+import type { DerivedFrames } from '../../../dicomweb/derived.js';
+import { derivedKindForAccept, registerDerivedRoutes } from './derived.js';
 import { sendWithRanges } from '../../byte-ranges.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
 import { accessOf, acceptsJson, dicomwebBase } from './common.js';
@@ -31,6 +33,8 @@ export interface WadoRouteOptions {
   nifti: NiftiSliceReader;
   /** Wraps a source with the block cache (offset tables are small metadata reads). */
   wrap?: (source: ByteSource) => ByteSource;
+  /** Derived frames for progressive loading (derived.ts); absent = a memory-only one. */
+  derived?: DerivedFrames;
 }
 
 interface Params {
@@ -128,6 +132,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     return Promise.all(numbers.map((n) => table.read(n - 1, signal)));
   };
 
+  const derivedRoutes = registerDerivedRoutes(app, { derived: options.derived, instanceOf, readFrames });
+
   /** Renders frame `n` of an instance (rendered and thumbnail routes). */
   const render = async (
     request: FastifyRequest<{ Params: Params }>,
@@ -219,6 +225,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const numbers = parseFrameList(request.params.frames!);
       const instance = await instanceOf(request);
       const query = request.query as { accept?: string };
+      const alternate = derivedKindForAccept(query.accept ?? request.headers.accept, instance);
+      if (alternate) return derivedRoutes.send(request, reply, instance, numbers, alternate);
       const representation = negotiateFrames(
         query.accept ?? request.headers.accept,
         instance.transferSyntax,
