@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { StoredInstance } from '../../../catalog/catalog.js';
 import { DerivedCache } from '../../../dicomweb/derived-cache.js';
 import { canDerive, DERIVED_KINDS, DerivedFrames, type DerivedKind } from '../../../dicomweb/derived.js';
-import { parseAccept, parseFrameList } from '../../../dicomweb/frames.js';
+import { frameMediaType, parseAccept, parseFrameList } from '../../../dicomweb/frames.js';
 import { instanceUrl } from '../../../dicomweb/metadata.js';
 import { TransferSyntax } from '../../../dicom/tags.js';
 import { NotAcceptable } from '../../../errors.js';
@@ -92,7 +92,11 @@ export function derivedKindForAccept(
         ? (entry.params.type ?? 'application/octet-stream').toLowerCase()
         : entry.type;
     const ts = entry.params['transfer-syntax'];
+    // Entries the stored frames (or transcoding to native pixels) answer go to wado.ts.
     if (type === '*/*' || ts === '*' || ts === stored) return undefined;
+    if (ts === undefined && (type === frameMediaType(stored) || type === 'application/octet-stream'))
+      return undefined;
+    if (ts === TransferSyntax.ExplicitVrLittleEndian) return undefined;
     if (ts === TransferSyntax.Htj2k) return 'lossy';
     if ((ts !== undefined && HTJ2K_SYNTAXES.has(ts)) || (ts === undefined && HTJ2K_TYPES.has(type)))
       return 'htj2k';
