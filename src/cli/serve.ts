@@ -28,6 +28,8 @@ import { Catalog } from '../catalog/catalog.js';
 import { IndexService } from '../catalog/index-service.js';
 import { Indexer } from '../catalog/indexer.js';
 import { NiftiSliceReader } from '../volumes/nifti-slices.js';
+import { DerivedFrames } from '../dicomweb/derived.js';
+import { DerivedCache } from '../dicomweb/derived-cache.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import { join } from 'node:path';
@@ -124,8 +126,21 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   let ai: AiService | undefined;
   let segmentation: SegmentationParts | undefined;
+  // Derived frames (progressive loading): encoded on first request, kept on disk and, with
+  // --derived-store, in the storage for every replica.
+  const derived = new DerivedFrames({
+    workers: config.decodeWorkers || undefined,
+    cache: new DerivedCache({
+      dir: join(config.dataDir, 'derived-cache'),
+      maxBytes: config.derivedCacheBytes,
+      memoryBytes: config.derivedMemoryBytes,
+      store: config.derivedStore === undefined ? undefined : { storage, prefix: config.derivedStore },
+      tmpDir: join(config.dataDir, 'tmp'),
+    }),
+  });
   const closeAll = async () => {
     await segmentation?.close();
+    await derived.close();
     await ai?.close();
     await index.close();
     await catalog.close();
@@ -194,6 +209,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
           maxQueue: config.transcodeQueue,
           taskTimeoutMs: config.decodeTimeoutMs,
         },
+        derived,
         stow,
       },
       ai,

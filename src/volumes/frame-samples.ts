@@ -224,7 +224,7 @@ function resize(data: Uint8Array, from: 1 | 2, info: FramePixelInfo): Uint8Array
 }
 
 /** Native little-endian samples: only BitsStored bits count; signed values are sign-extended. */
-function unpackNative(bytes: Uint8Array, info: FramePixelInfo): Int32Array {
+export function unpackNative(bytes: Uint8Array, info: FramePixelInfo): Int32Array {
   const n = info.rows * info.columns;
   if (info.bitsAllocated !== 8 && info.bitsAllocated !== 16) {
     throw new UnsupportedFormat(`BitsAllocated ${info.bitsAllocated} is not supported (8 or 16)`);

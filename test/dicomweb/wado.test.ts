@@ -201,8 +201,8 @@ print(json.dumps({"frame": base64.b64encode(next(generate_pixel_data_frame(d.Pix
     expect(single.body.equals(Buffer.from(reference.frame, 'base64'))).toBe(true);
     const query = await request(server, `${url}?accept=image/jp2`);
     expect(query.body.equals(single.body)).toBe(true);
-    // A syntax that cannot be produced from JPEG 2000 (JPEG-LS) is refused, saying why.
-    const refused = await request(server, url, { headers: { Accept: 'image/jls' } });
+    // A syntax that cannot be produced from JPEG 2000 (baseline JPEG) is refused, saying why.
+    const refused = await request(server, url, { headers: { Accept: 'image/jpeg' } });
     expect(refused.status).toBe(406);
     expect((refused.json() as { message: string }).message).toMatch(/explicit VR little endian/);
   });

@@ -14,6 +14,7 @@ import { registerWadoRoutes } from './wado.js';
 import type { ByteSource } from '../../../storage/types.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
+import type { DerivedFrames } from '../../../dicomweb/derived.js';
 
 export interface DicomwebOptions {
   catalog: Catalog;
@@ -24,6 +25,8 @@ export interface DicomwebOptions {
   nifti: NiftiSliceReader;
   /** Worker pools that decode frames for transcoding and rendering (bounded queues). */
   transcode?: FrameSampleDecoderOptions;
+  /** Derived frames for progressive loading (absent: a memory-only one). */
+  derived?: DerivedFrames;
   auth: { enabled: boolean; secrets: readonly string[]; clockSkewSeconds: number };
 }
 
@@ -50,5 +53,6 @@ export function registerDicomwebRoutes(app: FastifyInstance, options: DicomwebOp
     wrap: options.wrap,
     nifti: options.nifti,
     transcode: options.transcode,
+    derived: options.derived,
   });
 }

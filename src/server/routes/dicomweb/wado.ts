@@ -20,6 +20,8 @@ import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '
 import { ByteLru } from '../../../io/lru.js';
 import type { ByteSource, Storage } from '../../../storage/types.js';
 import { clientAbortSignal } from '../../abort.js';
+import type { DerivedFrames } from '../../../dicomweb/derived.js';
+import { derivedKindForAccept, registerDerivedRoutes } from './derived.js';
 import { sendWithRanges } from '../../byte-ranges.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
 import { accessOf, acceptsJson, dicomwebBase } from './common.js';
@@ -34,6 +36,8 @@ export interface WadoRouteOptions {
   wrap?: (source: ByteSource) => ByteSource;
   /** Decoder pools for transcoded and rendered frames (a full queue answers 503 + Retry-After). */
   transcode?: FrameSampleDecoderOptions;
+  /** Derived frames for progressive loading (derived.ts); absent = a memory-only one. */
+  derived?: DerivedFrames;
 }
 
 interface Params {
@@ -131,6 +135,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     return Promise.all(numbers.map((n) => table.read(n - 1, signal)));
   };
 
+  const derivedRoutes = registerDerivedRoutes(app, { derived: options.derived, instanceOf, readFrames });
+
   /** Renders frame `n` of an instance (rendered and thumbnail routes). */
   const render = async (
     request: FastifyRequest<{ Params: Params }>,
@@ -223,6 +229,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const numbers = parseFrameList(request.params.frames!);
       const instance = await instanceOf(request);
       const query = request.query as { accept?: string };
+      const alternate = derivedKindForAccept(query.accept ?? request.headers.accept, instance);
+      if (alternate) return derivedRoutes.send(request, reply, instance, numbers, alternate);
       const representation = negotiateFrames(
         query.accept ?? request.headers.accept,
         instance.transferSyntax,

@@ -1,0 +1,274 @@
+// Derived representations of stored frames for progressive loading (Cornerstone3D's retrieve
+// stages): HTJ2K lossless with RPCL progression and TLM markers, HTJ2K lossy, JPEG-LS lossless,
+// and 1/4-per-side thumbnails in HTJ2K and JPEG-LS. A frame is decoded at its stored precision
+// (volumes/frame-samples.ts), reduced when a thumbnail is asked for, and encoded in worker threads
+// (codecs/wasm-encode-worker.ts) on first request; concurrent first requests share one encode;
+// the result is kept in derived-cache.ts. Encodes are deterministic: same frame, same bytes.
+
+import { createHash } from 'node:crypto';
+import os from 'node:os';
+import type { StoredInstance } from '../catalog/catalog.js';
+import { parseJ2kCodestream, rpclViolations } from '../codecs/j2k-markers.js';
+import type { WasmEncodeCodec, WasmEncodeResult, WasmEncodeTask } from '../codecs/wasm-encode-worker.js';
+import { WorkerPool, type WorkerPoolStats } from '../codecs/worker-pool.js';
+import { TransferSyntax } from '../dicom/tags.js';
+import { DecodeError, UnsupportedFormat } from '../errors.js';
+import { SharedTask } from '../io/shared-flight.js';
+import { FrameSampleDecoder, unpackNative, type FramePixelInfo } from '../volumes/frame-samples.js';
+import type { DerivedCache } from './derived-cache.js';
+
+/** The alternate frame paths Cornerstone3D's `framesPath` names, and what each serves. */
+export const DERIVED_KINDS = ['htj2k', 'htj2kThumbnail', 'jls', 'jlsThumbnail', 'lossy'] as const;
+export type DerivedKind = (typeof DERIVED_KINDS)[number];
+
+/** Thumbnails are this many times smaller per side ("JLS reduced" in Cornerstone3D's tables). */
+export const THUMBNAIL_FACTOR = 4;
+
+/** Changes whenever the bytes an encode gives could change: cache keys include it. */
+export const DERIVED_ENCODING_VERSION = 'openjph-2.4.11+charls-1.2.7+v1';
+
+export interface DerivedFrame {
+  bytes: Uint8Array;
+  transferSyntax: string;
+  mediaType: string;
+  /** Cache key (hex digest): also the strong validator of these bytes. */
+  key: string;
+}
+
+export interface DerivedFramesOptions {
+  cache: DerivedCache;
+  /** Encoder threads per codec (default: one per core). */
+  workers?: number;
+  /** Decoder of stored compressed frames (default: one of its own). */
+  decoder?: FrameSampleDecoder;
+  /** OpenJPH quantization step of the lossy representation (default 0.002). */
+  lossyStep?: number;
+  taskTimeoutMs?: number;
+}
+
+const STORED: ReadonlySet<string> = new Set([
+  TransferSyntax.ExplicitVrLittleEndian,
+  TransferSyntax.ImplicitVrLittleEndian,
+  TransferSyntax.Jpeg2000Lossless,
+  TransferSyntax.Jpeg2000,
+  TransferSyntax.JpegLsLossless,
+  TransferSyntax.JpegLsNearLossless,
+]);
+
+function num(instance: StoredInstance, tag: string): number | undefined {
+  const v = instance.json[tag]?.Value?.[0];
+  return typeof v === 'number' ? v : undefined;
+}
+
+/** Whether derived frames can be made from this instance's frames (single-sample, 8/16 bits). */
+export function canDerive(instance: StoredInstance): boolean {
+  const bits = num(instance, '00280100');
+  return (
+    STORED.has(instance.transferSyntax) &&
+    (num(instance, '00280002') ?? 1) === 1 &&
+    (bits === 8 || bits === 16)
+  );
+}
+
+function workerScript(name: string): URL {
+  const self = new URL(import.meta.url);
+  const extension = self.pathname.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`../codecs/${name}${extension}`, self);
+}
+
+export class DerivedFrames {
+  /** Encodes run (not served from a cache): what the "encode once" tests count. */
+  encodes = 0;
+  private readonly pools = new Map<WasmEncodeCodec, WorkerPool<WasmEncodeTask, WasmEncodeResult>>();
+  private readonly flights = new Map<string, SharedTask<Uint8Array>>();
+  private readonly decoder: FrameSampleDecoder;
+  private readonly ownDecoder: boolean;
+
+  constructor(private readonly options: DerivedFramesOptions) {
+    this.ownDecoder = options.decoder === undefined;
+    this.decoder = options.decoder ?? new FrameSampleDecoder({ workers: options.workers });
+  }
+
+  /** The cache key of one derived frame: the stored version, the frame, the kind, the encoder. */
+  static key(instance: StoredInstance, frame: number, kind: DerivedKind): string {
+    return createHash('sha256')
+      .update(`${instance.objectKey}\0${instance.version}\0${frame}\0${kind}\0${DERIVED_ENCODING_VERSION}`)
+      .digest('hex')
+      .slice(0, 40);
+  }
+
+  /**
+   * Derived frame `frame` (1-based) of `instance`: from the cache, or made from the stored bytes
+   * `readStored` gives. Failures (undecodable frame, encoder refusal) are thrown, never cached.
+   */
+  async frame(
+    instance: StoredInstance,
+    frame: number,
+    kind: DerivedKind,
+    readStored: (signal: AbortSignal) => Promise<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<DerivedFrame> {
+    if (!canDerive(instance)) {
+      throw new UnsupportedFormat(
+        `no derived frames of instance ${instance.sopUid}: stored as ${instance.transferSyntax} with ${num(instance, '00280002') ?? 1} samples of ${num(instance, '00280100') ?? '?'} bits (single-sample 8/16-bit native, JPEG 2000 or JPEG-LS frames are derived)`,
+      );
+    }
+    const key = DerivedFrames.key(instance, frame, kind);
+    let bytes = await this.options.cache.get(key, signal);
+    if (!bytes) {
+      let flight = this.flights.get(key);
+      if (!flight) {
+        flight = new SharedTask(
+          async (own) => {
+            const made = await this.make(instance, await readStored(own), kind, own);
+            await this.options.cache.set(key, made);
+            return made;
+          },
+          () => this.flights.delete(key),
+        );
+        this.flights.set(key, flight);
+      }
+      bytes = await flight.join(signal);
+    }
+    return { bytes, key, ...describe(kind, bytes) };
+  }
+
+  /** Decodes one stored frame and encodes its `kind` representation. */
+  async make(
+    instance: StoredInstance,
+    stored: Uint8Array,
+    kind: DerivedKind,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    const info = pixelInfo(instance);
+    let samples = await this.samplesOf(instance, stored, info, signal);
+    let width = info.columns;
+    let height = info.rows;
+    if (kind === 'htj2kThumbnail' || kind === 'jlsThumbnail') {
+      ({ samples, width, height } = reduce(samples, width, height, THUMBNAIL_FACTOR));
+    }
+    const signed = info.pixelRepresentation === 1;
+    const codec: WasmEncodeCodec = kind === 'jls' || kind === 'jlsThumbnail' ? 'jpegls' : 'htj2k';
+    // JPEG-LS has no signed samples: signed frames are coded as their BitsAllocated-bit pattern.
+    const bits =
+      codec === 'jpegls' && signed ? info.bitsAllocated : Math.min(info.bitsStored, info.bitsAllocated);
+    const packed = pack(samples, width * height, bits > 8 ? 16 : 8);
+    const task: WasmEncodeTask = {
+      samples: packed,
+      width,
+      height,
+      bitsPerSample: bits,
+      signed: codec === 'htj2k' && signed,
+      quantizationStep: kind === 'lossy' ? (this.options.lossyStep ?? 0.002) : undefined,
+    };
+    this.encodes++;
+    const result = await this.pool(codec).run(task, [packed.buffer as ArrayBuffer], signal);
+    return result.bytes;
+  }
+
+  private async samplesOf(
+    instance: StoredInstance,
+    stored: Uint8Array,
+    info: FramePixelInfo,
+    signal?: AbortSignal,
+  ): Promise<ArrayLike<number>> {
+    const native = await this.decoder.decodeNative(stored, instance.transferSyntax, info, signal);
+    const samples = unpackNative(native, info);
+    if (samples.length < info.rows * info.columns)
+      throw new DecodeError(
+        `frame decoded to ${samples.length} samples, expected ${info.rows * info.columns}`,
+      );
+    return samples;
+  }
+
+  private pool(codec: WasmEncodeCodec): WorkerPool<WasmEncodeTask, WasmEncodeResult> {
+    let pool = this.pools.get(codec);
+    if (!pool) {
+      pool = new WorkerPool<WasmEncodeTask, WasmEncodeResult>({
+        script: workerScript(`${codec}-encode-worker`),
+        size: Math.max(1, this.options.workers ?? os.availableParallelism()),
+        maxQueue: 4096,
+        taskTimeoutMs: this.options.taskTimeoutMs ?? 30_000,
+        name: `medstream-${codec}-encode`,
+      });
+      this.pools.set(codec, pool);
+    }
+    return pool;
+  }
+
+  poolStats(): WorkerPoolStats[] {
+    return [...this.pools.values()].map((p) => p.stats());
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    if (this.ownDecoder) await this.decoder.close();
+  }
+}
+
+/** Transfer syntax and media type of a derived frame's bytes. */
+export function describe(
+  kind: DerivedKind,
+  bytes: Uint8Array,
+): { transferSyntax: string; mediaType: string } {
+  if (kind === 'jls' || kind === 'jlsThumbnail')
+    return { transferSyntax: TransferSyntax.JpegLsLossless, mediaType: 'image/jls' };
+  if (kind === 'lossy') return { transferSyntax: TransferSyntax.Htj2k, mediaType: 'image/jphc' };
+  const rpcl = rpclViolations(parseJ2kCodestream(bytes)).length === 0;
+  return {
+    transferSyntax: rpcl ? TransferSyntax.Htj2kLosslessRpcl : TransferSyntax.Htj2kLossless,
+    mediaType: 'image/jphc',
+  };
+}
+
+function pixelInfo(instance: StoredInstance): FramePixelInfo {
+  const bitsAllocated = num(instance, '00280100') ?? 16;
+  return {
+    rows: num(instance, '00280010') ?? 0,
+    columns: num(instance, '00280011') ?? 0,
+    bitsAllocated,
+    bitsStored: num(instance, '00280101') ?? bitsAllocated,
+    pixelRepresentation: num(instance, '00280103') ?? 0,
+    rescaleSlope: 1,
+    rescaleIntercept: 0,
+  };
+}
+
+/** Box-average reduction by `factor` per side (edge blocks average what they hold), rounded. */
+export function reduce(
+  samples: ArrayLike<number>,
+  width: number,
+  height: number,
+  factor: number,
+): { samples: Int32Array; width: number; height: number } {
+  const w = Math.ceil(width / factor);
+  const h = Math.ceil(height / factor);
+  const out = new Int32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const y1 = Math.min(height, (y + 1) * factor);
+    for (let x = 0; x < w; x++) {
+      const x1 = Math.min(width, (x + 1) * factor);
+      let sum = 0;
+      let n = 0;
+      for (let yy = y * factor; yy < y1; yy++) {
+        for (let xx = x * factor; xx < x1; xx++) sum += samples[yy * width + xx];
+        n += x1 - x * factor;
+      }
+      out[y * w + x] = Math.round(sum / n);
+    }
+  }
+  return { samples: out, width: w, height: h };
+}
+
+/** Samples as little-endian bytes of 8 or 16 bits (two's complement when negative). */
+function pack(samples: ArrayLike<number>, count: number, bits: 8 | 16): Uint8Array {
+  if (bits === 8) {
+    const out = new Uint8Array(count);
+    for (let i = 0; i < count; i++) out[i] = samples[i] & 0xff;
+    return out;
+  }
+  const out = new Uint8Array(count * 2);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < count; i++) view.setUint16(2 * i, samples[i] & 0xffff, true);
+  return out;
+}
