@@ -340,6 +340,20 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest image uploaded to /ai/models/{name}/infer',
   },
+  {
+    flag: 'workers',
+    kind: 'int',
+    default: '1',
+    min: 0,
+    max: 64,
+    description: 'HTTP server processes sharing the port (node:cluster); 0 = one per core',
+  },
+  {
+    flag: 'access-log',
+    kind: 'bool',
+    default: 'true',
+    description: 'one info-level log line per response (method, URL, status, time, request id)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -406,6 +420,10 @@ export interface Config {
   aiThreads: number;
   aiResultsBytes: number;
   aiMaxUploadBytes: number;
+  /** HTTP server processes (cli/cluster.ts); 0 = one per core. */
+  workers: number;
+  /** One log line per response at info level. */
+  accessLog: boolean;
 }
 
 export function envName(flag: string): string {
@@ -610,6 +628,8 @@ export function parseConfig(
     aiThreads: out.aiThreads as number,
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
+    workers: out.workers as number,
+    accessLog: out.accessLog as boolean,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
