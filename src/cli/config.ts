@@ -418,6 +418,20 @@ export const OPTIONS = [
     default: '64MB',
     description: 'memory for hot derived frames (LRU; 0 = none)',
   },
+  {
+    flag: 'workers',
+    kind: 'int',
+    default: '1',
+    min: 0,
+    max: 64,
+    description: 'HTTP server processes sharing the port (node:cluster); 0 = one per core',
+  },
+  {
+    flag: 'access-log',
+    kind: 'bool',
+    default: 'true',
+    description: 'one info-level log line per response (method, URL, status, time, request id)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -500,6 +514,10 @@ export interface Config {
   /** Storage prefix derived frames are written back to; undefined = none. */
   derivedStore?: string;
   derivedMemoryBytes: number;
+  /** HTTP server processes (cli/cluster.ts); 0 = one per core. */
+  workers: number;
+  /** One log line per response at info level. */
+  accessLog: boolean;
 }
 
 export function envName(flag: string): string {
@@ -718,6 +736,8 @@ export function parseConfig(
         ? undefined
         : validateStowPrefix(out.derivedStore as string, '--derived-store'),
     derivedMemoryBytes: out.derivedMemory as number,
+    workers: out.workers as number,
+    accessLog: out.accessLog as boolean,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

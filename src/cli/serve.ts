@@ -1,5 +1,7 @@
 // `medstream serve`: builds the process-wide objects from the configuration (read statistics,
 // storage, block cache, range coalescing), starts the HTTP server and drains it on SIGTERM/SIGINT.
+// With --workers above 1 the process becomes the primary of a cluster (cli/cluster.ts) and each
+// worker runs this same server with its share of the caches.
 
 import type { FastifyInstance } from 'fastify';
 import os from 'node:os';
@@ -32,6 +34,15 @@ import { DerivedFrames } from '../dicomweb/derived.js';
 import { DerivedCache } from '../dicomweb/derived-cache.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
+import {
+  announceListening,
+  isClusterPrimary,
+  isClusterWorker,
+  receiveSlot,
+  runPrimary,
+  workerCount,
+  workerShare,
+} from './cluster.js';
 import { join } from 'node:path';
 import { StowService } from '../dicomweb/stow.js';
 import { createSegmentationService, type SegmentationParts } from './segment-service.js';
@@ -53,8 +64,13 @@ export function retryPolicyOf(config: Config): RetryPolicy {
   };
 }
 
+export interface StartOptions {
+  /** The NIfTI cache folder; default `<data-dir>/nifti-cache`. */
+  niftiCacheDir?: string;
+}
+
 /** Builds everything and listens; used by the CLI and by tests that start a real server. */
-export async function startServer(config: Config): Promise<RunningServer> {
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const readStats = new ReadStats();
   const storage = await createStorage(config.storage, {
     s3Endpoint: config.s3Endpoint,
@@ -201,7 +217,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         qidoMaxResults: config.qidoMaxResults,
         wrap,
         nifti: new NiftiSliceReader({
-          dir: join(config.dataDir, 'nifti-cache'),
+          dir: options.niftiCacheDir ?? join(config.dataDir, 'nifti-cache'),
           maxBytes: config.niftiCacheBytes,
         }),
         transcode: {
@@ -216,6 +232,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       segmentation: segmentation.service,
       aiMaxUploadBytes: config.aiMaxUploadBytes,
       ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
+      accessLog: config.accessLog,
     });
     await app.listen({ host: config.host, port: config.port });
     // In the background: the server answers (from what the catalog already holds) meanwhile.
@@ -243,8 +260,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
 }
 
 export async function runServe(config: Config): Promise<void> {
-  const server = await startServer(config);
+  const count = workerCount(config);
+  if (count > 1 && isClusterPrimary()) return runPrimary(config, count);
+  const worker = isClusterWorker();
+  const share = worker ? workerShare(config, await receiveSlot()) : undefined;
+  const server = await startServer(share?.config ?? config, { niftiCacheDir: share?.niftiCacheDir });
   server.app.log.info({ storage: server.storage.description, url: server.url }, 'medstream listening');
+  if (worker) announceListening(server.url);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -264,6 +286,10 @@ export async function runServe(config: Config): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // `on`, not `once`: in a cluster a Ctrl-C reaches a worker twice (from the terminal and from
+  // the primary), and a second signal must not kill it mid-drain.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // A worker whose primary is gone (killed) drains and exits too.
+  if (worker) process.once('disconnect', () => stop('disconnect'));
 }

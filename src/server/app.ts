@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
+import { registerAccessLog } from './access-log.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { createMetrics, type MetricSources } from './metrics.js';
 import { registerAiRoutes } from './routes/ai.js';
@@ -47,6 +48,8 @@ export interface ServerDependencies extends MetricSources {
   /** The OHIF viewer at /ohif/ (routes/ohif.ts); absent = not served. */
   ohif?: OhifRouteOptions;
   // `segmentation` (the /segmentations job routes) comes with MetricSources.
+  /** One info-level line per response (`--access-log`); default on. */
+  accessLog?: boolean;
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -63,10 +66,16 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     // Malformed percent-encoding and the like fail in the router, before any route: answer them
     // in the same JSON shape as every other error.
     frameworkErrors: errorHandler,
+    // Fastify's own request logging writes two lines per request; ours (below) writes one, and
+    // none with --no-access-log.
+    disableRequestLogging: true,
   });
-  app.addHook('onSend', async (request, reply) => {
+  // Callback-style hooks: no promise per request on the hot path.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
+  if (deps.accessLog !== false) registerAccessLog(app);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   await app.register(cors, {

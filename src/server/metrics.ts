@@ -40,13 +40,15 @@ export function createMetrics(app: FastifyInstance, sources: MetricSources): Met
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  app.addHook('onResponse', async (request, reply) => {
+  // Callback style: no promise per response.
+  app.addHook('onResponse', (request, reply, done) => {
     // The route pattern, not the URL, so slide ids do not explode the label set.
     const route = request.routeOptions.url ?? 'unmatched';
     httpDuration.observe(
       { route, method: request.method, status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    done();
   });
 
   return {
