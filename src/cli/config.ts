@@ -340,6 +340,14 @@ export const OPTIONS = [
     min: 1024,
     description: 'largest image uploaded to /ai/models/{name}/infer',
   },
+  {
+    flag: 'ai-max-voxels',
+    kind: 'int',
+    default: '134217728',
+    min: 1,
+    max: 2 ** 31,
+    description: 'largest radiology series or frame read for inference, in voxels',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -406,6 +414,8 @@ export interface Config {
   aiThreads: number;
   aiResultsBytes: number;
   aiMaxUploadBytes: number;
+  /** Largest radiology volume read for inference (voxels). */
+  aiMaxVoxels: number;
 }
 
 export function envName(flag: string): string {
@@ -610,6 +620,7 @@ export function parseConfig(
     aiThreads: out.aiThreads as number,
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
+    aiMaxVoxels: out.aiMaxVoxels as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { ModelRegistry } from '../ai/registry.js';
 import { ResultStore } from '../ai/results.js';
 import { AiService } from '../ai/service.js';
+import { RadiologySource } from '../ai/radiology-source.js';
 import { createCodecs } from '../codecs/index.js';
 import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
@@ -27,6 +28,7 @@ import { Catalog } from '../catalog/catalog.js';
 import { IndexService } from '../catalog/index-service.js';
 import { Indexer } from '../catalog/indexer.js';
 import { NiftiSliceReader } from '../volumes/nifti-slices.js';
+import { FrameSampleDecoder } from '../volumes/frame-samples.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import { join } from 'node:path';
@@ -120,8 +122,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger: pino({ level: config.logLevel }).child({ component: 'indexer' }),
   });
   let ai: AiService | undefined;
+  // Radiology frames decoded for inference (worker threads start on first use).
+  const aiDecoder = new FrameSampleDecoder();
   const closeAll = async () => {
     await ai?.close();
+    await aiDecoder.close();
     await index.close();
     await catalog.close();
     await sharedCache?.close();
@@ -140,6 +145,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       tiles,
       results: new ResultStore(config.aiResultsBytes),
       maxPixels: config.maxRegionPixels,
+      radiology: new RadiologySource({ catalog, storage, decoder: aiDecoder, maxVoxels: config.aiMaxVoxels }),
     });
     app = await buildServer({
       storage,
