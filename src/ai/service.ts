@@ -9,6 +9,7 @@ import { encodeSegmentation } from '../segment/dicom-seg.js';
 import { encodeNiftiMask } from '../volumes/nifti.js';
 import type { TileService } from '../tiles/tile-service.js';
 import type { ModelDeclaration } from './declaration.js';
+import type { DerivedSlides } from './derived-slides.js';
 import { HeatmapJobs } from './heatmap-jobs.js';
 import { readClassification, readHeatmap, readMask } from './outputs.js';
 import type { Pixels } from './preprocess.js';
@@ -62,6 +63,8 @@ export interface AiServiceOptions {
   results: ResultStore;
   /** Largest image decoded or region read, in pixels. */
   maxPixels: number;
+  /** Where heat-map pyramids are registered as slides (the registry reads its overlay). */
+  derived?: DerivedSlides;
   /** Radiology inputs (the catalog); absent: only images and slides. */
   radiology?: RadiologySource;
 }
@@ -73,7 +76,7 @@ export class AiService {
   readonly heatmaps: HeatmapJobs;
 
   constructor(private readonly options: AiServiceOptions) {
-    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY);
+    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY, 100, options.derived);
   }
 
   get registry(): ModelRegistry {

@@ -8,6 +8,7 @@ import { ModelRegistry } from '../ai/registry.js';
 import { ResultStore } from '../ai/results.js';
 import { AiService } from '../ai/service.js';
 import { RadiologySource } from '../ai/radiology-source.js';
+import { DerivedSlides } from '../ai/derived-slides.js';
 import { createCodecs } from '../codecs/index.js';
 import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
@@ -90,8 +91,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     shared: sharedCache,
   });
   const wrap = createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats });
+  // Heat-map pyramids the AI layer derives are slides too (ai/derived-slides.ts).
+  const derived = new DerivedSlides();
   const registry = new SlideRegistry({
-    storage,
+    storage: derived.overlay(storage),
     wrap,
     open: (source, signal, context) =>
       openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
@@ -145,6 +148,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       tiles,
       results: new ResultStore(config.aiResultsBytes),
       maxPixels: config.maxRegionPixels,
+      derived,
       radiology: new RadiologySource({ catalog, storage, decoder: aiDecoder, maxVoxels: config.aiMaxVoxels }),
     });
     app = await buildServer({

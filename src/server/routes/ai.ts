@@ -130,11 +130,23 @@ export async function registerAiRoutes(
 }
 
 function jobJson(job: HeatmapJob): Record<string, unknown> {
-  const { values, mapId, ...rest } = job;
+  const { values, mapId, overlay, ...rest } = job;
+  const id = overlay ? encodeURIComponent(overlay.slide) : '';
   return {
     ...rest,
     progress: job.tiles - job.background === 0 ? 1 : job.done / (job.tiles - job.background),
     ...(job.state === 'done' ? { values, map: `/ai/results/${mapId}.png` } : {}),
+    // The map as a slide: the same routes as any slide serve it.
+    ...(job.state === 'done' && overlay
+      ? {
+          overlay: {
+            ...overlay,
+            dzi: `/slides/${id}/dzi`,
+            iiif: `/iiif/3/${id}/info.json`,
+            tiles: `/slides/${id}/tile/{level}/{x}/{y}`,
+          },
+        }
+      : {}),
   };
 }
 
