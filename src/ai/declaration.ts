@@ -13,12 +13,14 @@ export type Activation = 'softmax' | 'sigmoid' | 'none';
 /**
  * Maps pixel values to [0, 1] before `range`, `mean` and `std`:
  * fixed: (v - min) / (max - min), clamped (default 0..255); minmax: the image's own min..max;
- * window: a radiology window, (v - (center - width / 2)) / width, clamped.
+ * window: a radiology window, (v - (center - width / 2)) / width, clamped. On radiology inputs the
+ * request's window wins over the declared one, and without either the instance's VOI window (else
+ * the image's min..max) is used; center and width may then be left out.
  */
 export type Scaling =
   | { type: 'fixed'; min: number; max: number }
   | { type: 'minmax' }
-  | { type: 'window'; center: number; width: number };
+  | { type: 'window'; center?: number; width?: number };
 
 export interface Preprocessing {
   resize: ResizeMode;
@@ -79,11 +81,14 @@ export function parseDeclaration(name: string, text: string): ModelDeclaration {
   const scalingType = scaling.oneOf('type', ['fixed', 'minmax', 'window'] as const, 'fixed');
   let parsedScaling: Scaling;
   if (scalingType === 'window') {
-    parsedScaling = {
-      type: 'window',
-      center: scaling.number('center'),
-      width: scaling.number('width', undefined, { min: Number.MIN_VALUE }),
-    };
+    const given = scaling.has('center') || scaling.has('width');
+    parsedScaling = given
+      ? {
+          type: 'window',
+          center: scaling.number('center'),
+          width: scaling.number('width', undefined, { min: Number.MIN_VALUE }),
+        }
+      : { type: 'window' };
   } else if (scalingType === 'minmax') {
     parsedScaling = { type: 'minmax' };
   } else {
@@ -164,6 +169,10 @@ class Reader {
     const v = this.json[key];
     if (!isObject(v)) return this.fail(this.field(key), 'must be an object');
     return new Reader(v, this.field(key), this.fail);
+  }
+
+  has(key: string): boolean {
+    return this.json[key] !== undefined;
   }
 
   optionalObject(key: string): Reader {

@@ -2,11 +2,14 @@
 // stride in output pixels), on tissue tiles only — the built-in tissue model on a thumbnail says
 // which tiles to skip as background — and the job's result is a map with one pixel per grid
 // cell (value = the model's score for the cell; background cells 0) and a JSON grid. Jobs run
-// one at a time in this process, with progress, and can be cancelled. (Serving the map as a
-// pyramid through the tile routes, and Redis-backed jobs across replicas, are later work.)
+// one at a time in this process, with progress, and can be cancelled. A finished map is also
+// written as a colour-mapped pyramid (heatmap-pyramid.ts) and registered as a derived slide, so
+// the tile, IIIF and Deep Zoom routes serve it. (Redis-backed jobs across replicas: later work.)
 
 import { randomUUID } from 'node:crypto';
 import { BadRequest, Cancelled, MedStreamError, NotFound } from '../errors.js';
+import type { DerivedSlides } from './derived-slides.js';
+import { cellPixelsFor, heatmapTiff, legend, type HeatmapOverlay } from './heatmap-pyramid.js';
 import { readClassification, readHeatmap, readMask } from './outputs.js';
 import type { ResultStore } from './results.js';
 import type { AiService } from './service.js';
@@ -45,6 +48,8 @@ export interface HeatmapJob {
   /** Grid of scores, row by row; null for background cells (when done). */
   values?: (number | null)[];
   mapId?: string;
+  /** The map as a derived slide, and where it lies on the source slide (when done). */
+  overlay?: HeatmapOverlay;
 }
 
 /** Largest grid accepted for one job. */
@@ -63,6 +68,8 @@ export class HeatmapJobs {
     private readonly concurrency: number,
     /** Finished jobs kept for status queries. */
     private readonly keep = 100,
+    /** Where finished maps are registered as slides; absent: PNG map only. */
+    private readonly derived?: DerivedSlides,
   ) {}
 
   /** Validates and queues a job; resolves once the grid is known. */
@@ -185,6 +192,19 @@ export class HeatmapJobs {
       const plane = new Uint8Array(job.tiles);
       values.forEach((v, i) => (plane[i] = v === null ? 0 : Math.round(255 * Math.min(1, Math.max(0, v)))));
       job.mapId = await this.results.putPlane({ data: plane, width: job.columns, height: job.rows });
+      if (this.derived) {
+        const cellPixels = cellPixelsFor(job.columns, job.rows);
+        const tiff = await heatmapTiff(values, job.columns, job.rows, cellPixels);
+        job.overlay = {
+          slide: this.derived.put(`heatmaps/${job.id}.tif`, tiff),
+          x: 0,
+          y: 0,
+          width: job.columns * stride * sx,
+          height: job.rows * stride * sy,
+          cellPixels,
+          legend: legend(),
+        };
+      }
       job.state = 'done';
     } catch (e) {
       if ((job.state as JobState) !== 'cancelled') {

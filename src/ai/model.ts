@@ -5,7 +5,7 @@
 import type { Batcher } from './batcher.js';
 import type { ModelDeclaration } from './declaration.js';
 import type { ModelWorker } from './model-worker.js';
-import { preprocess, type Pixels } from './preprocess.js';
+import { preprocess, type FloatPixels, type Pixels } from './preprocess.js';
 import type { TensorInfo } from './worker-protocol.js';
 
 export interface ModelOutput {
@@ -31,7 +31,7 @@ export class OnnxModel {
   arriving = 0;
 
   /** Reads the image (`load`), preprocesses it and queues it for the next batch. */
-  async infer(load: () => Promise<Pixels>, signal?: AbortSignal): Promise<ModelOutput> {
+  async infer(load: () => Promise<Pixels | FloatPixels>, signal?: AbortSignal): Promise<ModelOutput> {
     let input: Float32Array;
     // Counted against the queue bound before the image is read (bounded memory).
     this.batcher.admit(this.arriving);

@@ -2,9 +2,13 @@
 // model declared. Order: channels (RGBA/GA drop alpha; gray replicated to 3 channels, RGB to
 // luminance for 1), resize (sharp, bilinear: stretch / letterbox / centre crop), scaling to 0..1
 // (fixed, min-max or window), the value range, then (v - mean) / std per channel, in NCHW or NHWC.
+// Radiology slices arrive as one channel of real-world values (HU) in a Float32Array: they are
+// resized here by bilinear sampling (fit-geometry.ts, no 8-bit rounding) and windowed by the
+// request's window, the declared one or the instance's VOI.
 
 import sharp from 'sharp';
 import type { ModelDeclaration } from './declaration.js';
+import { fitGeometry, sampleBilinear } from './fit-geometry.js';
 
 export interface Pixels {
   data: Uint8Array;
@@ -14,12 +18,29 @@ export interface Pixels {
   channels: number;
 }
 
+/** A radiology slice: one channel of real-world values (HU for CT), row-major. */
+export interface FloatPixels {
+  values: Float32Array;
+  width: number;
+  height: number;
+  /** The window the request asked for (wins over the declared one). */
+  window?: RadiologyWindow;
+  /** The instance's VOI window (used when neither the request nor the model gives one). */
+  voi?: RadiologyWindow;
+}
+
+export interface RadiologyWindow {
+  center: number;
+  width: number;
+}
+
 /** ITU-R BT.601 luma weights, the ones most image libraries use for RGB -> gray. */
 const LUMA = [0.299, 0.587, 0.114] as const;
 
 /** The model's float input for one image: `channels * height * width` values in its layout. */
-export async function preprocess(image: Pixels, decl: ModelDeclaration): Promise<Float32Array> {
-  const { width, height, channels, layout } = decl.input;
+export async function preprocess(image: Pixels | FloatPixels, decl: ModelDeclaration): Promise<Float32Array> {
+  if ('values' in image) return preprocessFloat(image, decl);
+  const { width, height, channels } = decl.input;
   const sized = await resize(toColour(image), decl);
   const count = width * height;
   const plane = new Float32Array(count * channels);
@@ -35,7 +56,27 @@ export async function preprocess(image: Pixels, decl: ModelDeclaration): Promise
       plane[c * count + i] = v;
     }
   }
-  const scale = scaler(decl, plane);
+  return normalise(plane, decl, scaler(decl, plane));
+}
+
+/** A radiology slice: bilinear resize of the real values, replicated to every model channel. */
+function preprocessFloat(image: FloatPixels, decl: ModelDeclaration): Float32Array {
+  const { width, height, channels } = decl.input;
+  const count = width * height;
+  const fit = fitGeometry(image.width, image.height, width, height, decl.preprocess.resize);
+  const sized =
+    image.width === width && image.height === height
+      ? image.values
+      : sampleBilinear(image.values, image.width, image.height, width, height, fit, decl.preprocess.pad);
+  const plane = new Float32Array(count * channels);
+  for (let c = 0; c < channels; c++) plane.set(sized, c * count);
+  return normalise(plane, decl, scaler(decl, sized, image));
+}
+
+/** Scaling to 0..1, the range, then (v - mean) / std, in the declared layout. */
+function normalise(plane: Float32Array, decl: ModelDeclaration, scale: (v: number) => number): Float32Array {
+  const { width, height, channels, layout } = decl.input;
+  const count = width * height;
   const [lo, hi] = decl.preprocess.range;
   const { mean, std } = decl.preprocess;
   const out = new Float32Array(count * channels);
@@ -51,14 +92,26 @@ export async function preprocess(image: Pixels, decl: ModelDeclaration): Promise
   return out;
 }
 
-/** value -> 0..1 for the declared scaling. */
-function scaler(decl: ModelDeclaration, values: Float32Array): (v: number) => number {
+/**
+ * value -> 0..1 for the declared scaling. A window comes from the request, else the declaration,
+ * else the image's VOI; with none of them the image's min..max is used.
+ */
+function scaler(
+  decl: ModelDeclaration,
+  values: Float32Array,
+  windows: { window?: RadiologyWindow; voi?: RadiologyWindow } = {},
+): (v: number) => number {
   const s = decl.preprocess.scaling;
   const clamp = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
   if (s.type === 'fixed') return (v) => clamp((v - s.min) / (s.max - s.min));
   if (s.type === 'window') {
-    const low = s.center - s.width / 2;
-    return (v) => clamp((v - low) / s.width);
+    const declared =
+      s.center !== undefined && s.width !== undefined ? { center: s.center, width: s.width } : undefined;
+    const w = windows.window ?? declared ?? windows.voi;
+    if (w) {
+      const low = w.center - w.width / 2;
+      return (v) => clamp((v - low) / w.width);
+    }
   }
   let min = Infinity;
   let max = -Infinity;

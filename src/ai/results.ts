@@ -1,34 +1,86 @@
-// Results of segmentation and heatmap inference (and tissue masks): 8-bit gray PNGs kept in a
-// byte-bounded LRU under a random id, fetched by clients at /ai/results/{id}.png. Results are
-// per replica and transient: a client fetches them soon after the inference that made them.
+// Results of segmentation and heatmap inference (and tissue masks), kept in a byte-bounded LRU
+// under a random id: 8-bit gray PNGs fetched at /ai/results/{id}.png, and volume results (a
+// mask or map per voxel with the source volume's geometry) whose slices, NIfTI and DICOM SEG are
+// encoded when fetched. Results are per replica and transient: a client fetches them soon after
+// the inference that made them.
 
 import { randomUUID } from 'node:crypto';
 import sharp from 'sharp';
 import { NotFound } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
+import type { Volume } from '../volumes/volume.js';
+
+/** A mask (class index) or map (round(255 * value)) per voxel of a source volume. */
+export interface VolumeResult {
+  kind: 'volume';
+  task: 'segmentation' | 'heatmap';
+  /** The source's geometry (its voxel values are not kept). */
+  geometry: Pick<Volume, 'dims' | 'affine' | 'source'>;
+  /** One byte per voxel, the volume's index order (i fastest, then j, then k). */
+  voxels: Uint8Array;
+  labels: string[];
+  model: string;
+}
+
+type Entry = Buffer | VolumeResult;
 
 export class ResultStore {
-  private readonly lru: ByteLru<string, Buffer>;
+  private readonly lru: ByteLru<string, Entry>;
 
   constructor(maxBytes: number) {
-    this.lru = new ByteLru({ maxBytes, sizeOf: (b) => b.length + 64 });
+    this.lru = new ByteLru({
+      maxBytes,
+      sizeOf: (e) => (Buffer.isBuffer(e) ? e.length : e.voxels.length + 1024) + 64,
+    });
   }
 
   /** Encodes one gray plane as PNG and stores it; returns its id. */
   async putPlane(plane: { data: Uint8Array; width: number; height: number }): Promise<string> {
-    const png = await sharp(plane.data, { raw: { width: plane.width, height: plane.height, channels: 1 } })
-      .toColourspace('b-w')
-      .png({ compressionLevel: 6 })
-      .toBuffer();
     const id = randomUUID();
-    this.lru.set(id, png);
+    this.lru.set(id, await encodePlane(plane));
     return id;
   }
 
-  get(id: string): Buffer {
-    const png = this.lru.get(id);
-    if (!png)
-      throw new NotFound(`no result ${JSON.stringify(id)} (results are kept for a while, then dropped)`);
-    return png;
+  /** Stores a volume result; returns its id. */
+  putVolume(result: VolumeResult): string {
+    const id = randomUUID();
+    this.lru.set(id, result);
+    return id;
   }
+
+  /** A stored PNG (a plane result, or slice 0 of a one-slice volume result). */
+  async get(id: string): Promise<Buffer> {
+    const entry = this.entry(id);
+    return Buffer.isBuffer(entry) ? entry : this.slice(id, 0);
+  }
+
+  /** A volume result. */
+  volume(id: string): VolumeResult {
+    const entry = this.entry(id);
+    if (Buffer.isBuffer(entry)) throw new NotFound(`result ${id} is an image, not a volume`);
+    return entry;
+  }
+
+  /** Slice k of a volume result as a PNG (`columns x rows`). */
+  async slice(id: string, k: number): Promise<Buffer> {
+    const v = this.volume(id);
+    const [nx, ny, nz] = v.geometry.dims;
+    if (!Number.isInteger(k) || k < 0 || k >= nz)
+      throw new NotFound(`result ${id} has slices 0..${nz - 1}, not ${k}`);
+    return encodePlane({ data: v.voxels.subarray(k * nx * ny, (k + 1) * nx * ny), width: nx, height: ny });
+  }
+
+  private entry(id: string): Entry {
+    const entry = this.lru.get(id);
+    if (!entry)
+      throw new NotFound(`no result ${JSON.stringify(id)} (results are kept for a while, then dropped)`);
+    return entry;
+  }
+}
+
+function encodePlane(plane: { data: Uint8Array; width: number; height: number }): Promise<Buffer> {
+  return sharp(plane.data, { raw: { width: plane.width, height: plane.height, channels: 1 } })
+    .toColourspace('b-w')
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 }

@@ -4,12 +4,17 @@
 // heat maps; the built-in `tissue` model runs here, on the main thread (a thumbnail takes ms).
 
 import sharp from 'sharp';
-import { BadRequest, UnsupportedFormat } from '../errors.js';
+import { BadRequest, NotFound, UnsupportedFormat } from '../errors.js';
+import { encodeSegmentation } from '../segment/dicom-seg.js';
+import { encodeNiftiMask } from '../volumes/nifti.js';
 import type { TileService } from '../tiles/tile-service.js';
 import type { ModelDeclaration } from './declaration.js';
+import type { DerivedSlides } from './derived-slides.js';
 import { HeatmapJobs } from './heatmap-jobs.js';
 import { readClassification, readHeatmap, readMask } from './outputs.js';
 import type { Pixels } from './preprocess.js';
+import { inferRadiology, type DicomInferSource } from './radiology-infer.js';
+import type { RadiologySource } from './radiology-source.js';
 import type { ModelRegistry } from './registry.js';
 import type { ResultStore } from './results.js';
 import { detectTissue } from './tissue.js';
@@ -27,7 +32,9 @@ export type InferSource =
       mpp?: number;
     }
   /** The whole slide, as a thumbnail whose longer side is `size` pixels. */
-  | { kind: 'slide'; slide: string; size: number };
+  | { kind: 'slide'; slide: string; size: number }
+  /** Radiology data from the catalog: one frame of an instance, or a whole series. */
+  | DicomInferSource;
 
 export interface ModelInfo {
   name: string;
@@ -56,6 +63,10 @@ export interface AiServiceOptions {
   results: ResultStore;
   /** Largest image decoded or region read, in pixels. */
   maxPixels: number;
+  /** Where heat-map pyramids are registered as slides (the registry reads its overlay). */
+  derived?: DerivedSlides;
+  /** Radiology inputs (the catalog); absent: only images and slides. */
+  radiology?: RadiologySource;
 }
 
 /** Tiles a heatmap job keeps in flight: enough to fill a model's batches. */
@@ -65,7 +76,7 @@ export class AiService {
   readonly heatmaps: HeatmapJobs;
 
   constructor(private readonly options: AiServiceOptions) {
-    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY);
+    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY, 100, options.derived);
   }
 
   get registry(): ModelRegistry {
@@ -100,8 +111,34 @@ export class AiService {
   }
 
   /** A mask or heat map PNG an inference stored. */
-  result(id: string): Buffer {
+  result(id: string): Promise<Buffer> {
     return this.options.results.get(id);
+  }
+
+  /** Slice k of a volume result, as a PNG. */
+  resultSlice(id: string, k: number): Promise<Buffer> {
+    return this.options.results.slice(id, k);
+  }
+
+  /** A volume result as NIfTI-1 (.nii.gz, uint8) in the source volume's geometry. */
+  resultNifti(id: string): Uint8Array {
+    const v = this.options.results.volume(id);
+    return encodeNiftiMask(v.geometry, v.voxels, `medstream ${v.model} ${v.task}`);
+  }
+
+  /** Class `k` of a segmentation result over a DICOM series, as a binary DICOM SEG. */
+  resultSeg(id: string, k: number): Uint8Array {
+    const v = this.options.results.volume(id);
+    if (v.task !== 'segmentation') throw new BadRequest(`result ${id} is a heat map: no DICOM SEG`);
+    if (v.geometry.source.kind !== 'dicom')
+      throw new BadRequest(`result ${id} is over a NIfTI volume: a SEG references DICOM instances`);
+    const binary = new Uint8Array(v.voxels.length);
+    for (let i = 0; i < binary.length; i++) binary[i] = v.voxels[i] === k ? 1 : 0;
+    return encodeSegmentation({ ...v.geometry, data: new Float32Array(0) }, binary, {
+      label: v.labels[k] ?? `class ${k}`,
+      algorithmName: `medstream ${v.model}`,
+      seriesDescription: `${v.model} ${v.labels[k] ?? `class ${k}`}`,
+    });
   }
 
   async close(): Promise<void> {
@@ -111,6 +148,13 @@ export class AiService {
 
   /** Runs model `name` on one image; the answer is JSON-ready. */
   async infer(name: string, source: InferSource, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    if (source.kind === 'dicom') {
+      if (name === 'tissue')
+        throw new BadRequest('the tissue model reads bright-field slides, not radiology');
+      const model = this.options.registry.get(name);
+      if (!this.options.radiology) throw new NotFound('this server has no radiology catalog');
+      return inferRadiology(model, source, this.options.radiology, this.options.results, signal);
+    }
     if (name !== 'tissue') return this.inferOnnx(name, source, signal);
     const pixels = await this.pixels(source, signal);
     const described = describeSource(source, pixels);
@@ -143,6 +187,7 @@ export class AiService {
     signal?: AbortSignal,
   ): Promise<Record<string, unknown>> {
     const model = this.options.registry.get(name);
+    if (source.kind === 'dicom') throw new BadRequest('radiology sources go through inferRadiology');
     let pixels: Pixels | undefined;
     const output = await model.infer(async () => (pixels = await this.pixels(source, signal)), signal);
     const described = describeSource(source, pixels as Pixels);
@@ -182,7 +227,7 @@ export class AiService {
   }
 
   /** The pixels a source names: a decoded upload, a slide region or a whole-slide thumbnail. */
-  async pixels(source: InferSource, signal?: AbortSignal): Promise<Pixels> {
+  async pixels(source: Exclude<InferSource, DicomInferSource>, signal?: AbortSignal): Promise<Pixels> {
     const { tiles, maxPixels } = this.options;
     if (source.kind === 'image') return decodeUpload(source.bytes, maxPixels);
     if (source.kind === 'slide') {

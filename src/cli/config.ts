@@ -432,6 +432,14 @@ export const OPTIONS = [
     default: 'true',
     description: 'one info-level log line per response (method, URL, status, time, request id)',
   },
+  {
+    flag: 'ai-max-voxels',
+    kind: 'int',
+    default: '134217728',
+    min: 1,
+    max: 2 ** 31,
+    description: 'largest radiology series or frame read for inference, in voxels',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -518,6 +526,8 @@ export interface Config {
   workers: number;
   /** One log line per response at info level. */
   accessLog: boolean;
+  /** Largest radiology volume read for inference (voxels). */
+  aiMaxVoxels: number;
 }
 
 export function envName(flag: string): string {
@@ -738,6 +748,7 @@ export function parseConfig(
     derivedMemoryBytes: out.derivedMemory as number,
     workers: out.workers as number,
     accessLog: out.accessLog as boolean,
+    aiMaxVoxels: out.aiMaxVoxels as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -9,6 +9,8 @@ import { pino } from 'pino';
 import { ModelRegistry } from '../ai/registry.js';
 import { ResultStore } from '../ai/results.js';
 import { AiService } from '../ai/service.js';
+import { RadiologySource } from '../ai/radiology-source.js';
+import { DerivedSlides } from '../ai/derived-slides.js';
 import { createCodecs } from '../codecs/index.js';
 import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
@@ -32,6 +34,7 @@ import { Indexer } from '../catalog/indexer.js';
 import { NiftiSliceReader } from '../volumes/nifti-slices.js';
 import { DerivedFrames } from '../dicomweb/derived.js';
 import { DerivedCache } from '../dicomweb/derived-cache.js';
+import { FrameSampleDecoder } from '../volumes/frame-samples.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import {
@@ -109,8 +112,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     shared: sharedCache,
   });
   const wrap = createReaderFactory({ blockCache, gapBytes: config.coalesceGapBytes, coalescerStats });
+  // Heat-map pyramids the AI layer derives are slides too (ai/derived-slides.ts).
+  const derivedSlides = new DerivedSlides();
   const registry = new SlideRegistry({
-    storage,
+    storage: derivedSlides.overlay(storage),
     wrap,
     open: (source, signal, context) =>
       openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
@@ -154,10 +159,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       tmpDir: join(config.dataDir, 'tmp'),
     }),
   });
+  // Radiology frames decoded for inference (worker threads start on first use).
+  const aiDecoder = new FrameSampleDecoder();
   const closeAll = async () => {
     await segmentation?.close();
     await derived.close();
     await ai?.close();
+    await aiDecoder.close();
     await index.close();
     await catalog.close();
     await sharedCache?.close();
@@ -176,6 +184,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       tiles,
       results: new ResultStore(config.aiResultsBytes),
       maxPixels: config.maxRegionPixels,
+      derived: derivedSlides,
+      radiology: new RadiologySource({ catalog, storage, decoder: aiDecoder, maxVoxels: config.aiMaxVoxels }),
     });
     const stow = {
       storage,

@@ -5,6 +5,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
+import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import { fixture } from '../support/fixtures.js';
 import { linearClassifier } from '../support/onnx-writer.js';
 import { request, startTestServer, until } from '../support/server.js';
@@ -63,6 +64,19 @@ interface Job {
   progress: number;
   values?: (number | null)[];
   map?: string;
+  overlay?: Overlay;
+}
+
+interface Overlay {
+  slide: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  cellPixels: number;
+  legend: [number, string][];
+  dzi: string;
+  iiif: string;
 }
 
 describe('heatmap jobs', () => {
@@ -145,6 +159,41 @@ describe('heatmap jobs', () => {
       .toBuffer({ resolveWithObject: true });
     expect([info.width, info.height]).toEqual([job.columns, job.rows]);
     expect([...data]).toEqual(values.map((v) => (v === null ? 0 : Math.round(255 * v))));
+
+    // The same map as a slide, served by the slide routes: each cell a cellPixels square of the
+    // ramp's colour (background white), over level-0 [0, columns * TILE * sx) x [0, rows * TILE * sy).
+    const overlay = done.overlay as Overlay;
+    expect(overlay).toMatchObject({
+      x: 0,
+      y: 0,
+      width: job.columns * TILE * sx,
+      height: job.rows * TILE * sy,
+    });
+    expect(overlay.legend[0]).toEqual([0, '#2c7bb6']);
+    const k = overlay.cellPixels;
+    const id = encodeURIComponent(overlay.slide);
+    const slide = (await request(server, `/slides/${id}`)).json() as { width: number; height: number };
+    expect([slide.width, slide.height]).toEqual([job.columns * k, job.rows * k]);
+    expect((await request(server, overlay.dzi)).body.toString()).toContain(
+      `<Size Width="${job.columns * k}" Height="${job.rows * k}"/>`,
+    );
+    expect((await request(server, overlay.iiif)).status).toBe(200);
+    const raw = await request(
+      server,
+      `/slides/${id}/region?x=0&y=0&width=${job.columns * k}&height=${job.rows * k}&level=0&format=raw`,
+    );
+    expect(raw.status).toBe(200);
+    const centre = (c: number, r: number) => {
+      const o = ((r * k + (k >> 1)) * job.columns * k + c * k + (k >> 1)) * 3;
+      return [raw.body[o], raw.body[o + 1], raw.body[o + 2]];
+    };
+    values.forEach((v, i) =>
+      expect(centre(i % job.columns, Math.floor(i / job.columns)), `cell ${i}`).toEqual(
+        v === null ? [255, 255, 255] : rampColour(v),
+      ),
+    );
+    // Derived slides never show up in a slide listing.
+    expect((await request(server, '/slides')).body.toString()).not.toContain('_derived');
   });
 
   it('cancels a job and answers unknown jobs and bad requests with JSON errors', async () => {

@@ -4,7 +4,9 @@
 //   POST /ai/models/{name}/infer    body: a PNG/JPEG (Content-Type image/png | image/jpeg), or JSON
 //                                   {slide, x, y, width, height, level | mpp} (a region) or
 //                                   {slide, size} (the whole slide as a thumbnail, longer side `size`)
+//                                   {study, series, instance?, frame?, window?} (radiology, catalog)
 //   GET  /ai/results/{id}.png       a mask or heat map an inference made
+//   GET  /ai/results/{id}/slices/{k}.png, {id}.nii.gz, {id}.dcm?class=K   a series result
 //   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
 //                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
 //   GET  /ai/jobs/{id}              its progress, and when done its grid and map
@@ -96,22 +98,55 @@ export async function registerAiRoutes(
       jobJson(ai.heatmaps.cancel(request.params.id)),
     );
 
-    scope.get<{ Params: { file: string } }>('/ai/results/:file', async (request, reply) => {
-      const m = /^([0-9a-f-]{36})\.png$/.exec(request.params.file);
-      if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png');
-      reply.header('Cache-Control', 'private, max-age=3600');
-      reply.type('image/png');
-      return reply.send(ai.result(m[1]));
-    });
+    scope.get<{ Params: { file: string }; Querystring: { class?: string } }>(
+      '/ai/results/:file',
+      async (request, reply) => {
+        const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm)$/.exec(request.params.file);
+        if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm)');
+        reply.header('Cache-Control', 'private, max-age=3600');
+        if (m[2] === 'png') return reply.type('image/png').send(await ai.result(m[1]));
+        if (m[2] === 'nii.gz')
+          return reply
+            .type('application/gzip')
+            .header('Content-Disposition', `attachment; filename="${m[1]}.nii.gz"`)
+            .send(Buffer.from(ai.resultNifti(m[1])));
+        const k = request.query.class === undefined ? 1 : Number(request.query.class);
+        if (!Number.isInteger(k) || k < 1 || k > 255)
+          throw new BadRequest('class must be an integer in 1..255 (a class index of the mask)');
+        return reply.type('application/dicom').send(Buffer.from(ai.resultSeg(m[1], k)));
+      },
+    );
+    scope.get<{ Params: { id: string; file: string } }>(
+      '/ai/results/:id/slices/:file',
+      async (request, reply) => {
+        const m = /^(\d{1,6})\.png$/.exec(request.params.file);
+        if (!/^[0-9a-f-]{36}$/.test(request.params.id) || !m)
+          throw new BadRequest('slices of a result look like /ai/results/<uuid>/slices/<k>.png');
+        reply.header('Cache-Control', 'private, max-age=3600');
+        return reply.type('image/png').send(await ai.resultSlice(request.params.id, Number(m[1])));
+      },
+    );
   });
 }
 
 function jobJson(job: HeatmapJob): Record<string, unknown> {
-  const { values, mapId, ...rest } = job;
+  const { values, mapId, overlay, ...rest } = job;
+  const id = overlay ? encodeURIComponent(overlay.slide) : '';
   return {
     ...rest,
     progress: job.tiles - job.background === 0 ? 1 : job.done / (job.tiles - job.background),
     ...(job.state === 'done' ? { values, map: `/ai/results/${mapId}.png` } : {}),
+    // The map as a slide: the same routes as any slide serve it.
+    ...(job.state === 'done' && overlay
+      ? {
+          overlay: {
+            ...overlay,
+            dzi: `/slides/${id}/dzi`,
+            iiif: `/iiif/3/${id}/info.json`,
+            tiles: `/slides/${id}/tile/{level}/{x}/{y}`,
+          },
+        }
+      : {}),
   };
 }
 
@@ -122,6 +157,7 @@ function parseSource(body: unknown): InferSource {
       'send a PNG or JPEG (Content-Type image/png or image/jpeg) or a JSON object naming a slide',
     );
   const b = body as Record<string, unknown>;
+  if (b.study !== undefined) return parseDicomSource(b);
   if (typeof b.slide !== 'string' || b.slide === '') throw new BadRequest('slide must be a slide id');
   const int = (key: string, min: number): number => {
     const v = b[key];
@@ -155,4 +191,46 @@ function parseSource(body: unknown): InferSource {
     level: b.level === undefined ? undefined : int('level', 0),
     mpp: b.mpp as number | undefined,
   };
+}
+
+const UID = /^[0-9]+(\.[0-9]+)*$/;
+
+/** {study, series, instance?, frame?, window?}: radiology data the catalog holds. */
+function parseDicomSource(b: Record<string, unknown>): InferSource {
+  const uid = (key: string, optional = false): string | undefined => {
+    const v = b[key];
+    if (v === undefined && optional) return undefined;
+    if (typeof v !== 'string' || v.length > 64 || !UID.test(v))
+      throw new BadRequest(`${key} must be a DICOM UID, got ${JSON.stringify(v)?.slice(0, 80)}`);
+    return v;
+  };
+  const study = uid('study') as string;
+  const series = uid('series') as string;
+  const instance = uid('instance', true);
+  if (b.slide !== undefined) throw new BadRequest('give either a slide or a study, not both');
+  let frame: number | undefined;
+  if (b.frame !== undefined) {
+    if (instance === undefined) throw new BadRequest('frame needs an instance');
+    if (typeof b.frame !== 'number' || !Number.isInteger(b.frame) || b.frame < 1 || b.frame > 2 ** 31)
+      throw new BadRequest(
+        `frame must be an integer ≥ 1 (frames count from 1), got ${JSON.stringify(b.frame)}`,
+      );
+    frame = b.frame;
+  }
+  let window: { center: number; width: number } | undefined;
+  if (b.window !== undefined) {
+    const w = b.window as Record<string, unknown> | null;
+    const center = w?.center;
+    const width = w?.width;
+    if (
+      typeof center !== 'number' ||
+      typeof width !== 'number' ||
+      !Number.isFinite(center) ||
+      !Number.isFinite(width) ||
+      !(width > 0)
+    )
+      throw new BadRequest('window must be {"center": number, "width": number > 0}');
+    window = { center, width };
+  }
+  return { kind: 'dicom', study, series, instance, frame, window };
 }

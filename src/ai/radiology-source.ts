@@ -1,0 +1,147 @@
+// Radiology inputs of inference, found through the catalog and decoded through volumes/: one
+// frame of a DICOM instance (or one slice of a NIfTI volume) as real-world values with its VOI
+// window, or a whole series (a DICOM series placed in 3D, or a NIfTI volume) as a Volume whose
+// geometry the NIfTI and DICOM SEG results copy. Sizes are checked against the catalog before a
+// byte is read.
+
+import type { Catalog, StoredInstance } from '../catalog/catalog.js';
+import { storedFrameTable } from '../dicomweb/frames.js';
+import { BadRequest, NotFound, UnsupportedFormat } from '../errors.js';
+import type { ByteSource, Storage } from '../storage/types.js';
+import { readDicomSeries } from '../volumes/dicom-series.js';
+import { VOLUME_TRANSFER_SYNTAXES, type FrameSampleDecoder } from '../volumes/frame-samples.js';
+import { readNiftiVolume } from '../volumes/nifti.js';
+import type { Volume } from '../volumes/volume.js';
+import type { FloatPixels, RadiologyWindow } from './preprocess.js';
+
+export interface RadiologyDeps {
+  catalog: Catalog;
+  storage: Storage;
+  decoder: FrameSampleDecoder;
+  /** Largest volume (or frame) read, in voxels. */
+  maxVoxels: number;
+}
+
+/** One frame and what it came from. */
+export interface RadiologyFrame {
+  pixels: FloatPixels;
+  instance: StoredInstance;
+}
+
+const num = (instance: StoredInstance, tag: string): number | undefined => {
+  const v = instance.json[tag]?.Value?.[0];
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+};
+
+/** The instance's first VOI window (WindowCenter / WindowWidth), if it has one. */
+export function voiOf(instance: StoredInstance): RadiologyWindow | undefined {
+  const center = num(instance, '00281050');
+  const width = num(instance, '00281051');
+  return center !== undefined && width !== undefined && width > 0 ? { center, width } : undefined;
+}
+
+export class RadiologySource {
+  constructor(private readonly deps: RadiologyDeps) {}
+
+  /** The served instance, checked against the study and series the request named. */
+  async instance(study: string, series: string, sop: string): Promise<StoredInstance> {
+    const found = await this.deps.catalog.instance(sop);
+    if (!found || found.studyUid !== study || found.seriesUid !== series)
+      throw new NotFound(`no instance ${sop} in series ${series} of study ${study}`);
+    return found;
+  }
+
+  /** Frame `frame` (1-based) of an instance as real-world values. */
+  async frame(instance: StoredInstance, frame: number, signal?: AbortSignal): Promise<RadiologyFrame> {
+    const pixel = instance.pixelData;
+    if (!pixel) throw new BadRequest(`instance ${instance.sopUid} has no pixel data`);
+    if ('nifti' in pixel) {
+      if (frame !== 1) throw new NotFound('a NIfTI slice instance has one frame');
+      const volume = await this.niftiVolume(instance, signal);
+      const [nx, ny] = volume.dims;
+      const k = pixel.nifti.slice;
+      const values = volume.data.slice(k * nx * ny, (k + 1) * nx * ny);
+      return { instance, pixels: { values, width: nx, height: ny } };
+    }
+    const rows = num(instance, '00280010') ?? 0;
+    const columns = num(instance, '00280011') ?? 0;
+    const photometric = instance.json['00280004']?.Value?.[0];
+    if (
+      (num(instance, '00280002') ?? 1) !== 1 ||
+      (typeof photometric === 'string' && !photometric.startsWith('MONOCHROME'))
+    )
+      throw new UnsupportedFormat(
+        `instance ${instance.sopUid}: only grayscale (MONOCHROME) images are read for inference`,
+      );
+    if (!VOLUME_TRANSFER_SYNTAXES.includes(instance.transferSyntax))
+      throw new UnsupportedFormat(
+        `instance ${instance.sopUid}: frames stored as ${instance.transferSyntax} are not decoded yet`,
+      );
+    if (rows * columns > this.deps.maxVoxels)
+      throw new BadRequest(
+        `a ${columns}x${rows} frame exceeds the limit of ${this.deps.maxVoxels} voxels (--ai-max-voxels)`,
+      );
+    const source = await this.open(instance, signal);
+    const table = storedFrameTable(source, instance);
+    if (frame > table.count)
+      throw new NotFound(`frame ${frame} does not exist: instance ${instance.sopUid} has ${table.count}`);
+    const bytes = await table.read(frame - 1, signal);
+    const values = new Float32Array(rows * columns);
+    await this.deps.decoder.decodeInto(
+      bytes,
+      instance.transferSyntax,
+      {
+        rows,
+        columns,
+        bitsAllocated: num(instance, '00280100') ?? 16,
+        bitsStored: num(instance, '00280101') ?? 16,
+        pixelRepresentation: num(instance, '00280103') ?? 0,
+        rescaleSlope: num(instance, '00281053') ?? 1,
+        rescaleIntercept: num(instance, '00281052') ?? 0,
+      },
+      values,
+      0,
+      signal,
+    );
+    return { instance, pixels: { values, width: columns, height: rows, voi: voiOf(instance) } };
+  }
+
+  /** A whole series as a volume: a NIfTI volume, or a single-frame DICOM series placed in 3D. */
+  async volume(study: string, series: string, signal?: AbortSignal): Promise<Volume> {
+    const instances = await this.deps.catalog.instancesOf(study, series);
+    if (instances.length === 0) throw new NotFound(`no series ${series} in study ${study}`);
+    const first = instances[0];
+    if (first.pixelData && 'nifti' in first.pixelData) return this.niftiVolume(first, signal);
+    let voxels = 0;
+    for (const i of instances)
+      voxels += (num(i, '00280010') ?? 0) * (num(i, '00280011') ?? 0) * (i.numberOfFrames ?? 1);
+    if (voxels > this.deps.maxVoxels)
+      throw new BadRequest(
+        `series ${series} has ${voxels} voxels, more than the limit of ${this.deps.maxVoxels} (--ai-max-voxels)`,
+      );
+    const sources: ByteSource[] = [];
+    for (const i of instances) sources.push(await this.open(i, signal));
+    return readDicomSeries(sources, this.deps.decoder, { signal, maxVoxels: this.deps.maxVoxels });
+  }
+
+  private async niftiVolume(instance: StoredInstance, signal?: AbortSignal): Promise<Volume> {
+    const pixel = instance.pixelData;
+    const dims = pixel && 'nifti' in pixel ? pixel.nifti.dims : [0, 0, 0];
+    const voxels = dims[0] * dims[1] * dims[2];
+    if (voxels > this.deps.maxVoxels)
+      throw new BadRequest(
+        `the NIfTI volume has ${voxels} voxels, more than the limit of ${this.deps.maxVoxels} (--ai-max-voxels)`,
+      );
+    const source = await this.open(instance, signal);
+    const bytes = await source.read(0, source.size, { purpose: 'data', signal });
+    return readNiftiVolume(bytes, { maxVoxels: this.deps.maxVoxels });
+  }
+
+  /** Opens the stored object, refusing one that changed since it was indexed. */
+  private async open(instance: StoredInstance, signal?: AbortSignal): Promise<ByteSource> {
+    const source = await this.deps.storage.open(instance.objectKey, { signal });
+    if (source.size !== instance.size)
+      throw new NotFound(`instance ${instance.sopUid} changed in storage since it was indexed; re-index`);
+    return source;
+  }
+}
