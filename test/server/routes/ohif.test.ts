@@ -61,8 +61,19 @@ function expectIsolated(headers: Headers): void {
 
 /** Runs app-config.js as the page would, at `origin`, and returns window.config. */
 function evaluateConfig(script: string, origin: string): Record<string, unknown> {
-  const window: { location: { origin: string }; config?: Record<string, unknown> } = { location: { origin } };
-  vm.runInNewContext(script, { window });
+  const stored = new Map<string, string>();
+  const window: {
+    location: { origin: string; search: string };
+    sessionStorage: object;
+    config?: Record<string, unknown>;
+  } = {
+    location: { origin, search: '' },
+    sessionStorage: {
+      getItem: (k: string) => stored.get(k) ?? null,
+      setItem: (k: string, v: string) => stored.set(k, v),
+    },
+  };
+  vm.runInNewContext(script, { window, URLSearchParams });
   return window.config!;
 }
 
