@@ -252,9 +252,12 @@ export function registerOhifRoutes(app: FastifyInstance, options: OhifRouteOptio
     isolate(reply).header('Cache-Control', 'no-cache').type(CONTENT_TYPES['.html']).send(indexHtml);
 
   // The router ignores trailing slashes: /ohif and /ohif/ both land here.
-  app.get('/ohif', async (request, reply) =>
-    request.url.split('?')[0].endsWith('/') ? sendIndex(reply) : reply.redirect(OHIF_PREFIX, 302),
-  );
+  app.get('/ohif', async (request, reply) => {
+    const [pathname, query] = request.url.split(/\?(.*)/s, 2);
+    if (pathname.endsWith('/')) return sendIndex(reply);
+    // Keep the query: `/ohif?token=…` must reach the page.
+    return reply.redirect(query ? `${OHIF_PREFIX}?${query}` : OHIF_PREFIX, 302);
+  });
 
   app.get<{ Params: { '*': string } }>('/ohif/*', async (request, reply) => {
     const rel = request.params['*'];

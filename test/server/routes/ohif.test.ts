@@ -99,10 +99,18 @@ describe('OHIF static files', () => {
     }
   });
 
-  it('redirects /ohif to /ohif/', async () => {
+  it('redirects /ohif to /ohif/ with its query; answers HEAD', async () => {
     const res = await fetch(server.url + '/ohif', { redirect: 'manual' });
     expect(res.status).toBe(302);
     expect(res.headers.get('location')).toBe('/ohif/');
+    const withToken = await fetch(server.url + '/ohif?token=dw1.a.b&x=1', { redirect: 'manual' });
+    expect(withToken.headers.get('location')).toBe('/ohif/?token=dw1.a.b&x=1');
+    const head = await fetch(server.url + '/ohif/app.bundle.0123456789abcdef.js', {
+      method: 'HEAD',
+      headers: { 'accept-encoding': 'identity' },
+    });
+    expect(head.status).toBe(200);
+    expect(Number(head.headers.get('content-length'))).toBe(Buffer.byteLength(BUNDLE) + 4 * '/ohif'.length);
   });
 
   it('moves the webpack public path of a bundle under /ohif/ at every occurrence, byte for byte', async () => {
