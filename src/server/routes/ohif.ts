@@ -106,6 +106,45 @@ export function rewriteIndexHtml(html: string): string {
     .replace(/\b(href|src)="\/(?!\/)/g, `$1="${OHIF_PREFIX}`);
 }
 
+// With --auth-enabled, DICOMweb wants a token. OHIF sends one only on its viewer routes opened
+// with `?token=` (Mode.tsx); its study list sends none. So: a `?token=` on any /ohif/ page is kept
+// for the tab (sessionStorage) and added as a Bearer header to every XMLHttpRequest and fetch to
+// this server's /dicomweb that carries no Authorization of its own (docs/ohif.md, "Tokens").
+const TOKEN_SCRIPT = `
+  var KEY = 'medstream.dicomweb.token';
+  var token = new URLSearchParams(window.location.search).get('token') || window.sessionStorage.getItem(KEY);
+  if (!token) return;
+  window.sessionStorage.setItem(KEY, token);
+  var ours = function (url) {
+    var href = new URL(String(url), window.location.href).href;
+    return href === root || href.indexOf(root + '/') === 0 || href.indexOf(root + '?') === 0;
+  };
+  var xhr = XMLHttpRequest.prototype;
+  var open = xhr.open, setRequestHeader = xhr.setRequestHeader, send = xhr.send;
+  xhr.open = function (method, url) {
+    this.medstreamDicomweb = ours(url);
+    this.medstreamAuthorized = false;
+    return open.apply(this, arguments);
+  };
+  xhr.setRequestHeader = function (name) {
+    if (String(name).toLowerCase() === 'authorization') this.medstreamAuthorized = true;
+    return setRequestHeader.apply(this, arguments);
+  };
+  xhr.send = function () {
+    if (this.medstreamDicomweb && !this.medstreamAuthorized) {
+      setRequestHeader.call(this, 'Authorization', 'Bearer ' + token);
+    }
+    return send.apply(this, arguments);
+  };
+  var fetch = window.fetch;
+  window.fetch = function (input, init) {
+    var request = new Request(input, init);
+    if (ours(request.url) && !request.headers.has('Authorization')) {
+      request.headers.set('Authorization', 'Bearer ' + token);
+    }
+    return fetch.call(window, request);
+  };`.split('\n');
+
 /**
  * The app-config.js OHIF reads before it starts: one DICOMweb data source at this server's
  * /dicomweb (the page's own origin, so it works behind any host name), declaring what
@@ -128,7 +167,7 @@ export function ohifAppConfig(): string {
     staticWado: false,
     enableStudyLazyLoad: true,
     singlepart: 'bulkdata,video',
-    bulkDataURI: { enabled: true, relativeResolution: 'studies' },
+    bulkDataURI: { enabled: true },
   };
   const config = {
     name: 'medstream',
@@ -164,6 +203,7 @@ export function ohifAppConfig(): string {
     '  source.wadoRoot = root;',
     '  source.wadoUriRoot = root;',
     '  window.config = config;',
+    ...TOKEN_SCRIPT,
     '})();',
     '',
   ].join('\n');
@@ -212,9 +252,12 @@ export function registerOhifRoutes(app: FastifyInstance, options: OhifRouteOptio
     isolate(reply).header('Cache-Control', 'no-cache').type(CONTENT_TYPES['.html']).send(indexHtml);
 
   // The router ignores trailing slashes: /ohif and /ohif/ both land here.
-  app.get('/ohif', async (request, reply) =>
-    request.url.split('?')[0].endsWith('/') ? sendIndex(reply) : reply.redirect(OHIF_PREFIX, 302),
-  );
+  app.get('/ohif', async (request, reply) => {
+    const [pathname, query] = request.url.split(/\?(.*)/s, 2);
+    if (pathname.endsWith('/')) return sendIndex(reply);
+    // Keep the query: `/ohif?token=…` must reach the page.
+    return reply.redirect(query ? `${OHIF_PREFIX}?${query}` : OHIF_PREFIX, 302);
+  });
 
   app.get<{ Params: { '*': string } }>('/ohif/*', async (request, reply) => {
     const rel = request.params['*'];

@@ -61,8 +61,19 @@ function expectIsolated(headers: Headers): void {
 
 /** Runs app-config.js as the page would, at `origin`, and returns window.config. */
 function evaluateConfig(script: string, origin: string): Record<string, unknown> {
-  const window: { location: { origin: string }; config?: Record<string, unknown> } = { location: { origin } };
-  vm.runInNewContext(script, { window });
+  const stored = new Map<string, string>();
+  const window: {
+    location: { origin: string; search: string };
+    sessionStorage: object;
+    config?: Record<string, unknown>;
+  } = {
+    location: { origin, search: '' },
+    sessionStorage: {
+      getItem: (k: string) => stored.get(k) ?? null,
+      setItem: (k: string, v: string) => stored.set(k, v),
+    },
+  };
+  vm.runInNewContext(script, { window, URLSearchParams });
   return window.config!;
 }
 
@@ -88,10 +99,18 @@ describe('OHIF static files', () => {
     }
   });
 
-  it('redirects /ohif to /ohif/', async () => {
+  it('redirects /ohif to /ohif/ with its query; answers HEAD', async () => {
     const res = await fetch(server.url + '/ohif', { redirect: 'manual' });
     expect(res.status).toBe(302);
     expect(res.headers.get('location')).toBe('/ohif/');
+    const withToken = await fetch(server.url + '/ohif?token=dw1.a.b&x=1', { redirect: 'manual' });
+    expect(withToken.headers.get('location')).toBe('/ohif/?token=dw1.a.b&x=1');
+    const head = await fetch(server.url + '/ohif/app.bundle.0123456789abcdef.js', {
+      method: 'HEAD',
+      headers: { 'accept-encoding': 'identity' },
+    });
+    expect(head.status).toBe(200);
+    expect(Number(head.headers.get('content-length'))).toBe(Buffer.byteLength(BUNDLE) + 4 * '/ohif'.length);
   });
 
   it('moves the webpack public path of a bundle under /ohif/ at every occurrence, byte for byte', async () => {
