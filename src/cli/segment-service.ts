@@ -1,12 +1,15 @@
 // Builds the segmentation service of `medstream serve`: the engines (created on first use, shared
 // by jobs, an engine that cannot be created answered 409 naming what to install), the frame decoder,
-// the job queue (in this process, or in Redis with --redis-url) and the SEG store (the STOW path).
+// the job queue (in this process, or in Redis with --redis-url: BullMQ, records and result files
+// in Redis so every replica answers) and the SEG store (the STOW path).
 
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Catalog } from '../catalog/catalog.js';
 import type { StowService } from '../dicomweb/stow.js';
 import { Conflict, MedStreamError } from '../errors.js';
 import { MemoryJobQueue } from '../jobs/memory-queue.js';
+import { RedisJobQueue } from '../jobs/redis-queue.js';
 import type { SegmentationEngine } from '../segment/engine.js';
 import { type EngineProvider, SegmentationService } from '../segment/service.js';
 import type { Storage } from '../storage/types.js';
@@ -67,7 +70,8 @@ export async function createSegmentationService(
   },
 ): Promise<SegmentationParts> {
   const decoder = new FrameSampleDecoder({ workers: Math.min(2, os.availableParallelism()) });
-  const workerId = `${os.hostname()}:${process.pid}`;
+  // Unique per server object (tests run several replicas in one process).
+  const workerId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const service = new SegmentationService({
     catalog: deps.catalog,
     storage: deps.storage,
@@ -78,14 +82,25 @@ export async function createSegmentationService(
       ? (bytes, studyUid, signal) => deps.stow.storeInstance(bytes, { studyUid, signal })
       : undefined,
     queue: (handler) =>
-      new MemoryJobQueue({
-        handler,
-        concurrency: config.segmentWorkers,
-        maxQueued: config.segmentQueue,
-        ttlMs: config.segmentJobTtlMs,
-        workerId,
-        onInternalError: deps.onInternalError,
-      }),
+      config.redisUrl === undefined
+        ? new MemoryJobQueue({
+            handler,
+            concurrency: config.segmentWorkers,
+            maxQueued: config.segmentQueue,
+            ttlMs: config.segmentJobTtlMs,
+            workerId,
+            onInternalError: deps.onInternalError,
+          })
+        : new RedisJobQueue({
+            url: config.redisUrl,
+            name: 'segmentations',
+            handler,
+            concurrency: config.segmentWorkers,
+            maxQueued: config.segmentQueue,
+            ttlMs: config.segmentJobTtlMs,
+            workerId,
+            onInternalError: deps.onInternalError,
+          }),
   });
   return {
     service,
