@@ -367,6 +367,14 @@ export const OPTIONS = [
       'how long a finished segmentation job, its mask and SEG are kept for GET /segmentations/{id}',
   },
   {
+    flag: 'segment-job-lock',
+    kind: 'duration',
+    default: '30s',
+    min: 1000,
+    description:
+      'with --redis-url: a replica silent this long loses its running segmentation job to another (retried once)',
+  },
+  {
     flag: 'segment-max-voxels',
     kind: 'int',
     default: '134217728',
@@ -444,6 +452,7 @@ export interface Config {
   segmentQueue: number;
   segmentJobTtlMs: number;
   segmentMaxVoxels: number;
+  segmentJobLockMs: number;
 }
 
 export function envName(flag: string): string {
@@ -652,6 +661,7 @@ export function parseConfig(
     segmentQueue: out.segmentQueue as number,
     segmentJobTtlMs: out.segmentJobTtl as number,
     segmentMaxVoxels: out.segmentMaxVoxels as number,
+    segmentJobLockMs: out.segmentJobLock as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -99,6 +99,8 @@ export async function createSegmentationService(
             maxQueued: config.segmentQueue,
             ttlMs: config.segmentJobTtlMs,
             workerId,
+            lockMs: config.segmentJobLockMs,
+            stalledCheckMs: Math.max(500, Math.round(config.segmentJobLockMs / 2)),
             onInternalError: deps.onInternalError,
           }),
   });

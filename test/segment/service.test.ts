@@ -50,7 +50,7 @@ afterAll(async () => {
 const payload = (): SegmentationPayload => ({
   studyUid: ct.studyUid,
   seriesUid: ct.seriesUid,
-  source: { kind: 'dicom', keys },
+  source: { kind: 'dicom', keys, sopUids: keys.map((k) => ct.sopUids[ct.dims[2] - Number(k.slice(0, 3))]) },
   request: {
     series: ct.seriesUid,
     instance: ct.sopUids[ct.keySlice],

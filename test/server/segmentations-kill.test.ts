@@ -1,0 +1,87 @@
+// A replica killed mid-job (SIGKILL of a `medstream serve` process with --redis-url): the job it
+// was running is not lost: once its lock (--segment-job-lock 1s) expires another replica takes it
+// and runs it to the end, and the replica the client talks to answers for it throughout.
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { fixture } from '../support/fixtures.js';
+import { startRedis, type TestRedis } from '../support/redis-server.js';
+import { request, startIndexedServer, until } from '../support/server.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'medstream-segkill-'));
+let redis: TestRedis;
+let a: RunningServer;
+let b: ServerProcess | undefined;
+let c: RunningServer | undefined;
+
+interface JobView {
+  state: string;
+  worker?: string;
+  attempts: number;
+  progress: Record<string, number>;
+}
+
+beforeAll(async () => {
+  // The 20-slice JPEG 2000 CT: reading it (decoding every frame) takes long enough to kill B in it.
+  cpSync(fixture('volumes/ct-dicom-j2k'), path.join(dir, 'store', 'ct'), { recursive: true });
+  redis = await startRedis();
+  a = await startIndexedServer(path.join(dir, 'store'), ['--redis-url', redis.url, '--segment-workers', '0']);
+}, 60_000);
+afterAll(async () => {
+  await b?.stop();
+  await c?.close();
+  await a?.close();
+  await redis?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a replica killed mid-job', () => {
+  it('loses its job to another replica, which runs it to the end', async () => {
+    const series = (await request(a, '/dicomweb/series')).json() as Record<string, { Value?: string[] }>[];
+    const seriesUid = series[0]['0020000E'].Value![0];
+    b = await startServerProcess(path.join(dir, 'store'), [
+      '--redis-url',
+      redis.url,
+      '--segment-job-lock',
+      '1s',
+      '--data-dir',
+      path.join(dir, 'data-b'),
+      '--no-index-at-start',
+    ]);
+    const res = await request(a, '/segmentations', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ series: seriesUid, slice: 10, box: [150, 200, 260, 300], store: false }),
+    });
+    expect(res.status).toBe(202);
+    const id = (res.json() as { id: string }).id;
+    let job: JobView = { state: '', attempts: 0, progress: {} };
+    await until(async () => {
+      job = (await request(a, `/segmentations/${id}`)).json() as JobView;
+      return job.state === 'running' || job.state === 'done';
+    }, 20_000);
+    expect(job.state).toBe('running');
+    // The worker id is host:pid:n; the pid is B's, a process this test started.
+    const pid = Number(job.worker!.split(':').at(-2));
+    process.kill(pid, 'SIGKILL');
+    const killedWorker = job.worker;
+
+    c = await startIndexedServer(path.join(dir, 'store'), [
+      '--redis-url',
+      redis.url,
+      '--segment-job-lock',
+      '1s',
+    ]);
+    await until(async () => {
+      job = (await request(a, `/segmentations/${id}`)).json() as JobView;
+      return ['done', 'failed', 'cancelled'].includes(job.state);
+    }, 30_000);
+    expect(job.state).toBe('done');
+    expect(job.attempts).toBe(2);
+    expect(job.worker).not.toBe(killedWorker);
+    expect((await request(a, `/segmentations/${id}/mask.nii.gz`)).status).toBe(200);
+  }, 90_000);
+});
