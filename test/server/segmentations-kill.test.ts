@@ -1,7 +1,7 @@
 // A replica killed mid-job (SIGKILL of a `medstream serve` process with --redis-url): the job it
 // was running is not lost: once its lock (--segment-job-lock 1s) expires another replica takes it
 // and runs it to the end, and the replica the client talks to answers for it throughout.
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { fixture } from '../support/fixtures.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { request, startIndexedServer, until } from '../support/server.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { python } from '../volumes/python.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'medstream-segkill-'));
 let redis: TestRedis;
@@ -25,8 +26,11 @@ interface JobView {
 }
 
 beforeAll(async () => {
-  // The 20-slice JPEG 2000 CT: reading it (decoding every frame) takes long enough to kill B in it.
-  cpSync(fixture('volumes/ct-dicom-j2k'), path.join(dir, 'store', 'ct'), { recursive: true });
+  // The JPEG 2000 CT fixture: reading it (decoding every frame) takes long enough to kill B in it.
+  // Eight of its slices keep the test short.
+  mkdirSync(path.join(dir, 'store', 'ct'), { recursive: true });
+  for (const name of readdirSync(fixture('volumes/ct-dicom-j2k')).sort().slice(0, 8))
+    copyFileSync(path.join(fixture('volumes/ct-dicom-j2k'), name), path.join(dir, 'store', 'ct', name));
   redis = await startRedis();
   a = await startIndexedServer(path.join(dir, 'store'), ['--redis-url', redis.url, '--segment-workers', '0']);
 }, 60_000);
@@ -54,7 +58,7 @@ describe('a replica killed mid-job', () => {
     const res = await request(a, '/segmentations', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ series: seriesUid, slice: 10, box: [150, 200, 260, 300], store: false }),
+      body: JSON.stringify({ series: seriesUid, slice: 4, box: [200, 200, 300, 300], store: false }),
     });
     expect(res.status).toBe(202);
     const id = (res.json() as { id: string }).id;
@@ -83,5 +87,31 @@ describe('a replica killed mid-job', () => {
     expect(job.attempts).toBe(2);
     expect(job.worker).not.toBe(killedWorker);
     expect((await request(a, `/segmentations/${id}/mask.nii.gz`)).status).toBe(200);
+    // The fixture's files have no Study/Series/SOP UIDs: the SEG references the catalog's, the
+    // ones QIDO and WADO-RS serve.
+    const seg = await request(a, `/segmentations/${id}/seg.dcm`);
+    expect(seg.status).toBe(200);
+    const file = path.join(dir, 'seg.dcm');
+    writeFileSync(file, seg.body);
+    const refs = python<{ series: string; study: string; sops: string[] }>(
+      `import sys, json, pydicom
+d = pydicom.dcmread(sys.argv[1])
+r = d.ReferencedSeriesSequence[0]
+print(json.dumps({'series': r.SeriesInstanceUID, 'study': d.StudyInstanceUID,
+  'sops': [i.ReferencedSOPInstanceUID for i in r.ReferencedInstanceSequence]}))`,
+      [file],
+    );
+    const instances = (
+      await request(a, `/dicomweb/series?SeriesInstanceUID=${seriesUid}`)
+    ).json() as unknown[];
+    expect(instances).toHaveLength(1);
+    const served = (
+      (await request(a, `/dicomweb/studies/${refs.study}/series/${seriesUid}/instances`)).json() as Record<
+        string,
+        { Value?: string[] }
+      >[]
+    ).map((i) => i['00080018'].Value![0]);
+    expect(refs.series).toBe(seriesUid);
+    expect(new Set(refs.sops)).toEqual(new Set(served));
   }, 90_000);
 });
