@@ -367,6 +367,14 @@ export const OPTIONS = [
       'how long a finished segmentation job, its mask and SEG are kept for GET /segmentations/{id}',
   },
   {
+    flag: 'segment-results',
+    kind: 'size',
+    default: '256MB',
+    min: 1024,
+    description:
+      "memory for finished segmentation jobs' masks and SEGs without --redis-url (oldest dropped first)",
+  },
+  {
     flag: 'segment-job-lock',
     kind: 'duration',
     default: '30s',
@@ -453,6 +461,7 @@ export interface Config {
   segmentJobTtlMs: number;
   segmentMaxVoxels: number;
   segmentJobLockMs: number;
+  segmentResultsBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -662,6 +671,7 @@ export function parseConfig(
     segmentJobTtlMs: out.segmentJobTtl as number,
     segmentMaxVoxels: out.segmentMaxVoxels as number,
     segmentJobLockMs: out.segmentJobLock as number,
+    segmentResultsBytes: out.segmentResults as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

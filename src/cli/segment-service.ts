@@ -88,6 +88,7 @@ export async function createSegmentationService(
             concurrency: config.segmentWorkers,
             maxQueued: config.segmentQueue,
             ttlMs: config.segmentJobTtlMs,
+            maxFileBytes: config.segmentResultsBytes,
             workerId,
             onInternalError: deps.onInternalError,
           })
