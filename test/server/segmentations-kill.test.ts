@@ -1,6 +1,7 @@
 // A replica killed mid-job (SIGKILL of a `medstream serve` process with --redis-url): the job it
 // was running is not lost: once its lock (--segment-job-lock 1s) expires another replica takes it
-// and runs it to the end, and the replica the client talks to answers for it throughout.
+// and runs it to the end, and the replica the client talks to answers for it throughout. A running
+// job cancelled through a replica that does not run it stops.
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -114,4 +115,32 @@ print(json.dumps({'series': r.SeriesInstanceUID, 'study': d.StudyInstanceUID,
     expect(refs.series).toBe(seriesUid);
     expect(new Set(refs.sops)).toEqual(new Set(served));
   }, 90_000);
+
+  it('cancels a running job through another replica (DELETE): it stops, with no result', async () => {
+    const series = (await request(a, '/dicomweb/series?Modality=CT')).json() as Record<
+      string,
+      { Value?: string[] }
+    >[];
+    const seriesUid = series[0]['0020000E'].Value![0];
+    const res = await request(a, '/segmentations', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ series: seriesUid, slice: 3, box: [210, 210, 290, 290] }),
+    });
+    const id = (res.json() as { id: string }).id;
+    await until(
+      async () => ((await request(a, `/segmentations/${id}`)).json() as JobView).state === 'running',
+      20_000,
+    );
+    const del = await request(a, `/segmentations/${id}`, { method: 'DELETE' });
+    expect(del.status).toBe(202);
+    expect((del.json() as { cancelRequested?: boolean }).cancelRequested).toBe(true);
+    let job: JobView = { state: '', attempts: 0, progress: {} };
+    await until(async () => {
+      job = (await request(a, `/segmentations/${id}`)).json() as JobView;
+      return ['done', 'failed', 'cancelled'].includes(job.state);
+    }, 20_000);
+    expect(job.state).toBe('cancelled');
+    expect((await request(a, `/segmentations/${id}/seg.dcm`)).status).toBe(409);
+  }, 60_000);
 });
