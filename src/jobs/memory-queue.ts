@@ -1,7 +1,8 @@
 // The in-process job queue: a bounded FIFO in front of `concurrency` runners, records and result
 // files in memory until `ttlMs` after a job ends (and at most `maxFinished` finished jobs), a
 // cancellation that removes a queued job at once and aborts a running one through its signal.
-// One process only: replicas share jobs through redis-queue.ts instead.
+// Result files are bounded in bytes too. One process only: replicas share jobs through
+// redis-queue.ts instead.
 
 import { randomUUID } from 'node:crypto';
 import { Cancelled } from '../errors.js';
@@ -28,6 +29,8 @@ export interface MemoryQueueOptions<P, S> {
   ttlMs?: number;
   /** Finished jobs kept at most, oldest forgotten first (default 1000). */
   maxFinished?: number;
+  /** Bytes of result files kept at most, oldest jobs forgotten first; the newest always stays (default 256 MiB). */
+  maxFileBytes?: number;
   /** Names this process in `worker` (default "local"). */
   workerId?: string;
   /** Told about handler failures that are not typed errors (for the log). */
@@ -223,9 +226,15 @@ export class MemoryJobQueue<P, S> implements JobQueue<P, S> {
       if ((entry.record.expiresAt ?? Infinity) <= now) this.forget(entry);
       else finished.push(entry);
     }
-    if (finished.length > this.maxFinished) {
-      finished.sort((a, b) => (a.record.finishedAt ?? 0) - (b.record.finishedAt ?? 0));
-      for (const entry of finished.slice(0, finished.length - this.maxFinished)) this.forget(entry);
+    finished.sort((a, b) => (a.record.finishedAt ?? 0) - (b.record.finishedAt ?? 0));
+    let bytes = finished.reduce((n, e) => n + fileBytes(e), 0);
+    const maxBytes = this.options.maxFileBytes ?? 256 * 1024 * 1024;
+    let count = finished.length;
+    for (const entry of finished) {
+      if (count <= 1 || (count <= this.maxFinished && bytes <= maxBytes)) break;
+      this.forget(entry);
+      count--;
+      bytes -= fileBytes(entry);
     }
   }
 
@@ -234,6 +243,10 @@ export class MemoryJobQueue<P, S> implements JobQueue<P, S> {
     if (entry.dedupKey !== undefined && this.byKey.get(entry.dedupKey) === entry.record.id)
       this.byKey.delete(entry.dedupKey);
   }
+}
+
+function fileBytes(entry: { files?: Record<string, Uint8Array> }): number {
+  return Object.values(entry.files ?? {}).reduce((n, f) => n + f.byteLength, 0);
 }
 
 function copy<P, S>(record: JobRecord<P, S>): JobRecord<P, S> {

@@ -46,6 +46,11 @@ export interface RedisQueueOptions<P, S> {
   onInternalError?: (id: string, error: unknown) => void;
 }
 
+/** Longest a Redis command may take before the request fails. */
+const COMMAND_MS = 2000;
+/** Longest close() waits for BullMQ (running jobs end within a slice or two once aborted). */
+const CLOSE_MS = 5000;
+
 /** Records of jobs not yet final live this long at most (a queue that never drains). */
 const LIVE_MS = 7 * 24 * 3600 * 1000;
 
@@ -65,12 +70,16 @@ export class RedisJobQueue<P, S> implements JobQueue<P, S> {
 
   constructor(private readonly options: RedisQueueOptions<P, S>) {
     this.prefix = `${options.prefix ?? 'medstream'}:${options.name ?? 'jobs'}`;
-    this.redis = new Redis(options.url, { maxRetriesPerRequest: 2 });
+    // Bounded commands: a Redis that is down or hung fails a request (503), never hangs it.
+    this.redis = new Redis(options.url, { maxRetriesPerRequest: 1, commandTimeout: COMMAND_MS });
     this.redis.on('error', () => undefined);
     const bull = { prefix: `${options.prefix ?? 'medstream'}:bull` };
     // Options, not a connection: BullMQ then owns (and closes) its connections.
     const connection = redisOptionsOf(options.url);
-    this.queue = new Queue(options.name ?? 'jobs', { connection, ...bull });
+    this.queue = new Queue(options.name ?? 'jobs', {
+      connection: { ...connection, maxRetriesPerRequest: 1, commandTimeout: COMMAND_MS },
+      ...bull,
+    });
     this.queue.on('error', () => undefined);
     if (options.concurrency > 0) {
       this.worker = new Worker(options.name ?? 'jobs', (job) => this.process(job), {
@@ -226,8 +235,13 @@ export class RedisJobQueue<P, S> implements JobQueue<P, S> {
     this.closing = true;
     for (const controller of this.running.values())
       controller.abort(new ShuttingDown('the replica is stopping'));
-    await this.worker?.close();
-    await this.queue.close();
+    // Bounded: with Redis down BullMQ's close would wait for its blocking connection forever.
+    const bounded = (work: Promise<unknown>) =>
+      Promise.race([work.catch(() => undefined), new Promise((r) => setTimeout(r, CLOSE_MS).unref())]);
+    await bounded(this.worker?.close() ?? Promise.resolve());
+    await bounded(this.queue.close());
+    if (this.worker) await bounded(this.worker.disconnect());
+    await bounded(this.queue.disconnect());
     this.redis.disconnect();
   }
 

@@ -15,7 +15,7 @@ import { readDicomSeries } from '../volumes/dicom-series.js';
 import type { FrameSampleDecoder } from '../volumes/frame-samples.js';
 import { encodeNiftiMask, readNiftiVolume } from '../volumes/nifti.js';
 import type { Volume } from '../volumes/volume.js';
-import { encodeSegmentation } from './dicom-seg.js';
+import { checkSegSource, encodeSegmentation } from './dicom-seg.js';
 import type { Box, SegmentationEngine } from './engine.js';
 import { segmentVolume, type StopReason } from './pipeline.js';
 import { checkPrompt } from './request.js';
@@ -26,7 +26,14 @@ export interface SegmentationPayload {
   studyUid: string;
   seriesUid: string;
   source:
-    | { kind: 'dicom'; keys: string[] }
+    | {
+        kind: 'dicom';
+        keys: string[];
+        /** The catalog's SOP Instance UID of each key (derived where the file has none). */
+        sopUids: string[];
+        /** The catalog's Frame of Reference UID (files without one cannot get a SEG). */
+        frameOfReferenceUid?: string;
+      }
     | {
         kind: 'nifti';
         key: string;
@@ -162,7 +169,12 @@ export class SegmentationService {
       payload = {
         studyUid: first.studyUid,
         seriesUid: first.seriesUid,
-        source: { kind: 'dicom', keys: instances.map((i) => i.key) },
+        source: {
+          kind: 'dicom',
+          keys: instances.map((i) => i.key),
+          sopUids: instances.map((i) => i.sopUid),
+          frameOfReferenceUid: firstString(first.json, '00200052'),
+        },
         request,
       };
     }
@@ -233,8 +245,17 @@ export class SegmentationService {
       ),
     };
     let noSeg: string | undefined;
-    if (result.voxels > 0) {
-      files['seg.dcm'] = encodeSegmentation(segSourceOf(volume, payload), result.mask, {
+    const segSource = segSourceOf(volume, payload);
+    try {
+      checkSegSource(segSource);
+    } catch (e) {
+      // The mask is still a result; the SEG says why it is missing (e.g. no Frame of Reference).
+      if (!(e instanceof BadRequest)) throw e;
+      noSeg = e.message;
+    }
+    if (result.voxels === 0) noSeg = 'the mask is empty: nothing to write as a SEG';
+    if (noSeg === undefined) {
+      files['seg.dcm'] = encodeSegmentation(segSource, result.mask, {
         label: r.label,
         algorithmName: `medstream ${engine.name}`,
         seriesDescription: `Segmentation: ${r.label}`.slice(0, 64),
@@ -242,7 +263,7 @@ export class SegmentationService {
         type: r.type,
         labColor: r.color ? dicomLab(r.color) : undefined,
       });
-    } else noSeg = 'the mask is empty: nothing to write as a SEG';
+    }
     const encoded = performance.now();
     throwIfAborted(signal);
     let stored: SegmentationSummary['stored'];
@@ -330,7 +351,25 @@ function patientOf(instance: StoredInstance): Record<string, string> {
  */
 function segSourceOf(volume: Volume, payload: SegmentationPayload): Volume {
   const source = payload.source;
-  if (source.kind === 'dicom') return volume;
+  if (source.kind === 'dicom') {
+    if (volume.source.kind !== 'dicom') return volume;
+    // The UIDs QIDO and WADO-RS serve: the catalog's (derived for files that have none).
+    const byKey = new Map(source.keys.map((key, n) => [key, source.sopUids[n]]));
+    const read = volume.source;
+    return {
+      ...volume,
+      source: {
+        ...read,
+        instances: read.instances.map((i) => ({
+          ...i,
+          sopInstanceUid: byKey.get(i.key) ?? i.sopInstanceUid,
+        })),
+        studyInstanceUid: payload.studyUid,
+        seriesInstanceUid: payload.seriesUid,
+        frameOfReferenceUid: read.frameOfReferenceUid || (source.frameOfReferenceUid ?? ''),
+      },
+    };
+  }
   return {
     ...volume,
     source: {

@@ -314,7 +314,15 @@ function renderAiMetrics(out: PrometheusText, ai: AiService): void {
 /** Segmentation jobs by state, queue depth, refusals, and seconds per slice per engine. */
 async function renderSegmentationMetrics(service: SegmentationService): Promise<string> {
   const out = new PrometheusText();
-  const stats = await service.queue.stats();
+  // The queue may live in Redis: a Redis that is down or slow must not hold /metrics up.
+  let timer: NodeJS.Timeout | undefined;
+  const stats = await Promise.race([
+    service.queue.stats().catch(() => undefined),
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000))),
+  ]);
+  clearTimeout(timer);
+  out.gauge('medstream_segmentation_queue_up', '1 when the job queue answered this scrape', stats ? 1 : 0);
+  if (!stats) return out.toString();
   out.family('medstream_segmentation_jobs', 'gauge', 'Segmentation jobs known to the queue, by state');
   for (const state of JOB_STATES) out.sample('medstream_segmentation_jobs', { state }, stats.byState[state]);
   out.gauge('medstream_segmentation_queue_depth', 'Segmentation jobs waiting for a worker', stats.depth);

@@ -166,6 +166,24 @@ describe('MemoryJobQueue', () => {
     expect((await q.submit({ name: 'a', steps: 1 }, { dedupKey: 'a' })).created).toBe(true);
   });
 
+  it('forgets the oldest finished jobs beyond the bytes of files it may keep', async () => {
+    const log: string[] = [];
+    const q = new MemoryJobQueue<Step, { name: string }>({
+      handler: stepper(log, { now: 0, max: 0 }),
+      maxFileBytes: 5,
+    });
+    queues.push(q);
+    const ids: string[] = [];
+    for (const name of ['aaa', 'bbb', 'ccc']) {
+      ids.push((await q.submit({ name, steps: 1 })).job.id);
+      await q.drained();
+    }
+    // 3 bytes each, 5 kept: only the newest stays.
+    expect(await q.get(ids[0])).toBeUndefined();
+    expect(await q.get(ids[1])).toBeUndefined();
+    expect(new TextDecoder().decode(await q.file(ids[2], 'out.txt'))).toBe('ccc');
+  });
+
   it('cancels what is queued or running when closed', async () => {
     const { q } = queue({ concurrency: 1 });
     const a = await q.submit({ name: 'a', steps: 400 });

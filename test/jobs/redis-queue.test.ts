@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MedStreamError } from '../../src/errors.js';
+import { MedStreamError, StorageUnavailable } from '../../src/errors.js';
 import type { JobRecord } from '../../src/jobs/queue.js';
 import { RedisJobQueue, type RedisQueueOptions } from '../../src/jobs/redis-queue.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
@@ -165,6 +165,36 @@ describe('RedisJobQueue', () => {
     replica(name, 'rescuer', { handler: stepHandler() });
     const done = await settled(a, job.id, 20_000);
     expect(done).toMatchObject({ state: 'done', worker: 'rescuer', attempts: 2 });
+  });
+
+  it('hands a running job back to the queue when its replica shuts down', async () => {
+    const name = `q${++queueNumber}`;
+    const a = replica(name, 'A', { concurrency: 0 });
+    const leaving = replica(name, 'leaving');
+    const { job } = await a.submit({ name: 'x', steps: 40, stepMs: 25 });
+    await until(async () => ((await a.get(job.id))?.progress.done ?? 0) >= 2);
+    await leaving.close();
+    expect((await a.get(job.id))?.state).toBe('queued');
+    replica(name, 'next');
+    expect(await settled(a, job.id)).toMatchObject({ state: 'done', worker: 'next', attempts: 2 });
+  });
+
+  it('answers 503 (storage_error) within a bounded time while Redis hangs', async () => {
+    const name = `q${++queueNumber}`;
+    const a = replica(name, 'A', { concurrency: 0 });
+    const { job } = await a.submit({ name: 'x', steps: 1, stepMs: 1 });
+    redis.pause();
+    try {
+      const started = Date.now();
+      const error = await a.get(job.id).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageUnavailable);
+      const submit = await a.submit({ name: 'y', steps: 1, stepMs: 1 }).catch((e: unknown) => e);
+      expect(submit).toBeInstanceOf(StorageUnavailable);
+      expect(Date.now() - started).toBeLessThan(9000);
+    } finally {
+      redis.resume();
+    }
+    expect((await a.get(job.id))?.state).toBe('queued');
   });
 
   it('fails with a reason the job of a killed worker that may not be retried', async () => {

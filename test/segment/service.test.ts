@@ -1,0 +1,108 @@
+// The segmentation job handler on its own (no HTTP, no catalog): it reads a DICOM series from
+// storage, reports progress, and stops between slices when its job is cancelled, storing nothing;
+// an engine that cannot be loaded is a 409 naming what to install.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LazyEngines } from '../../src/cli/segment-service.js';
+import type { Catalog } from '../../src/catalog/catalog.js';
+import { Cancelled, MedStreamError } from '../../src/errors.js';
+import { MemoryJobQueue } from '../../src/jobs/memory-queue.js';
+import { SegmentationService, type SegmentationPayload } from '../../src/segment/service.js';
+import { LocalStorage } from '../../src/storage/local.js';
+import { FrameSampleDecoder } from '../../src/volumes/frame-samples.js';
+import { writePhantomSeries, type PhantomSeries } from '../support/phantom-series.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'medstream-segservice-'));
+let storage: LocalStorage;
+let ct: PhantomSeries;
+let keys: string[];
+const decoder = new FrameSampleDecoder({ workers: 1 });
+let stored = 0;
+let service: SegmentationService;
+
+beforeAll(async () => {
+  ct = await writePhantomSeries(dir);
+  storage = await LocalStorage.create(dir);
+  keys = (await storage.list({ prefix: '' })).objects.map((o) => o.key);
+  service = new SegmentationService({
+    // run() reads storage only; resolve() (the catalog's part) is tested through HTTP.
+    catalog: undefined as unknown as Catalog,
+    storage,
+    decoder,
+    engines: new LazyEngines(),
+    maxVoxels: 1_000_000,
+    storeSeg: async () => {
+      stored++;
+      return { studyUid: ct.studyUid, seriesUid: '1.2.3', sopUid: '1.2.3.4' };
+    },
+    queue: (handler) => new MemoryJobQueue({ handler }),
+  });
+});
+afterAll(async () => {
+  await service.close();
+  await decoder.close();
+  await storage.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const payload = (): SegmentationPayload => ({
+  studyUid: ct.studyUid,
+  seriesUid: ct.seriesUid,
+  source: { kind: 'dicom', keys, sopUids: keys.map((k) => ct.sopUids[ct.dims[2] - Number(k.slice(0, 3))]) },
+  request: {
+    series: ct.seriesUid,
+    instance: ct.sopUids[ct.keySlice],
+    box: { x0: ct.box[0], y0: ct.box[1], x1: ct.box[2], y1: ct.box[3] },
+    engine: 'classical',
+    label: 'lesion',
+    store: true,
+  },
+});
+
+describe('SegmentationService.run', () => {
+  it('segments, encodes and stores, with progress', async () => {
+    const progress: Record<string, number> = {};
+    const controller = new AbortController();
+    const out = await service.run(payload(), {
+      id: 'j1',
+      attempt: 1,
+      signal: controller.signal,
+      progress: (v) => Object.assign(progress, v),
+    });
+    expect(out.summary.keySlice).toBe(ct.keySlice);
+    expect(Object.keys(out.files).sort()).toEqual(['mask.nii.gz', 'seg.dcm']);
+    expect(progress).toMatchObject({ slicesRead: ct.dims[2], slicesTotal: ct.dims[2] });
+    expect(progress.slicesDone).toBeGreaterThan(5);
+    expect(out.summary.stored?.seriesUid).toBe('1.2.3');
+    expect(stored).toBe(1);
+  });
+
+  it('stops between slices when cancelled, and stores nothing', async () => {
+    const controller = new AbortController();
+    let slicesDone = 0;
+    const run = service.run(payload(), {
+      id: 'j2',
+      attempt: 1,
+      signal: controller.signal,
+      progress: (v) => {
+        if (v.slicesDone !== undefined) {
+          slicesDone = v.slicesDone;
+          if (slicesDone >= 2) controller.abort(new Cancelled('the job was cancelled'));
+        }
+      },
+    });
+    await expect(run).rejects.toBeInstanceOf(Cancelled);
+    expect(slicesDone).toBeLessThan(5);
+    expect(stored).toBe(1);
+  });
+
+  it('answers 409 naming what to install for an engine it cannot load', async () => {
+    const engines = new LazyEngines();
+    const error = await engines.get('medsam2').catch((e: unknown) => e);
+    expect((error as MedStreamError).code).toBe('conflict');
+    expect((error as MedStreamError).message).toMatch(/MedSAM2 ONNX weights/);
+    await engines.close();
+  });
+});
