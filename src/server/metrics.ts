@@ -6,7 +6,7 @@
 import { DECODE_BUCKETS_MS } from '../codecs/decode-stats.js';
 import type { FastifyInstance } from 'fastify';
 import type { AiService } from '../ai/service.js';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { BlockCache } from '../io/block-cache.js';
 import type { CoalescerStats } from '../io/coalesce.js';
 import type { ReadStats } from '../io/stats.js';
@@ -24,6 +24,8 @@ export interface MetricSources {
 export interface Metrics {
   contentType: string;
   render(): Promise<string>;
+  /** Records a response answered outside Fastify (server/fast-path.ts), as the hook does. */
+  observeFast(route: string, method: string, status: number, seconds: number): void;
 }
 
 export function createMetrics(app: FastifyInstance, sources: MetricSources): Metrics {
@@ -47,8 +49,18 @@ export function createMetrics(app: FastifyInstance, sources: MetricSources): Met
     done();
   });
 
+  const fastAnswers = new Counter({
+    name: 'medstream_http_fast_path_responses_total',
+    help: 'Responses answered from the image cache before routing (also counted in the latency histogram)',
+    registers: [registry],
+  });
+
   return {
     contentType: registry.contentType,
+    observeFast(route, method, status, seconds) {
+      httpDuration.observe({ route, method, status: String(status) }, seconds);
+      fastAnswers.inc();
+    },
     async render() {
       return (await registry.metrics()) + renderLayerMetrics(sources);
     },
