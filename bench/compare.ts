@@ -3,7 +3,9 @@
 //
 // - compare-tiles: tile throughput and latency with wrk at 16 and 64 connections, tile cache
 //   warm and off, MedStream's native and IIIF 3 routes vs IIPImage's IIIF 2 route (behind
-//   nginx) on the same 20000x16000 pyramidal TIFF and the same tiles; RSS after each run.
+//   nginx) on the same 20000x16000 pyramidal TIFF and the same tiles; RSS after each run. MedStream
+//   runs as one process and with `--workers 2`; warm rows also have nginx serving the very same
+//   tile bytes as static files at the same URLs (the ceiling for a cached tile on this machine).
 // - tile-profile: `node --cpu-prof` on a MedStream process under the warm-tile load; the top
 //   self-time functions.
 // - compare-regions: level-0 regions 256x256 and 1024x1024, random and tile-aligned, PNG and
@@ -19,7 +21,7 @@
 //   BENCH_DURATION=10      seconds per wrk run          BENCH_ROUNDS=2    interleaved rounds
 //   BENCH_CONNECTIONS=16,64                             BENCH_BIG=1       include the 60000x45000 SVS
 
-import { readFile, rm, mkdtemp, stat } from 'node:fs/promises';
+import { chmod, readFile, rm, mkdtemp, mkdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -39,8 +41,9 @@ import {
   type Suite,
 } from './harness.js';
 import { findIipImage, IipImage, IIPIMAGE_INSTALL } from './peers/iipimage.js';
+import { findNginx, Nginx, NGINX_INSTALL } from './peers/nginx.js';
 import { findOpenSlide, OpenSlideWorker, OPENSLIDE_INSTALL } from './peers/openslide.js';
-import { rssMiB } from './peers/procs.js';
+import { childPids, rssMiB } from './peers/procs.js';
 import { findWrk, wrk, type WrkResult } from './peers/wrk.js';
 import { benchPyramid, benchSlides, FIXTURES, SLIDE_CACHE, tiledLevels, type BenchSlide } from './slides.js';
 import { BENCH_BUCKET, type BenchStores } from './stores.js';
@@ -103,6 +106,24 @@ interface TileRun extends WrkResult {
   rssMiB: number;
 }
 
+/** RSS of a process and its children (a cluster primary and its workers), summed. */
+async function treeRssMiB(pid: number): Promise<number> {
+  let sum = await rssMiB(pid);
+  for (const child of await childPids(pid)) sum += await rssMiB(child);
+  return sum;
+}
+
+/** Writes each URL's answer from `base` to `root` + the URL's decoded path: what nginx serves. */
+async function mirrorAsFiles(base: string, urls: string[], root: string): Promise<void> {
+  for (const url of urls) {
+    const res = await fetch(base + url);
+    if (res.status !== 200) throw new Error(`${url}: ${res.status}`);
+    const file = path.join(root, decodeURIComponent(url));
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, Buffer.from(await res.arrayBuffer()));
+  }
+}
+
 const compareTiles: Benchmark = {
   name: 'compare-tiles',
   title: 'Tiles: MedStream vs IIPImage (wrk, local disk, 20000x16000 JPEG pyramidal TIFF)',
@@ -111,8 +132,10 @@ const compareTiles: Benchmark = {
     if (!wrkBin) return skipped(this, 'wrk not found (install: apt-get install -y wrk)');
     const slide = await benchPyramid();
     const iipBin = await findIipImage();
+    const nginxBin = await findNginx();
     const notes: string[] = [];
     if (typeof iipBin === 'string') notes.push(`IIPImage rows skipped: ${iipBin}`);
+    if (!nginxBin) notes.push(`nginx static rows skipped: nginx not found (install: ${NGINX_INSTALL})`);
 
     // Warm: a 32x32 block of level-0 tiles (1024 tiles, ~11 MiB: fits both tile caches).
     // Cold: every interior level-0 tile (78x62 = 4836), shuffled; tile caches off.
@@ -123,9 +146,22 @@ const compareTiles: Benchmark = {
     );
     const msWarm = await ServerProcess.start(SLIDE_CACHE, []);
     const msCold = await ServerProcess.start(SLIDE_CACHE, ['--cache-tiles', '0']);
+    const msWarm2 = await ServerProcess.start(SLIDE_CACHE, ['--workers', '2']);
+    const msCold2 = await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', '--cache-tiles', '0']);
     let iipWarm: IipImage | undefined;
     let iipCold: IipImage | undefined;
+    let nginx: Nginx | undefined;
+    const staticRoot = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-static-'));
+    await chmod(staticRoot, 0o755); // nginx's workers run as an unprivileged user
     try {
+      if (nginxBin) {
+        await mirrorAsFiles(
+          msWarm.url,
+          warmTiles.map((t) => routes.iiif3(slide.id, t)),
+          staticRoot,
+        );
+        nginx = await Nginx.startStatic(nginxBin, staticRoot);
+      }
       if (typeof iipBin !== 'string') {
         iipWarm = await IipImage.start(iipBin, { root: SLIDE_CACHE, cacheMB: 512 });
         iipCold = await IipImage.start(iipBin, { root: SLIDE_CACHE, cacheMB: 0 });
@@ -134,10 +170,28 @@ const compareTiles: Benchmark = {
       const variants: Record<string, Variant> = {};
       const key = (cache: string, c: number, who: string) => `${cache}|${c}|${who}`;
       for (const c of CONNECTIONS) {
-        for (const [cache, tiles, ms, iip] of [
-          ['warm', warmTiles, msWarm, iipWarm],
-          ['cold', coldTiles, msCold, iipCold],
+        for (const [cache, tiles, ms, ms2, iip] of [
+          ['warm', warmTiles, msWarm, msWarm2, iipWarm],
+          ['cold', coldTiles, msCold, msCold2, iipCold],
         ] as const) {
+          variants[key(cache, c, 'MedStream native, 2 workers')] = {
+            base: ms2.url,
+            urls: tiles.map((t) => routes.native(slide.id, t)),
+            rss: () => treeRssMiB(ms2.pid),
+          };
+          variants[key(cache, c, 'MedStream IIIF 3, 2 workers')] = {
+            base: ms2.url,
+            urls: tiles.map((t) => routes.iiif3(slide.id, t)),
+            rss: () => treeRssMiB(ms2.pid),
+          };
+          if (cache === 'warm' && nginx) {
+            const server = nginx;
+            variants[key(cache, c, 'nginx static (same bytes)')] = {
+              base: server.url,
+              urls: tiles.map((t) => routes.iiif3(slide.id, t)),
+              rss: () => server.rssMiB(),
+            };
+          }
           variants[key(cache, c, 'MedStream native')] = {
             base: ms.url,
             urls: tiles.map((t) => routes.native(slide.id, t)),
@@ -193,7 +247,16 @@ const compareTiles: Benchmark = {
         for (const c of CONNECTIONS) {
           const peer = results[key(cache, c, 'IIPImage IIIF 2')];
           const peerRate = peer ? summary(peer).perSecond : NaN;
-          for (const who of ['MedStream native', 'MedStream IIIF 3', 'IIPImage IIIF 2']) {
+          const ceiling = results[key(cache, c, 'nginx static (same bytes)')];
+          const ceilingRate = ceiling ? summary(ceiling).perSecond : NaN;
+          for (const who of [
+            'MedStream native',
+            'MedStream IIIF 3',
+            'MedStream native, 2 workers',
+            'MedStream IIIF 3, 2 workers',
+            'IIPImage IIIF 2',
+            'nginx static (same bytes)',
+          ]) {
             const runs = results[key(cache, c, who)];
             if (!runs) continue;
             const s = summary(runs);
@@ -208,6 +271,26 @@ const compareTiles: Benchmark = {
               formatBytes(Math.round(s.body)),
               s.rss.toFixed(0),
               peer ? (who.startsWith('IIPImage') ? '1× (peer)' : formatRatio(s.perSecond / peerRate)) : 'n/a',
+              ceiling ? formatRatio(s.perSecond / ceilingRate) : 'n/a',
+            ]);
+          }
+          const two = results[key(cache, c, 'MedStream IIIF 3, 2 workers')];
+          if (cache === 'warm' && c === 64 && two && ceiling) {
+            const ratio = summary(two).perSecond / ceilingRate;
+            const p99 = summary(two).p99;
+            goals.push([
+              'warm tiles, 64 connections, 2 workers: IIIF req/s ≥ 0.5× nginx static, p99 ≤ 10 ms',
+              `${formatRatio(ratio)}, ${formatMs(p99)} ms`,
+              ratio >= 0.5 && p99 <= 10 ? 'met' : 'missed',
+            ]);
+          }
+          const one = results[key(cache, c, 'MedStream IIIF 3')];
+          if (cache === 'cold' && two && one) {
+            const ratio = summary(two).perSecond / summary(one).perSecond;
+            goals.push([
+              `cold tiles, ${c} connections: IIIF req/s with 2 workers ≥ 1× one process`,
+              formatRatio(ratio),
+              ratio >= 1 ? 'met' : 'missed',
             ]);
           }
           const ours = results[key(cache, c, 'MedStream IIIF 3')];
@@ -233,7 +316,7 @@ const compareTiles: Benchmark = {
       }
       const tables: ResultTable[] = [
         {
-          title: `wrk, ${DURATION_S} s per run, ${ROUNDS} interleaved round(s): req/s is the median of the rounds, p50 the median, p99 the worst round's; RSS after the last run (IIPImage: its iipsrv processes summed, nginx not included)`,
+          title: `wrk, ${DURATION_S} s per run, ${ROUNDS} interleaved round(s): req/s is the median of the rounds, p50 the median, p99 the worst round's; RSS after the last run (IIPImage: its iipsrv processes summed, its nginx not included; MedStream 2 workers: primary and workers summed; nginx static: master and workers)`,
           columns: [
             'tiles',
             'connections',
@@ -245,12 +328,17 @@ const compareTiles: Benchmark = {
             'body',
             'RSS MiB',
             'vs IIPImage (req/s)',
+            'vs nginx static (req/s)',
           ],
           rows,
         },
       ];
       if (goals.length > 0)
         tables.push({ title: 'Goals (issue 9)', columns: ['goal', 'this run', ''], rows: goals });
+      if (nginx)
+        notes.push(
+          'nginx static: the warm IIIF 3 answers of MedStream written as files at the same paths, served by nginx with worker_processes auto, sendfile, open_file_cache, access_log off',
+        );
       if (iipWarm)
         notes.push(
           `IIPImage: ${iipWarm.iipsrvPids.length} iipsrv processes (one per core) behind nginx (1 worker), MAX_IMAGE_CACHE_SIZE 512 (warm) / 0 (cold), JPEG_QUALITY 75`,
@@ -262,7 +350,16 @@ const compareTiles: Benchmark = {
         data: { settings: settings(), slide, results },
       };
     } finally {
-      await Promise.all([msWarm.close(), msCold.close(), iipWarm?.close(), iipCold?.close()]);
+      await Promise.all([
+        msWarm.close(),
+        msCold.close(),
+        msWarm2.close(),
+        msCold2.close(),
+        iipWarm?.close(),
+        iipCold?.close(),
+        nginx?.close(),
+      ]);
+      await rm(staticRoot, { recursive: true, force: true });
     }
   },
 };

@@ -4,6 +4,8 @@
 // round-robin, keepalive connections to the upstreams). It runs in the foreground with one
 // worker from its own config in a temp dir (temp paths, pid file and error log there too),
 // listens on 127.0.0.1 only and logs no requests; `close()` stops it and removes the dir.
+// `Nginx.startStatic` runs it instead as a static file server over a folder, one worker per
+// core (the `compare` suite's ceiling for a cached tile: the same bytes as plain files).
 //
 //   apt-get install -y nginx
 
@@ -43,7 +45,16 @@ export class Nginx {
     readonly url: string,
   ) {}
 
+  /** A static file server over `root` (sendfile, open-file cache, `worker_processes auto`). */
+  static async startStatic(binary: string, root: string): Promise<Nginx> {
+    return Nginx.launch(binary, (dir, port) => staticConfig(dir, port, root));
+  }
+
   static async start(binary: string, options: NginxOptions): Promise<Nginx> {
+    return Nginx.launch(binary, (dir, port) => nginxConfig(dir, port, options));
+  }
+
+  private static async launch(binary: string, config: (dir: string, port: number) => string): Promise<Nginx> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-nginx-'));
     let child: ChildProcess | undefined;
     try {
@@ -51,7 +62,7 @@ export class Nginx {
       for (const sub of ['body', 'fastcgi', 'proxy', 'uwsgi', 'scgi', 'logs'])
         await mkdir(path.join(dir, sub));
       const conf = path.join(dir, 'nginx.conf');
-      await writeFile(conf, nginxConfig(dir, port, options));
+      await writeFile(conf, config(dir, port));
       child = spawn(binary, ['-e', path.join(dir, 'logs/error.log'), '-p', dir, '-c', conf], {
         stdio: ['ignore', 'ignore', 'inherit'],
       });
@@ -64,19 +75,19 @@ export class Nginx {
     }
   }
 
-  /** The master and its worker. */
+  /** The master and its workers. */
   private async pids(): Promise<number[]> {
     return [this.child.pid!, ...(await childPids(this.child.pid!))];
   }
 
-  /** RSS of the master and the worker, summed. */
+  /** RSS of the master and the workers, summed. */
   async rssMiB(): Promise<number> {
     let sum = 0;
     for (const pid of await this.pids()) sum += await rssMiB(pid);
     return sum;
   }
 
-  /** CPU seconds of the master and the worker so far. */
+  /** CPU seconds of the master and the workers so far. */
   async cpuSeconds(): Promise<number> {
     let sum = 0;
     for (const pid of await this.pids()) sum += await cpuSeconds(pid);
@@ -133,6 +144,33 @@ ${http ? '    keepalive 128;\n    keepalive_requests 1000000;\n' : ''}  }
     location / {
 ${http ? HTTP_LOCATION : FASTCGI_LOCATION}
     }
+  }
+}
+`;
+}
+
+function staticConfig(dir: string, port: number, root: string): string {
+  return `# written by bench/peers/nginx.ts (static)
+worker_processes auto;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  fastcgi_temp_path ${dir}/fastcgi;
+  proxy_temp_path ${dir}/proxy;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000000;
+  sendfile on;
+  tcp_nopush on;
+  open_file_cache max=10000 inactive=60s;
+  types { image/jpeg jpg; }
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
   }
 }
 `;

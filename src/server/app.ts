@@ -7,11 +7,14 @@ import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
 import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
-import { registerAccessLog } from './access-log.js';
+import { AccessLogController } from './access-log.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { CachedImagePath } from './fast-path.js';
+import type { CachePolicy } from './image-reply.js';
 import { createMetrics, type MetricSources } from './metrics.js';
 import { registerAiRoutes } from './routes/ai.js';
 import { registerDeepZoomRoutes } from './routes/dzi.js';
@@ -53,7 +56,27 @@ export interface ServerDependencies extends MetricSources {
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
+  // Set once the metrics exist (below); the server is built first, by Fastify.
+  let fastPath: CachedImagePath | undefined;
   const app = Fastify({
+    // node:http's server as Fastify would build it, with the cached-image fast path in front.
+    serverFactory: (handler, options) => {
+      const server = http.createServer((req, res) => {
+        let answered = false;
+        try {
+          // Once closing (the listener closed), Fastify answers: 503 and Connection: close.
+          answered = server.listening && fastPath !== undefined && fastPath.handle(req, res);
+        } catch {
+          answered = res.headersSent; // a bug there must not leave the request unanswered
+        }
+        if (!answered) handler(req, res);
+      });
+      // Fastify's defaults (72 s keep-alive, no request or connection timeout), as it sets them.
+      server.keepAliveTimeout = Number(options.keepAliveTimeout ?? 72_000);
+      server.requestTimeout = Number(options.requestTimeout ?? 0);
+      server.setTimeout(Number(options.connectionTimeout ?? 0));
+      return server;
+    },
     logger: {
       level: deps.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
@@ -66,16 +89,14 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     // Malformed percent-encoding and the like fail in the router, before any route: answer them
     // in the same JSON shape as every other error.
     frameworkErrors: errorHandler,
-    // Fastify's own request logging writes two lines per request; ours (below) writes one, and
-    // none with --no-access-log.
-    disableRequestLogging: true,
+    // One access-log line per response instead of two, none with --no-access-log.
+    logController: new AccessLogController(deps.accessLog !== false),
   });
   // Callback-style hooks: no promise per request on the hot path.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     done(null, payload);
   });
-  if (deps.accessLog !== false) registerAccessLog(app);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   await app.register(cors, {
@@ -122,9 +143,23 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   const auth = deps.auth ?? { enabled: false, secrets: [], clockSkewSeconds: 0 };
   registerAuth(app, auth);
   const metrics = createMetrics(app, deps);
+  // Auth checks run in Fastify's hooks: with auth on, every request takes the full path.
+  const fast = auth.enabled
+    ? undefined
+    : new CachedImagePath({ tiles: deps.tiles, metrics, log: app.log, accessLog: deps.accessLog !== false });
+  if (fast) {
+    app.addHook('onResponse', (request, reply, done) => {
+      fast.remember(request, reply);
+      done();
+    });
+    fastPath = fast;
+  }
   registerHealthRoutes(app, metrics);
   registerSlideListRoutes(app, deps.storage);
-  const policy = { maxAgeSeconds: deps.cacheMaxAgeSeconds };
+  const policy: CachePolicy = {
+    maxAgeSeconds: deps.cacheMaxAgeSeconds,
+    onImage: fast ? (request, image) => fast.offer(request, image) : undefined,
+  };
   registerNativeRoutes(app, deps.tiles, policy);
   registerDeepZoomRoutes(app, deps.tiles, policy);
   registerIiifRoutes(app, deps.tiles, policy, { maxRegionPixels: deps.maxRegionPixels });

@@ -9,6 +9,8 @@ import type { ImageResult } from '../tiles/tile-service.js';
 
 export interface CachePolicy {
   maxAgeSeconds: number;
+  /** Told of every image sent (server/fast-path.ts remembers cached ones). */
+  onImage?: (request: FastifyRequest, image: ImageResult) => void;
 }
 
 export function sendImage(
@@ -28,13 +30,14 @@ export function sendImage(
         ? 'cache;desc="hit"'
         : image.timings?.header();
   if (timing) reply.header('Server-Timing', timing);
+  policy.onImage?.(request, image);
   if (matchesEtag(request.headers['if-none-match'], image.etag)) return reply.code(304).send();
   reply.type(image.contentType);
   return reply.send(image.body);
 }
 
 /** RFC 9110 §13.1.2: a list of entity tags or `*`, weak comparison. */
-function matchesEtag(header: string | undefined, etag: string): boolean {
+export function matchesEtag(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === '*') return true;
   const bare = etag.replace(/^W\//, '');

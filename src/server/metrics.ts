@@ -6,7 +6,7 @@
 import { DECODE_BUCKETS_MS } from '../codecs/decode-stats.js';
 import type { FastifyInstance } from 'fastify';
 import type { AiService } from '../ai/service.js';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { BlockCache } from '../io/block-cache.js';
 import type { CoalescerStats } from '../io/coalesce.js';
 import type { ReadStats } from '../io/stats.js';
@@ -28,6 +28,8 @@ export interface MetricSources {
 export interface Metrics {
   contentType: string;
   render(): Promise<string>;
+  /** Records a response answered outside Fastify (server/fast-path.ts), as the hook does. */
+  observeFast(route: string, method: string, status: number, seconds: number): void;
 }
 
 export function createMetrics(app: FastifyInstance, sources: MetricSources): Metrics {
@@ -40,19 +42,42 @@ export function createMetrics(app: FastifyInstance, sources: MetricSources): Met
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  // One child per label set, looked up by a plain string: prom-client would otherwise hash the
+  // label object on every observation. Bounded by routes x methods x statuses.
+  const children = new Map<string, { observe(value: number): void }>();
+  const observe = (route: string, method: string, status: number, seconds: number) => {
+    const key = `${route} ${method} ${status}`;
+    let child = children.get(key);
+    if (!child) {
+      child = httpDuration.labels({ route, method, status: String(status) });
+      children.set(key, child);
+    }
+    child.observe(seconds);
+  };
   // Callback style: no promise per response.
   app.addHook('onResponse', (request, reply, done) => {
     // The route pattern, not the URL, so slide ids do not explode the label set.
-    const route = request.routeOptions.url ?? 'unmatched';
-    httpDuration.observe(
-      { route, method: request.method, status: String(reply.statusCode) },
+    observe(
+      request.routeOptions.url ?? 'unmatched',
+      request.method,
+      reply.statusCode,
       reply.elapsedTime / 1000,
     );
     done();
   });
 
+  const fastAnswers = new Counter({
+    name: 'medstream_http_fast_path_responses_total',
+    help: 'Responses answered from the image cache before routing (also counted in the latency histogram)',
+    registers: [registry],
+  });
+
   return {
     contentType: registry.contentType,
+    observeFast(route, method, status, seconds) {
+      observe(route, method, status, seconds);
+      fastAnswers.inc();
+    },
     async render() {
       return (
         (await registry.metrics()) +

@@ -79,6 +79,17 @@ export class SlideRegistry {
     return fresh.opened;
   }
 
+  /**
+   * The identity of `id` when it is open and needs no revalidation yet, else undefined: what
+   * `get` would answer without touching storage (the server's cached-image fast path).
+   */
+  freshIdentity(id: string): string | undefined {
+    const entry = this.lru.get(id);
+    return entry && this.now() - entry.checkedAt < this.options.revalidateMs
+      ? entry.opened.identity
+      : undefined;
+  }
+
   /** Forgets `id` (its object was replaced, or it failed in a way worth re-opening for). */
   invalidate(id: string, identity?: string): void {
     const entry = this.lru.peek(id);

@@ -37,6 +37,15 @@ export interface ImageResult {
   passthrough: boolean;
   /** Where the computation's time went (absent for cache hits). */
   timings?: RequestTimings;
+  /** The in-process cache's key of this image (see `cachedImage`). */
+  cacheKey?: string;
+}
+
+/** An image in the in-process cache. */
+export interface CachedImage {
+  body: Buffer;
+  contentType: string;
+  etag: string;
 }
 
 export interface TileServiceOptions {
@@ -374,6 +383,17 @@ export class TileService {
     };
   }
 
+  /**
+   * The image cached under `key` (an earlier answer's `cacheKey`) for slide `id`, only while the
+   * slide is open, unreplaced and needs no revalidation: then it is exactly what `getTile` /
+   * `render` would answer, without their work. Counts as a cache hit.
+   */
+  cachedImage(id: string, key: string): CachedImage | undefined {
+    const identity = this.registry.freshIdentity(id);
+    if (identity === undefined || !key.startsWith(`${identity}\0${id}\0`)) return undefined;
+    return this.cache.get(key);
+  }
+
   private cached(
     key: string,
     format: ImageFormat,
@@ -381,7 +401,7 @@ export class TileService {
     make: (signal: AbortSignal, timings: RequestTimings) => Promise<{ body: Buffer; passthrough: boolean }>,
   ): Promise<ImageResult> {
     const hit = this.cache.get(key);
-    if (hit) return Promise.resolve({ ...hit, cacheHit: true, cacheLevel: 'memory' });
+    if (hit) return Promise.resolve({ ...hit, cacheHit: true, cacheLevel: 'memory', cacheKey: key });
     const etag = `"${createHash('sha256').update(key).digest('base64url').slice(0, 32)}"`;
     const shared = this.options.sharedCache;
     return this.flight.run(
@@ -391,7 +411,7 @@ export class TileService {
         const remote = await shared?.get(key, sharedSignal).catch(() => undefined);
         if (remote) {
           this.cache.set(key, { ...remote, etag });
-          return { ...remote, etag, cacheHit: true, cacheLevel: 'redis' as const };
+          return { ...remote, etag, cacheHit: true, cacheLevel: 'redis' as const, cacheKey: key };
         }
         this.rendered++;
         const timings = new RequestTimings();
@@ -408,7 +428,7 @@ export class TileService {
         } catch {
           // A shared cache that throws is only a cache that missed.
         }
-        return { ...entry, etag, cacheHit: false, timings };
+        return { ...entry, etag, cacheHit: false, timings, cacheKey: key };
       },
       signal,
     );

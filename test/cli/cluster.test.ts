@@ -115,6 +115,8 @@ describe('serve --workers', () => {
       const [ready] = lines(run.stdout, 'medstream cluster listening');
       const url = ready.url as string;
       const primary = ready.pid as number;
+      // Each worker's own line may reach the pipe after the primary's.
+      await until(() => lines(run.stdout, 'medstream listening').length === 2);
       const workers = lines(run.stdout, 'medstream listening').map((l) => l.pid as number);
       expect(new Set(workers).size).toBe(2);
 
