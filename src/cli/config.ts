@@ -348,6 +348,13 @@ export const OPTIONS = [
     max: 2 ** 31,
     description: 'largest radiology series or frame read for inference, in voxels',
   },
+  {
+    flag: 'ai-batch-timeout',
+    kind: 'duration',
+    default: '0',
+    max: 3_600_000,
+    description: 'longest one inference batch may run (0 = no limit); models then run in child processes',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -416,6 +423,8 @@ export interface Config {
   aiMaxUploadBytes: number;
   /** Largest radiology volume read for inference (voxels). */
   aiMaxVoxels: number;
+  /** Longest one batch may run, ms (0 = no limit). */
+  aiBatchTimeoutMs: number;
 }
 
 export function envName(flag: string): string {
@@ -621,6 +630,7 @@ export function parseConfig(
     aiResultsBytes: out.aiResults as number,
     aiMaxUploadBytes: out.aiMaxUpload as number,
     aiMaxVoxels: out.aiMaxVoxels as number,
+    aiBatchTimeoutMs: out.aiBatchTimeout as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
