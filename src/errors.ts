@@ -33,7 +33,9 @@ export type ErrorCode =
   | 'signature_expired'
   | 'invalid_signature'
   | 'invalid_signature_format'
-  | 'invalid_expiry_format';
+  | 'invalid_expiry_format'
+  // A model batch ran past its time limit (ai/model-worker.ts).
+  | 'model_timeout';
 
 export class MedStreamError extends Error {
   readonly code: ErrorCode;

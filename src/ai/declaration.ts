@@ -39,6 +39,8 @@ export interface BatchingOverrides {
   maxWaitMs?: number;
   maxQueue?: number;
   eager?: boolean;
+  /** Longest one batch may run, ms (0 = no limit): the model then runs in a child process. */
+  timeoutMs?: number;
 }
 
 export interface ModelDeclaration {
@@ -142,6 +144,7 @@ export function parseDeclaration(name: string, text: string): ModelDeclaration {
       maxWaitMs: batching.optionalInteger('maxWaitMs', { min: 0, max: 60_000 }),
       maxQueue: batching.optionalInteger('maxQueue', { min: 1, max: 100_000 }),
       eager: batching.optionalBoolean('eager'),
+      timeoutMs: batching.optionalInteger('timeoutMs', { min: 0, max: 3_600_000 }),
     },
   };
   if (task === 'classification' && labels.length === 0)

@@ -1,7 +1,11 @@
-// The host side of one model's worker thread (inference-worker.ts): loads the model there, runs
-// batches and keeps count of ONNX Runtime `run` calls. A worker that dies fails its pending calls
-// and is started again (and the model reloaded) on the next batch.
+// The host side of one model's session (inference-session.ts): in a worker thread, or — when the
+// model has a batch time limit — in a child process, since a thread cannot be stopped inside
+// onnxruntime-node's `run` without aborting the server. Loads the model there, runs batches and
+// keeps count of ONNX Runtime `run` calls. A batch past the time limit fails with `model_timeout`
+// and the process is killed and started again (the model reloaded) at once; a worker that dies
+// fails its pending calls and is started again on the next batch.
 
+import { fork } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { MedStreamError } from '../errors.js';
 import type { TensorInfo, WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -18,32 +22,71 @@ interface Pending {
 
 type RequestBody = WorkerRequest extends infer R ? (R extends WorkerRequest ? Omit<R, 'id'> : never) : never;
 
+/** A batch that ran longer than its model's time limit (HTTP 504). */
+export class ModelTimeout extends MedStreamError {
+  constructor(message: string) {
+    super('model_timeout', message);
+  }
+}
+
+/** A worker thread or a child process, seen the same way. */
+interface Endpoint {
+  send(message: WorkerRequest, transfer: ArrayBuffer[]): void;
+  ref(): void;
+  unref(): void;
+  /** Stops it now (a thread is terminated, a process killed). */
+  stop(): Promise<void>;
+  /** The process id (child processes only). */
+  pid?: number;
+}
+
+export interface ModelWorkerOptions {
+  /** Longest one batch may run, in ms; 0 = no limit (a worker thread). */
+  timeoutMs?: number;
+}
+
 export class ModelWorker {
-  private worker: Worker | undefined;
+  private endpoint: Endpoint | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
   /** `session.run` calls made, as counted by the worker itself (the last one's count). */
   runs = 0;
   private runsBefore = 0;
+  /** Processes started again after a batch ran past the time limit. */
+  restarts = 0;
   /** Resolves `close()` when the last pending call settles. */
   private idle: (() => void) | undefined;
+  /** The latest model load (the first, or a restart's). */
+  private loading: Promise<ModelGraph> | undefined;
+  readonly timeoutMs: number;
 
   constructor(
     private readonly modelPath: string,
     private readonly intraOpThreads: number,
     private readonly label: string,
-  ) {}
+    options: ModelWorkerOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 0;
+  }
+
+  /** The child process's id (models with a time limit), for tests and logs. */
+  get pid(): number | undefined {
+    return this.endpoint?.pid;
+  }
 
   /** Starts the worker and loads the model; resolves with the graph's inputs and outputs. */
-  async load(): Promise<ModelGraph> {
-    const reply = await this.call({
+  load(): Promise<ModelGraph> {
+    const loading = this.call({
       kind: 'load',
       path: this.modelPath,
       intraOpThreads: this.intraOpThreads,
+    }).then((reply) => {
+      if (!reply.loaded) throw new Error('worker did not describe the model');
+      return reply.loaded;
     });
-    if (!reply.loaded) throw new Error('worker did not describe the model');
-    return reply.loaded;
+    this.loading = loading;
+    return loading;
   }
 
   /** One `session.run` over a whole batch. The input buffer moves to the worker. */
@@ -53,8 +96,14 @@ export class ModelWorker {
     data: Float32Array,
     dims: number[],
   ): Promise<{ data: Float32Array; dims: number[] }> {
-    if (!this.worker) await this.load();
-    const reply = await this.call({ kind: 'run', input, output, data, dims }, [data.buffer as ArrayBuffer]);
+    // A batch's time starts once the model is loaded (a restarted process loads it first).
+    if (!this.endpoint) await this.load();
+    else await this.loading?.catch(() => undefined);
+    const reply = await this.call(
+      { kind: 'run', input, output, data, dims },
+      [data.buffer as ArrayBuffer],
+      true,
+    );
     if (reply.runs !== undefined) this.runs = this.runsBefore + reply.runs;
     if (!reply.output) throw new Error('worker returned no output');
     return reply.output;
@@ -68,59 +117,133 @@ export class ModelWorker {
   async close(): Promise<void> {
     this.closed = true;
     if (this.pending.size > 0) await new Promise<void>((resolve) => (this.idle = resolve));
-    const worker = this.worker;
-    this.worker = undefined;
-    if (worker) await worker.terminate();
+    const endpoint = this.endpoint;
+    this.endpoint = undefined;
+    if (endpoint) await endpoint.stop();
   }
 
-  private call(body: RequestBody, transfer: ArrayBuffer[] = []): Promise<Extract<WorkerReply, { ok: true }>> {
+  private call(
+    body: RequestBody,
+    transfer: ArrayBuffer[] = [],
+    limited = false,
+  ): Promise<Extract<WorkerReply, { ok: true }>> {
     if (this.closed) return Promise.reject(new MedStreamError('cancelled', `model ${this.label} is closed`));
-    const worker = this.worker ?? this.start();
+    const endpoint = this.endpoint ?? this.start();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.ref();
-      worker.postMessage({ ...body, id }, transfer);
+      let timer: NodeJS.Timeout | undefined;
+      const settle = () => clearTimeout(timer);
+      this.pending.set(id, {
+        resolve: (r) => (settle(), resolve(r)),
+        reject: (e) => (settle(), reject(e)),
+      });
+      if (limited && this.timeoutMs > 0) timer = setTimeout(() => this.timedOut(endpoint), this.timeoutMs);
+      endpoint.ref();
+      endpoint.send({ ...body, id } as WorkerRequest, transfer);
     });
   }
 
-  private start(): Worker {
-    const script = workerScript();
-    const worker = script.pathname.endsWith('.ts')
-      ? new Worker(sourceBootstrap(script), { eval: true, name: `model ${this.label}` })
-      : new Worker(script, { name: `model ${this.label}` });
-    worker.unref();
-    this.worker = worker;
-    worker.on('message', (reply: WorkerReply) => {
+  /** A batch ran past the limit: fail what is pending, kill the process, start a fresh one. */
+  private timedOut(endpoint: Endpoint): void {
+    if (this.endpoint !== endpoint) return;
+    this.failAll(
+      endpoint,
+      new ModelTimeout(`model ${this.label}: a batch ran longer than its limit of ${this.timeoutMs} ms`),
+    );
+    void endpoint.stop();
+    this.restarts++;
+    if (!this.closed) this.load().catch(() => undefined);
+  }
+
+  private failAll(endpoint: Endpoint, error: MedStreamError): void {
+    // An endpoint already replaced (killed after a timeout) has nothing pending any more.
+    if (this.endpoint !== endpoint) return;
+    this.endpoint = undefined;
+    this.runsBefore = this.runs;
+    for (const p of this.pending.values()) p.reject(error);
+    this.pending.clear();
+    this.idle?.();
+  }
+
+  private start(): Endpoint {
+    const onReply = (reply: WorkerReply) => {
       if ('ready' in reply) return;
       const pending = this.pending.get(reply.id);
       if (!pending) return;
       this.pending.delete(reply.id);
-      if (this.pending.size === 0) worker.unref();
+      if (this.pending.size === 0) endpoint.unref();
       if (reply.ok) pending.resolve(reply);
       else pending.reject(new MedStreamError('internal_error', `model ${this.label}: ${reply.message}`));
       if (this.pending.size === 0) this.idle?.();
-    });
-    const fail = (why: string) => {
-      if (this.worker === worker) {
-        this.worker = undefined;
-        this.runsBefore = this.runs;
-      }
-      for (const p of this.pending.values())
-        p.reject(new MedStreamError('internal_error', `model ${this.label}: ${why}`));
-      this.pending.clear();
-      this.idle?.();
     };
-    worker.on('error', (e) => fail(`worker failed: ${e.message}`));
-    worker.on('exit', () => fail('worker exited'));
-    return worker;
+    const onFail = (why: string) =>
+      this.failAll(endpoint, new MedStreamError('internal_error', `model ${this.label}: ${why}`));
+    const endpoint =
+      this.timeoutMs > 0
+        ? processEndpoint(this.label, onReply, onFail)
+        : threadEndpoint(this.label, onReply, onFail);
+    endpoint.unref();
+    this.endpoint = endpoint;
+    return endpoint;
   }
 }
 
-function workerScript(): URL {
+function threadEndpoint(
+  label: string,
+  onReply: (r: WorkerReply) => void,
+  onFail: (why: string) => void,
+): Endpoint {
+  const script = script_('inference-worker');
+  const worker = script.pathname.endsWith('.ts')
+    ? new Worker(sourceBootstrap(script), { eval: true, name: `model ${label}` })
+    : new Worker(script, { name: `model ${label}` });
+  worker.on('message', onReply);
+  worker.on('error', (e) => onFail(`worker failed: ${e.message}`));
+  worker.on('exit', () => onFail('worker exited'));
+  return {
+    send: (message, transfer) => worker.postMessage(message, transfer),
+    ref: () => worker.ref(),
+    unref: () => worker.unref(),
+    stop: async () => void (await worker.terminate()),
+  };
+}
+
+function processEndpoint(
+  label: string,
+  onReply: (r: WorkerReply) => void,
+  onFail: (why: string) => void,
+): Endpoint {
+  const script = script_('inference-process');
+  const child = fork(script, [], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    // Sources under Vitest / tsx: load the .ts body through tsx.
+    execArgv: script.pathname.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [],
+  });
+  child.on('message', (m) => onReply(m as WorkerReply));
+  child.on('error', (e) => onFail(`model process failed: ${e.message}`));
+  child.on('exit', (code, signal) => onFail(`model process ${label} exited (${signal ?? code})`));
+  const channel = () => child.channel as unknown as { ref(): void; unref(): void } | undefined;
+  return {
+    send: (message) => {
+      if (child.connected) child.send(message);
+    },
+    ref: () => (child.ref(), channel()?.ref()),
+    unref: () => (child.unref(), channel()?.unref()),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    pid: child.pid,
+  };
+}
+
+function script_(name: string): URL {
   const self = new URL(import.meta.url);
   const extension = self.pathname.endsWith('.ts') ? '.ts' : '.js';
-  return new URL(`./inference-worker${extension}`, self);
+  return new URL(`./${name}${extension}`, self);
 }
 
 /**

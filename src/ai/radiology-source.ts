@@ -121,7 +121,11 @@ export class RadiologySource {
       );
     const sources: ByteSource[] = [];
     for (const i of instances) sources.push(await this.open(i, signal));
-    return readDicomSeries(sources, this.deps.decoder, { signal, maxVoxels: this.deps.maxVoxels });
+    const volume = await readDicomSeries(sources, this.deps.decoder, {
+      signal,
+      maxVoxels: this.deps.maxVoxels,
+    });
+    return withCatalogUids(volume, study, series, instances);
   }
 
   private async niftiVolume(instance: StoredInstance, signal?: AbortSignal): Promise<Volume> {
@@ -144,4 +148,30 @@ export class RadiologySource {
       throw new NotFound(`instance ${instance.sopUid} changed in storage since it was indexed; re-index`);
     return source;
   }
+}
+
+/**
+ * The volume with the identifiers the catalog serves (what QIDO and WADO answer with, derived
+ * where the files have none), so a SEG made from it references instances clients can fetch.
+ */
+function withCatalogUids(volume: Volume, study: string, series: string, instances: StoredInstance[]): Volume {
+  if (volume.source.kind !== 'dicom') return volume;
+  const byKey = new Map(instances.map((i) => [i.objectKey, i]));
+  return {
+    ...volume,
+    source: {
+      ...volume.source,
+      studyInstanceUid: study,
+      seriesInstanceUid: series,
+      instances: volume.source.instances.map((ref) => {
+        const stored = byKey.get(ref.key);
+        const sopClass = stored?.json['00080016']?.Value?.[0];
+        return {
+          ...ref,
+          sopInstanceUid: stored?.sopUid ?? ref.sopInstanceUid,
+          sopClassUid: typeof sopClass === 'string' && sopClass !== '' ? sopClass : ref.sopClassUid,
+        };
+      }),
+    },
+  };
 }

@@ -19,6 +19,8 @@ export interface RegistryOptions {
   batching: BatchOptions;
   /** ONNX Runtime intra-op threads per model session. */
   intraOpThreads: number;
+  /** Longest one batch may run, ms (0 = no limit); model.json `batching.timeoutMs` overrides. */
+  batchTimeoutMs?: number;
 }
 
 export const BUILT_IN_MODELS = ['tissue'] as const;
@@ -99,7 +101,9 @@ async function loadModel(
     maxQueue: declaration.batching.maxQueue ?? options.batching.maxQueue,
     eager: declaration.batching.eager ?? options.batching.eager ?? true,
   };
-  const worker = new ModelWorker(onnxPath, options.intraOpThreads, name);
+  const worker = new ModelWorker(onnxPath, options.intraOpThreads, name, {
+    timeoutMs: declaration.batching.timeoutMs ?? options.batchTimeoutMs ?? 0,
+  });
   try {
     let graph;
     try {

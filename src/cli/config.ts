@@ -456,6 +456,13 @@ export const OPTIONS = [
     max: 2 ** 31,
     description: 'largest radiology series or frame read for inference, in voxels',
   },
+  {
+    flag: 'ai-batch-timeout',
+    kind: 'duration',
+    default: '0',
+    max: 3_600_000,
+    description: 'longest one inference batch may run (0 = no limit); models then run in child processes',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -546,6 +553,8 @@ export interface Config {
   aiMaxVoxels: number;
   segmentJobLockMs: number;
   segmentResultsBytes: number;
+  /** Longest one batch may run, ms (0 = no limit). */
+  aiBatchTimeoutMs: number;
 }
 
 export function envName(flag: string): string {
@@ -769,6 +778,7 @@ export function parseConfig(
     aiMaxVoxels: out.aiMaxVoxels as number,
     segmentJobLockMs: out.segmentJobLock as number,
     segmentResultsBytes: out.segmentResults as number,
+    aiBatchTimeoutMs: out.aiBatchTimeout as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

@@ -180,6 +180,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         modelsDir: config.modelsDir,
         batching: { maxBatch: config.aiMaxBatch, maxWaitMs: config.aiMaxWaitMs, maxQueue: config.aiQueue },
         intraOpThreads: config.aiThreads || os.availableParallelism(),
+        batchTimeoutMs: config.aiBatchTimeoutMs,
       }),
       tiles,
       results: new ResultStore(config.aiResultsBytes),

@@ -37,6 +37,7 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_signature: 401,
   invalid_signature_format: 400,
   invalid_expiry_format: 400,
+  model_timeout: 504,
 };
 
 /** Seconds a client should wait before retrying a 503 caused by a passing condition. */

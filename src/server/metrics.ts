@@ -273,7 +273,7 @@ function renderLayerMetrics(sources: MetricSources): string {
 function renderAiMetrics(out: PrometheusText, ai: AiService): void {
   const models = ai.registry
     .list()
-    .map((m) => ({ model: m.name, s: m.batcher.stats(), runs: m.worker.runs }));
+    .map((m) => ({ model: m.name, s: m.batcher.stats(), runs: m.worker.runs, restarts: m.worker.restarts }));
   const histogram = (
     name: string,
     help: string,
@@ -322,6 +322,12 @@ function renderAiMetrics(out: PrometheusText, ai: AiService): void {
     (m) => m.runs,
   );
   each('medstream_ai_errors_total', 'counter', 'Batches that failed, per model', (m) => m.s.errors);
+  each(
+    'medstream_ai_timeouts_total',
+    'counter',
+    'Batches that ran past the time limit (the model process killed and restarted), per model',
+    (m) => m.restarts,
+  );
   each(
     'medstream_ai_rejected_total',
     'counter',

@@ -1,6 +1,7 @@
 // The viewer (`GET /view/{id}`): OpenSeadragon over the Deep Zoom endpoint, with a navigator,
 // a scale bar computed from the slide's MPP, a metadata panel, keyboard shortcuts, the
-// viewport in the URL hash, a tile error indicator and a loading indicator.
+// viewport in the URL hash, a tile error indicator and a loading indicator; with
+// `?heatmap={job id}`, a heat-map job's map as a colour layer (heatmap-layer.ts).
 //
 // The page fetches the DZI descriptor itself and hands OpenSeadragon a tile source whose tile
 // URLs carry the descriptor's query (tile layout and, with signed URLs, the viewer token), so
@@ -20,6 +21,7 @@ import {
   withToken,
   type SlideMetadata,
 } from './common';
+import { addHeatmapLayer } from './heatmap-layer';
 
 /**
  * Deep Zoom tiles the size of the slide's own tiles, without overlap: at native levels they are
@@ -343,6 +345,11 @@ async function start(): Promise<void> {
       setLoading(false);
       setState('ready');
     }
+    const heatmap = new URLSearchParams(location.search).get('heatmap');
+    if (heatmap)
+      addHeatmapLayer(viewer, dzi.width, heatmap, config).catch((e: Error) =>
+        showTileError(`heat map: ${e.message}`),
+      );
   });
   viewer.addHandler('open-failed', (e) => showFatal(`Could not open the slide: ${e.message}`));
   viewer.addHandler('animation', onViewport);

@@ -1,11 +1,13 @@
 // One model's worker thread: runs counted by the worker itself, and a close while a batch runs
 // waits for it (terminating a thread inside an onnxruntime-node run aborts the whole process).
+// With a batch time limit, the model runs in a child process: a batch past the limit fails with
+// model_timeout, the process is killed and a new one loads the model, and the next batch works.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelWorker } from '../../src/ai/model-worker.js';
+import { ModelTimeout, ModelWorker } from '../../src/ai/model-worker.js';
 import { convClassifier } from '../support/onnx-writer.js';
 
 const SIZE = 128;
@@ -41,5 +43,50 @@ describe('ModelWorker', () => {
     expect(done.data[0]).toBeCloseTo(small.data[0], 5);
     expect(worker.runs).toBe(2);
     await expect(worker.run('image', 'scores', batch(1), [1, 3, SIZE, SIZE])).rejects.toThrow(/closed/);
+  });
+
+  it('runs a model in a child process under a time limit, and kills and restarts it past the limit', async () => {
+    const thread = new ModelWorker(modelPath, 1, 'thread');
+    const reference = await thread.run('image', 'scores', batch(1), [1, 3, SIZE, SIZE]);
+    await thread.close();
+
+    const worker = new ModelWorker(modelPath, 1, 'limited', { timeoutMs: 1500 });
+    try {
+      await worker.load();
+      const first = worker.pid as number;
+      expect(first).toBeGreaterThan(0);
+      expect(first).not.toBe(process.pid);
+      const small = await worker.run('image', 'scores', batch(1), [1, 3, SIZE, SIZE]);
+      expect([...small.data]).toEqual([...reference.data]);
+      expect(worker.runs).toBe(1);
+
+      // ~20 G multiply-adds on one thread: seconds, far past 1.5 s.
+      const started = Date.now();
+      const error = await worker
+        .run('image', 'scores', batch(128), [128, 3, SIZE, SIZE])
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ModelTimeout);
+      expect((error as ModelTimeout).code).toBe('model_timeout');
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(worker.restarts).toBe(1);
+      // Killed (SIGKILL) as the batch failed: gone once the kernel has reaped it.
+      const alive = () => {
+        try {
+          process.kill(first, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(alive()).toBe(false);
+
+      // A fresh process loaded the model again: the next batch works.
+      const again = await worker.run('image', 'scores', batch(1), [1, 3, SIZE, SIZE]);
+      expect([...again.data]).toEqual([...reference.data]);
+      expect(worker.pid).not.toBe(first);
+    } finally {
+      await worker.close();
+    }
   });
 });

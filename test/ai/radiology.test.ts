@@ -4,7 +4,7 @@
 // windowing (request, declared, VOI) included; series results come back per slice as PNG, as
 // NIfTI in the source geometry and as DICOM SEG read back by pydicom.
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -21,6 +21,7 @@ import { writeDicomFile } from '../support/dicom-writer.js';
 import { linearClassifier, pointwiseConvSigmoid } from '../support/onnx-writer.js';
 import { STUDIES, instanceElements, instancesOf, writeStudies } from '../support/radiology-studies.js';
 import { request, startIndexedServer } from '../support/server.js';
+import { fixture } from '../support/fixtures.js';
 import { python } from '../volumes/python.js';
 import { modelsDir, softmax } from './model-dir.js';
 
@@ -39,6 +40,8 @@ let server: RunningServer;
 let models: Awaited<ReturnType<typeof modelsDir>>;
 let source: Volume;
 let nifti: { study: string; series: string; values: number[] };
+/** The fixture CT series (JPEG 2000, no UIDs in the files: the catalog derives them). */
+let j2k: { study: string; series: string };
 
 /** The fixture CT's axial series with 3D geometry, VOI 40/400 and HU = stored - 1024. */
 async function writeAxialSeries(folder: string): Promise<void> {
@@ -94,6 +97,7 @@ beforeAll(async () => {
   await mkdir(path.join(store, 'nifti'));
   const vol = niftiVolume();
   await writeFile(path.join(store, 'nifti', 'vol.nii.gz'), vol.bytes);
+  await cp(fixture('volumes/ct-dicom-j2k'), path.join(store, 'ct-j2k'), { recursive: true });
   const oneChannel = { name: 'image', width: 4, height: 4, channels: 1 };
   models = await modelsDir({
     cls: {
@@ -143,9 +147,14 @@ beforeAll(async () => {
   await decoder.close();
   await local.close();
   const series = (await request(server, '/dicomweb/series')).json() as Record<string, { Value: string[] }>[];
-  const niftiSeries = series.find(
+  const others = series.filter(
     (s) => s['0020000D'].Value[0] !== CT.uid && s['0020000D'].Value[0] !== CHEST.uid,
   );
+  const count = (s: Record<string, { Value: string[] }>) => Number(s['00201209'].Value[0]);
+  const niftiSeries = others.find((s) => count(s) === 2);
+  const ctSeries = others.find((s) => count(s) === 20);
+  if (!ctSeries) throw new Error('the fixture CT was not indexed');
+  j2k = { study: ctSeries['0020000D'].Value[0], series: ctSeries['0020000E'].Value[0] };
   if (!niftiSeries) throw new Error('the NIfTI volume was not indexed');
   nifti = {
     study: niftiSeries['0020000D'].Value[0],
@@ -340,6 +349,41 @@ print(json.dumps({"sop": ds.SOPClassUID, "frames": int(ds.NumberOfFrames),
     body.slices.forEach((s, k) =>
       clsScores(slice(3 - k), 0, 300).forEach((p, c) => expect(s.scores[c].score).toBeCloseTo(p, 6)),
     );
+  });
+
+  it('segments the fixture CT (JPEG 2000, UIDs derived by the catalog): NIfTI and a SEG that references the served UIDs', async () => {
+    const res = await post('seg', { study: j2k.study, series: j2k.series });
+    expect(res.status).toBe(200);
+    const body = res.json() as {
+      source: Record<string, unknown>;
+      result: { slices: { instance: string }[]; nifti: string; seg: { url: string }[] };
+    };
+    expect(body.source).toMatchObject({ columns: 512, rows: 512, slices: 20, format: 'dicom' });
+    const served = (
+      (
+        await request(server, `/dicomweb/studies/${j2k.study}/series/${j2k.series}/instances`)
+      ).json() as Record<string, { Value: string[] }>[]
+    ).map((i) => i['00080018'].Value[0]);
+    expect([...body.result.slices.map((s) => s.instance)].sort()).toEqual([...served].sort());
+    const mask = readNiftiVolume((await request(server, body.result.nifti)).body);
+    expect(mask.dims).toEqual([512, 512, 20]);
+    const nonEmpty = Array.from({ length: 20 }, (_, k) =>
+      mask.data.subarray(k * 512 * 512, (k + 1) * 512 * 512).some((v) => v === 1),
+    );
+    expect(body.result.seg).toHaveLength(1);
+    const segPath = path.join(dir, 'ct-mask.dcm');
+    await writeFile(segPath, (await request(server, body.result.seg[0].url)).body);
+    const read = python<{ series: string; study: string; frames: number; refs: string[] }>(
+      `import json, sys, pydicom
+ds = pydicom.dcmread(sys.argv[1])
+print(json.dumps({"series": ds.ReferencedSeriesSequence[0].SeriesInstanceUID, "study": ds.StudyInstanceUID,
+  "frames": int(ds.NumberOfFrames),
+  "refs": [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID for f in ds.PerFrameFunctionalGroupsSequence]}))`,
+      [segPath],
+    );
+    expect([read.study, read.series]).toEqual([j2k.study, j2k.series]);
+    expect(read.frames).toBe(nonEmpty.filter(Boolean).length);
+    expect(read.refs).toEqual(body.result.slices.filter((_, k) => nonEmpty[k]).map((s) => s.instance));
   });
 
   it('answers bad radiology requests with typed errors', async () => {

@@ -1,0 +1,188 @@
+// The whole-slide viewer's heat-map layer in Chromium: a synthetic slide whose colour encodes
+// position (red = column band, green = row band), a model with known weights whose output is
+// therefore a known function of position, a heat-map job over it, and the rendered page read back
+// pixel by pixel: every probed cell centre shows the ramp colour of f(column, row) at the home
+// view and zoomed in, and the slide itself when the layer is switched off.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rampColour } from '../../src/ai/heatmap-pyramid.js';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { modelsDir } from '../ai/model-dir.js';
+import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
+import { request, startTestServer, until } from '../support/server.js';
+import { launchChromium, T, waitReady } from './helpers.js';
+
+const CELL = 32;
+const COLUMNS = 16;
+const ROWS = 12;
+const SLIDE = 'grid.tif';
+/** Slide colour of cell (c, r). */
+const colour = (c: number, r: number) => [16 * c + 8, 16 * r + 8, 128];
+const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
+/** The model's value on cell (c, r): sigmoid(4 R/255 + 2 G/255 - 3). */
+const f = (c: number, r: number) => sigmoid((4 * (16 * c + 8)) / 255 + (2 * (16 * r + 8)) / 255 - 3);
+
+let dir: string;
+let models: Awaited<ReturnType<typeof modelsDir>>;
+let server: RunningServer;
+let browser: Browser;
+let jobId: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-heatmap-view-'));
+  const width = COLUMNS * CELL;
+  const height = ROWS * CELL;
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      rgb.set(colour(Math.floor(x / CELL), Math.floor(y / CELL)), (y * width + x) * 3);
+  await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .tiff({
+      tile: true,
+      tileWidth: 128,
+      tileHeight: 128,
+      pyramid: true,
+      compression: 'deflate',
+      predictor: 'none',
+      resolutionUnit: 'cm',
+      xres: 2,
+      yres: 2,
+    })
+    .toFile(path.join(dir, SLIDE));
+  models = await modelsDir({
+    position: {
+      onnx: pointwiseConvSigmoid({ channels: 3, size: CELL, weights: [4, 2, 0], bias: -3 }),
+      json: {
+        task: 'heatmap',
+        input: { name: 'image', width: CELL, height: CELL, channels: 3 },
+        output: { name: 'map', activation: 'none' },
+      },
+    },
+  });
+  [server, browser] = await Promise.all([
+    startTestServer(dir, ['--models-dir', models.dir]),
+    launchChromium(),
+  ]);
+  const meta = (await request(server, `/slides/${SLIDE}`)).json() as { mpp_x: number; width: number };
+  expect(meta.width).toBe(width);
+  const started = await request(server, `/ai/models/position/slides/${SLIDE}/heatmap`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ mpp: meta.mpp_x, tileSize: CELL, minTissue: 0 }),
+  });
+  expect(started.status).toBe(202);
+  jobId = (started.json() as { id: string }).id;
+  await until(async () => {
+    const job = (await request(server, `/ai/jobs/${jobId}`)).json() as { state: string };
+    return job.state === 'done' || job.state === 'failed';
+  }, T);
+}, T);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await models?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Colours on the viewer's canvas at the centres of the given cells (slide level-0 pixels). */
+async function probe(page: Page, cells: [number, number][]): Promise<(number[] | null)[]> {
+  // A string: the test's TypeScript has no DOM types, and the page's OpenSeadragon is bundled.
+  return page.evaluate(`(() => {
+    const viewer = window.medstreamViewer;
+    const item = viewer.world.getItemAt(0);
+    const canvas = viewer.drawer.canvas;
+    const ctx = canvas.getContext('2d');
+    const ratio = canvas.width / canvas.clientWidth;
+    return ${JSON.stringify(cells)}.map(([c, r]) => {
+      const vp = item.imageToViewportCoordinates((c + 0.5) * ${CELL}, (r + 0.5) * ${CELL});
+      const p = viewer.viewport.viewportToViewerElementCoordinates(vp);
+      const x = Math.round(p.x * ratio);
+      const y = Math.round(p.y * ratio);
+      if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height) return null;
+      return [...ctx.getImageData(x, y, 1, 1).data.slice(0, 3)];
+    });
+  })()`);
+}
+
+async function settled(page: Page): Promise<void> {
+  await page.waitForFunction(
+    `(() => {
+      const v = window.medstreamViewer;
+      if (!v || document.body.dataset.heatmap !== 'ready' || document.body.dataset.loading !== 'false') return false;
+      const vp = v.viewport;
+      return Math.abs(vp.getZoom(true) - vp.getZoom(false)) < 1e-9 && vp.getCenter(true).distanceTo(vp.getCenter(false)) < 1e-9;
+    })()`,
+    undefined,
+    { timeout: T },
+  );
+  // One more frame drawn after the last tile arrived.
+  await page.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
+}
+
+const near = (got: number[] | null, want: number[], tolerance = 3) =>
+  got !== null && got.every((v, i) => Math.abs(v - want[i]) <= tolerance);
+
+describe('heat-map layer in the whole-slide viewer', () => {
+  it('draws f(position) in the ramp colours aligned with the slide at every zoom, and toggles off', async () => {
+    const job = (await request(server, `/ai/jobs/${jobId}`)).json() as {
+      state: string;
+      columns: number;
+      rows: number;
+      values: number[];
+    };
+    expect([job.state, job.columns, job.rows]).toEqual(['done', COLUMNS, ROWS]);
+    job.values.forEach((v, i) => expect(v).toBeCloseTo(f(i % COLUMNS, Math.floor(i / COLUMNS)), 5));
+
+    const context = await browser.newContext({ viewport: { width: 1024, height: 700 }, bypassCSP: true });
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`${server.url}/view/${SLIDE}?heatmap=${jobId}`);
+      await waitReady(page);
+      await page.waitForSelector('.heatmap-controls', { timeout: T });
+      expect(await page.locator('.heatmap-title').innerText()).toContain('position');
+      // Colours as they are: normal blend, fully opaque.
+      await page.selectOption('#heatmap-blend', 'source-over');
+      await page.locator('#heatmap-opacity').fill('1');
+      await settled(page);
+
+      const all: [number, number][] = [];
+      for (let r = 0; r < ROWS; r++) for (let c = 0; c < COLUMNS; c++) all.push([c, r]);
+      const home = await probe(page, all);
+      const wrongHome = all.filter(([c, r], i) => !near(home[i], rampColour(f(c, r))));
+      expect(wrongHome, JSON.stringify(wrongHome.slice(0, 5))).toEqual([]);
+
+      // Zoomed in around cell (11, 7): a few cells fill the view, still each its own colour.
+      await page.evaluate(`(() => {
+        const v = window.medstreamViewer;
+        v.viewport.zoomTo(v.viewport.getZoom() * 6, undefined, true);
+        v.viewport.panTo(v.world.getItemAt(0).imageToViewportCoordinates(${11.5 * CELL}, ${7.5 * CELL}), true);
+      })()`);
+      await settled(page);
+      const zoomed = await probe(page, all);
+      const visible = all.filter((_, i) => zoomed[i] !== null);
+      expect(visible.length).toBeGreaterThan(3);
+      expect(visible.length).toBeLessThan(40);
+      const wrongZoomed = visible.filter(
+        ([c, r]) => !near(zoomed[all.findIndex(([cc, rr]) => cc === c && rr === r)], rampColour(f(c, r))),
+      );
+      expect(wrongZoomed).toEqual([]);
+
+      // Switched off: the slide's own colours.
+      await page.locator('#heatmap-show').uncheck();
+      await settled(page);
+      const off = await probe(page, visible);
+      visible.forEach(([c, r], i) => expect(near(off[i], colour(c, r), 4), `cell ${c},${r}`).toBe(true));
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+});
