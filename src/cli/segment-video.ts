@@ -15,12 +15,14 @@ import { BadRequest, UnsupportedFormat } from '../errors.js';
 import { encodeDavisPng } from '../segment/davis-png.js';
 import { parseBox } from '../segment/request.js';
 import { type VideoFrames, type VideoPrompt, segmentVideo } from '../segment/video.js';
+import { type CineSource, encodeVideoSegmentation } from '../segment/video-seg.js';
+import { PATIENT_STUDY_TAGS, VolumeTag } from '../volumes/dicom-series.js';
 import { LocalStorage } from '../storage/local.js';
 import { FrameSampleDecoder } from '../volumes/frame-samples.js';
 import type { Config } from './config.js';
 import { type CommandArgs, parseLabel, str } from './segment.js';
 import { createEngine } from './segment-engines.js';
-import { AtomicOutputs } from './segment-io.js';
+import { AtomicOutputs, checkOutputPath } from './segment-io.js';
 import { Progress } from './segment-progress.js';
 
 const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp'];
@@ -32,7 +34,7 @@ export async function runSegmentVideo(config: Config, args: CommandArgs): Promis
   const input = str(v, 'video') as string;
   const outDir = str(v, 'out-dir');
   if (outDir === undefined) throw new BadRequest('--video needs --out-dir D (one DAVIS PNG per frame)');
-  for (const other of ['input', 'out', 'slice', 'batch', 'seg'])
+  for (const other of ['input', 'out', 'slice', 'batch'])
     if (str(v, other) !== undefined)
       throw new BadRequest(
         `--video does not take --${other} (frame 0 is the prompted frame; outputs go to --out-dir)`,
@@ -44,9 +46,15 @@ export async function runSegmentVideo(config: Config, args: CommandArgs): Promis
       '--video needs exactly one prompt on frame 0: --box x0,y0,x1,y1 or --mask frame0.png',
     );
   const label = parseLabel(str(v, 'label'));
+  const segOut = str(v, 'seg');
+  if (segOut !== undefined) await checkOutputPath(segOut, '--seg');
   const progress = new Progress(process.stderr, v.quiet === true);
 
   const video = await readVideo(input, config);
+  if (segOut !== undefined && !video.dicom)
+    throw new BadRequest(
+      '--seg needs a DICOM cine as --video: a SEG references the source instance, which image files are not',
+    );
   let prompt: VideoPrompt;
   if (boxText !== undefined) prompt = { box: parseBox(boxText) };
   else {
@@ -71,6 +79,14 @@ export async function runSegmentVideo(config: Config, args: CommandArgs): Promis
       names.push(name);
       await outputs.stage(path.join(outDir, name), encodeDavisPng(ids, video.width, video.height));
     }
+    if (segOut !== undefined)
+      await outputs.stage(
+        segOut,
+        encodeVideoSegmentation(video.dicom as CineSource, result.frames, video.width, video.height, {
+          algorithmName: `medstream ${engine.name}`,
+          label: `object ${label}`,
+        }),
+      );
     await outputs.commit();
     const tracked = result.frames.filter((f) => f.some((x) => x)).length;
     const summary = {
@@ -162,6 +178,20 @@ async function readDicomCine(file: string, config: Pick<Config, 'decodeWorkers'>
     if (count > MAX_FRAMES) throw new BadRequest(`${file} has ${count} frames, over ${MAX_FRAMES}`);
     const plane = rows * columns;
     const frames: Uint8Array[] = [];
+    const patient: Record<string, string> = {};
+    for (const [name, t] of Object.entries(PATIENT_STUDY_TAGS)) {
+      const value = ds.string(t);
+      if (value !== undefined) patient[name] = value;
+    }
+    const dicom: CineSource = {
+      sopClassUid: ds.string(Tag.SopClassUid) ?? header.meta.string(VolumeTag.MediaStorageSopClassUid) ?? '',
+      sopInstanceUid:
+        ds.string(Tag.SopInstanceUid) ?? header.meta.string(VolumeTag.MediaStorageSopInstanceUid) ?? '',
+      studyInstanceUid: ds.string(Tag.StudyInstanceUid) ?? '',
+      seriesInstanceUid: ds.string(Tag.SeriesInstanceUid) ?? '',
+      frameOfReferenceUid: ds.string(VolumeTag.FrameOfReferenceUid) || undefined,
+      patient,
+    };
     if (samples === 3) {
       const photometric = ds.string(Tag.PhotometricInterpretation) ?? '';
       const planar = ds.number(Tag.PlanarConfiguration) ?? 0;
@@ -183,7 +213,7 @@ async function readDicomCine(file: string, config: Pick<Config, 'decodeWorkers'>
         }
         frames.push(grey);
       }
-      return { width: columns, height: rows, frames, name: file };
+      return { width: columns, height: rows, frames, name: file, dicom };
     }
     if (samples !== 1) throw new UnsupportedFormat(`${file}: ${samples} samples per pixel`);
     const table = frameTable(source, header, count, plane * (bitsAllocated / 8));
@@ -217,7 +247,7 @@ async function readDicomCine(file: string, config: Pick<Config, 'decodeWorkers'>
       );
     if (ds.string(Tag.PhotometricInterpretation) === 'MONOCHROME1')
       for (const f of frames) for (let i = 0; i < f.length; i++) f[i] = 255 - f[i];
-    return { width: columns, height: rows, frames, name: file };
+    return { width: columns, height: rows, frames, name: file, dicom };
   } finally {
     await decoder.close();
     await storage.close();

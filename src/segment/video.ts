@@ -8,6 +8,7 @@ import { BadRequest } from '../errors.js';
 import type { Volume } from '../volumes/volume.js';
 import type { Box, SegmentationEngine } from './engine.js';
 import { boundingBox } from './mask2d.js';
+import type { CineSource } from './video-seg.js';
 import { type PipelineOptions, type SegmentResult, segmentVolume } from './pipeline.js';
 
 /** Grey frames, all width x height, 0..255 per pixel, in display order. */
@@ -17,6 +18,8 @@ export interface VideoFrames {
   frames: Uint8Array[];
   /** Where the frames came from (for messages). */
   name: string;
+  /** The cine instance, when the frames came from DICOM (what a SEG references). */
+  dicom?: CineSource;
 }
 
 /** The prompt on frame 0: a box, or a mask whose bounding box is the prompt. */

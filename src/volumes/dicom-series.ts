@@ -33,7 +33,7 @@ export const VolumeTag = {
 } as const;
 
 /** Patient and study attributes a derived object (SEG) copies from its source. */
-const PATIENT_STUDY_TAGS: Record<string, number> = {
+export const PATIENT_STUDY_TAGS: Record<string, number> = {
   PatientName: Tag.PatientName,
   PatientID: Tag.PatientId,
   PatientBirthDate: Tag.PatientBirthDate,

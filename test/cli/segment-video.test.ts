@@ -13,6 +13,7 @@ import { Tag, TransferSyntax } from '../../src/dicom/tags.js';
 import { davisPalette, encodeDavisPng } from '../../src/segment/davis-png.js';
 import { writeDicomFile } from '../support/dicom-writer.js';
 import { random } from '../segment/phantom.js';
+import { python } from '../volumes/python.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'medstream-video-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -108,6 +109,10 @@ beforeAll(async () => {
   const elements = (samples: number) => [
     { tag: Tag.SopClassUid, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.3.1' },
     { tag: Tag.SopInstanceUid, vr: 'UI', value: `1.2.826.0.1.99.${samples}` },
+    { tag: Tag.PatientName, vr: 'PN', value: 'Echo^Test' },
+    { tag: Tag.PatientId, vr: 'LO', value: 'US-1' },
+    { tag: Tag.StudyInstanceUid, vr: 'UI', value: '1.2.826.0.1.99.10' },
+    { tag: Tag.SeriesInstanceUid, vr: 'UI', value: '1.2.826.0.1.99.11' },
     { tag: Tag.SamplesPerPixel, vr: 'US', value: [samples] },
     { tag: Tag.PhotometricInterpretation, vr: 'CS', value: samples === 3 ? 'RGB' : 'MONOCHROME2' },
     ...(samples === 3 ? [{ tag: Tag.PlanarConfiguration, vr: 'US', value: [0] }] : []),
@@ -176,6 +181,55 @@ describe('medstream segment --video', () => {
     ]);
     expect(r.code).toBe(0);
     await expectTracked(outDir, 2);
+  }, 60_000);
+
+  it('--seg: a multi-frame SEG referencing the cine frames, read back by pydicom', async () => {
+    const outDir = path.join(tmp, 'out-seg');
+    const seg = path.join(tmp, 'cine-seg.dcm');
+    const r = await run(['segment', '--video', grey, '--box', BOX, '--out-dir', outDir, '--seg', seg]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const read = python<{
+      frames: number;
+      refs: [string, number][];
+      dims: number[][];
+      sums: number[];
+      sop: string;
+    }>(
+      `
+import sys, json, pydicom
+ds = pydicom.dcmread(sys.argv[1])
+px = ds.pixel_array
+refs = [(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
+         int(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)) for f in ds.PerFrameFunctionalGroupsSequence]
+dims = [list(f.FrameContentSequence[0].DimensionIndexValues) for f in ds.PerFrameFunctionalGroupsSequence]
+print(json.dumps({'frames': int(ds.NumberOfFrames), 'refs': refs, 'dims': dims,
+  'sums': [int(px[i].sum()) for i in range(px.shape[0])], 'sop': ds.SOPClassUID}))
+`,
+      [seg],
+    );
+    expect(read.sop).toBe('1.2.840.10008.5.1.4.1.1.66.4');
+    expect(read.frames).toBe(VISIBLE);
+    expect(read.refs).toEqual(Array.from({ length: VISIBLE }, (_, t) => ['1.2.826.0.1.99.1', t + 1]));
+    expect(read.dims).toEqual(Array.from({ length: VISIBLE }, (_, t) => [1, t + 1]));
+    for (let t = 0; t < VISIBLE; t++) {
+      const ids = await readIds(path.join(outDir, `${String(t).padStart(5, '0')}.png`));
+      expect(read.sums[t]).toBe(ids.reduce((a, v) => a + (v ? 1 : 0), 0));
+    }
+    // Image files carry no instance to reference.
+    const refused = await run([
+      'segment',
+      '--video',
+      folder,
+      '--box',
+      BOX,
+      '--out-dir',
+      path.join(tmp, 'x'),
+      '--seg',
+      seg + '2',
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--seg needs a DICOM cine/);
   }, 60_000);
 
   it('an RGB cine DICOM', async () => {
