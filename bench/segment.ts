@@ -2,7 +2,8 @@
 // (segment-cases.ts: example_ct_sm + example_seg, the 20-slice DICOM CT + example_seg_dicom), box
 // from the truth's bounding box on the structure's middle slice plus a random 0..20 px margin
 // (MedSAM2's mask2D_to_bbox), several seeds; and seconds per segmented slice. Engines: classical,
-// plus sam when BENCH_SEGMENT_ENGINES names it. BENCH_SEGMENT_SEEDS (default 3) sets the seeds.
+// plus sam or medsam2 when BENCH_SEGMENT_ENGINES names them (BENCH_SEGMENT_MODEL_DIR: their model
+// folder; medsam2 needs one). BENCH_SEGMENT_SEEDS (default 3) sets the seeds.
 
 import type { SegmentationEngine } from '../src/segment/engine.js';
 import type { Benchmark, BenchmarkResult, Suite } from './harness.js';
@@ -24,7 +25,9 @@ const diceBenchmark: Benchmark = {
     const rows: string[][] = [];
     const data: { engine: string; case: string; structure: string; scores: CaseScore[] }[] = [];
     for (const name of ENGINES) {
-      const engine: SegmentationEngine = await createEngine(name);
+      const engine: SegmentationEngine = await createEngine(name, {
+        modelDir: process.env.BENCH_SEGMENT_MODEL_DIR,
+      });
       try {
         for (const c of cases) {
           for (const s of c.structures) {

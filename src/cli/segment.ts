@@ -15,6 +15,7 @@ import { FrameSampleDecoder } from '../volumes/frame-samples.js';
 import { encodeNiftiMask } from '../volumes/nifti.js';
 import type { Config } from './config.js';
 import { runSegmentBatch } from './segment-batch.js';
+import { runSegmentVideo } from './segment-video.js';
 import { createEngine } from './segment-engines.js';
 import { AtomicOutputs, checkOutputPath, createVolumeLoader } from './segment-io.js';
 import { Progress } from './segment-progress.js';
@@ -34,6 +35,8 @@ export const SEGMENT_FLAGS = {
   'out-dir': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
+  video: { type: 'string' },
+  mask: { type: 'string' },
 } as const satisfies Record<string, { type: 'string' | 'boolean' }>;
 
 export interface CommandArgs {
@@ -73,6 +76,7 @@ export function parseLabel(text: string | undefined): number {
 
 export async function runSegment(config: Config, args: CommandArgs): Promise<number> {
   try {
+    if (str(args.values, 'video') !== undefined) return await runSegmentVideo(config, args);
     if (str(args.values, 'batch') !== undefined) return await runSegmentBatch(config, args);
     return await runSingle(config, args);
   } catch (e) {

@@ -129,6 +129,9 @@ export function encodeSegmentation(
                 [
                   { tag: 0x00081150, vr: 'UI', value: instance.sopClassUid },
                   { tag: 0x00081155, vr: 'UI', value: instance.sopInstanceUid },
+                  ...(instance.frameNumber
+                    ? [{ tag: 0x00081160, vr: 'IS', value: instance.frameNumber }]
+                    : []),
                   {
                     tag: 0x0040a170,
                     vr: 'SQ',
@@ -172,10 +175,13 @@ export function encodeSegmentation(
           {
             tag: 0x0008114a,
             vr: 'SQ',
-            items: source.instances.map((i) => [
-              { tag: 0x00081150, vr: 'UI', value: i.sopClassUid },
-              { tag: 0x00081155, vr: 'UI', value: i.sopInstanceUid },
-            ]),
+            // One item per instance (an enhanced volume's slices share one).
+            items: source.instances
+              .filter((i, n, all) => all.findIndex((j) => j.sopInstanceUid === i.sopInstanceUid) === n)
+              .map((i) => [
+                { tag: 0x00081150, vr: 'UI', value: i.sopClassUid },
+                { tag: 0x00081155, vr: 'UI', value: i.sopInstanceUid },
+              ]),
           },
           { tag: 0x0020000e, vr: 'UI', value: source.seriesInstanceUid },
         ],

@@ -213,7 +213,8 @@ export class MedSam2Session implements EngineSession {
       for (let c = 0; c < enc.channels; c++) for (let s = 0; s < hw; s++) features[c * hw + s] += noMem[c];
     const sx = this.size / this.width;
     const sy = this.size / this.height;
-    const coords = new Float32Array([box.x0 * sx, box.y0 * sy, (box.x1 + 1) * sx, (box.y1 + 1) * sy]);
+    // The corners as MedSAM2 passes them (mask2D_to_bbox: inclusive pixels), scaled to the model size.
+    const coords = new Float32Array([box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy]);
     const step = await this.decode(enc, features, coords, new Int32Array([2, 3]), false);
     const entry = await this.memoryEntry(enc, step.logits, step.pointer, true);
     (this.bankOf as Sam2MemoryBank).addConditioning(k, entry);

@@ -13,6 +13,7 @@ import { type DicomHeader, isDicomPart10, parseDicomHeader } from '../dicom/pars
 import { Tag, tag } from '../dicom/tags.js';
 import type { ByteSource, Storage } from '../storage/types.js';
 import { type Affine, flipRasLps } from './affine.js';
+import { readEnhancedVolume } from './dicom-enhanced.js';
 import type { FrameSampleDecoder } from './frame-samples.js';
 import type { DicomInstanceRef, Volume } from './volume.js';
 
@@ -33,7 +34,7 @@ export const VolumeTag = {
 } as const;
 
 /** Patient and study attributes a derived object (SEG) copies from its source. */
-const PATIENT_STUDY_TAGS: Record<string, number> = {
+export const PATIENT_STUDY_TAGS: Record<string, number> = {
   PatientName: Tag.PatientName,
   PatientID: Tag.PatientId,
   PatientBirthDate: Tag.PatientBirthDate,
@@ -120,9 +121,11 @@ export async function readDicomSeries(
     const header = await parseDicomHeader(source, { signal });
     const ds = header.dataset;
     const frames = ds.number(Tag.NumberOfFrames) ?? 1;
+    if (frames > 1 && sources.length === 1)
+      return readEnhancedVolume(source, header, decoder, { ...options, patientTags: PATIENT_STUDY_TAGS });
     if (frames > 1)
       throw new UnsupportedFormat(
-        `${source.key}: multi-frame instances (${frames} frames) are not supported as volumes yet`,
+        `${source.key}: a multi-frame instance (${frames} frames) among other instances: give it alone`,
       );
     if ((ds.number(Tag.SamplesPerPixel) ?? 1) !== 1)
       throw new UnsupportedFormat(`${source.key}: only single-channel (greyscale) images form volumes`);

@@ -25,6 +25,8 @@ export interface DicomInstanceRef {
   sopInstanceUid: string;
   /** Storage key or file path the instance was read from. */
   key: string;
+  /** The frame (1-based) of a multi-frame instance this slice is. */
+  frameNumber?: number;
 }
 
 export interface Volume {
