@@ -4,8 +4,9 @@
 // all when one fails to start, and forwards SIGTERM/SIGINT so every worker drains on its own.
 //
 // Caches are per process; a worker gets 1/N of --cache-tiles, --cache-blocks and --nifti-cache
-// (the configured sizes stay the total memory / disk), and with --redis-url they share Redis
-// as the second level. Decode and ONNX threads at their per-core default are divided among the
+// and the derived-frame caches (the configured sizes stay the total memory / disk), and with
+// --redis-url they share Redis as the second level. Per-process jobs and results (AI, and
+// segmentation without Redis) are refused with 409 (server/process-local.ts). Decode and ONNX threads at their per-core default are divided among the
 // workers, and only the first slot indexes the storage in the background.
 
 import cluster, { type Worker } from 'node:cluster';
@@ -26,7 +27,10 @@ export interface WorkerSlot {
 }
 
 /** What one worker process runs with: its share of the caches, threads and duties. */
-export function workerShare(config: Config, slot: WorkerSlot): { config: Config; niftiCacheDir: string } {
+export function workerShare(
+  config: Config,
+  slot: WorkerSlot,
+): { config: Config; niftiCacheDir: string; derivedCacheDir: string } {
   const { index, count } = slot;
   const perCore = Math.max(1, Math.floor(os.availableParallelism() / count));
   return {
@@ -35,13 +39,17 @@ export function workerShare(config: Config, slot: WorkerSlot): { config: Config;
       cacheTilesBytes: Math.floor(config.cacheTilesBytes / count),
       cacheBlocksBytes: Math.floor(config.cacheBlocksBytes / count),
       niftiCacheBytes: Math.floor(config.niftiCacheBytes / count),
+      derivedCacheBytes: Math.floor(config.derivedCacheBytes / count),
+      derivedMemoryBytes: Math.floor(config.derivedMemoryBytes / count),
       decodeWorkers: config.decodeWorkers || perCore,
       aiThreads: config.aiThreads || perCore,
       indexAtStart: index === 0 && config.indexAtStart,
       indexIntervalMs: index === 0 ? config.indexIntervalMs : 0,
     },
-    // The NIfTI cache clears its folder at start: one folder per slot.
+    // The NIfTI cache clears its folder at start, and each derived-frame disk cache evicts to its
+    // own bound: one folder per slot.
     niftiCacheDir: join(config.dataDir, `nifti-cache-${index}`),
+    derivedCacheDir: join(config.dataDir, `derived-cache-${index}`),
   };
 }
 

@@ -70,6 +70,10 @@ export function retryPolicyOf(config: Config): RetryPolicy {
 export interface StartOptions {
   /** The NIfTI cache folder; default `<data-dir>/nifti-cache`. */
   niftiCacheDir?: string;
+  /** The derived-frame disk cache folder; default `<data-dir>/derived-cache`. */
+  derivedCacheDir?: string;
+  /** HTTP worker processes sharing the port (cli/cluster.ts); default 1. */
+  workers?: number;
 }
 
 /** Builds everything and listens; used by the CLI and by tests that start a real server. */
@@ -152,7 +156,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const derived = new DerivedFrames({
     workers: config.decodeWorkers || undefined,
     cache: new DerivedCache({
-      dir: join(config.dataDir, 'derived-cache'),
+      dir: options.derivedCacheDir ?? join(config.dataDir, 'derived-cache'),
       maxBytes: config.derivedCacheBytes,
       memoryBytes: config.derivedMemoryBytes,
       store: config.derivedStore === undefined ? undefined : { storage, prefix: config.derivedStore },
@@ -244,6 +248,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       aiMaxUploadBytes: config.aiMaxUploadBytes,
       ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
       accessLog: config.accessLog,
+      processLocal: { workers: options.workers ?? 1, sharedJobs: config.redisUrl !== undefined },
     });
     await app.listen({ host: config.host, port: config.port });
     // In the background: the server answers (from what the catalog already holds) meanwhile.
@@ -275,7 +280,11 @@ export async function runServe(config: Config): Promise<void> {
   if (count > 1 && isClusterPrimary()) return runPrimary(config, count);
   const worker = isClusterWorker();
   const share = worker ? workerShare(config, await receiveSlot()) : undefined;
-  const server = await startServer(share?.config ?? config, { niftiCacheDir: share?.niftiCacheDir });
+  const server = await startServer(share?.config ?? config, {
+    niftiCacheDir: share?.niftiCacheDir,
+    derivedCacheDir: share?.derivedCacheDir,
+    workers: count,
+  });
   server.app.log.info({ storage: server.storage.description, url: server.url }, 'medstream listening');
   if (worker) announceListening(server.url);
   let stopping = false;

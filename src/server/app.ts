@@ -27,6 +27,7 @@ import { registerViewerRoutes } from './routes/viewer.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerDicomwebRoutes, type DicomwebOptions } from './routes/dicomweb/index.js';
 import type { IndexService } from '../catalog/index-service.js';
+import { registerProcessLocalGuard, type ProcessLocalOptions } from './process-local.js';
 import { registerOhifRoutes, type OhifRouteOptions } from './routes/ohif.js';
 import { registerSegmentationRoutes } from './routes/segmentations.js';
 
@@ -53,6 +54,8 @@ export interface ServerDependencies extends MetricSources {
   // `segmentation` (the /segmentations job routes) comes with MetricSources.
   /** One info-level line per response (`--access-log`); default on. */
   accessLog?: boolean;
+  /** With several HTTP workers, routes whose state is per process answer 409 (process-local.ts). */
+  processLocal?: ProcessLocalOptions;
 }
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
@@ -98,6 +101,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     done(null, payload);
   });
   app.setErrorHandler(errorHandler);
+  if (deps.processLocal) registerProcessLocalGuard(app, deps.processLocal);
   app.setNotFoundHandler(notFoundHandler);
   await app.register(cors, {
     origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
