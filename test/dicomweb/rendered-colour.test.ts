@@ -1,6 +1,6 @@
 // Rendered colour instances: one RGB image stored natively (planar configuration 0 and 1), as
 // YBR_FULL and YBR_FULL_422 (made with pydicom's colour conversion), RLE (dcmcrle) and JPEG
-// baseline (dcmcjpeg, YBR_FULL_422): each rendered PNG equals the RGB it was made from (exactly,
+// baseline (dcmcjpeg, YBR_FULL_422) and JPEG-LS (dcmcjpls): each rendered PNG equals the RGB it was made from (exactly,
 // or within the rounding of the colour transform; lossy JPEG within a mean tolerance).
 
 import { execFileSync } from 'node:child_process';
@@ -24,6 +24,7 @@ const CASES = {
   'ybr-full-422': { tolerance: 2 },
   rle: { tolerance: 0 },
   jpeg: { tolerance: -4 }, // mean absolute difference
+  'jpeg-ls': { tolerance: 0 },
 } as const;
 let dir: string;
 let server: RunningServer;
@@ -67,12 +68,15 @@ pairs = np.stack([ybr[:, 0::2, 0], ybr[:, 1::2, 0], ybr[:, 0::2, 1], ybr[:, 0::2
 write('ybr-full-422', 4, 'YBR_FULL_422', 0, pairs.astype('u1').tobytes())
 write('rle-source', 5, 'RGB', 0, rgb.tobytes())
 write('jpeg-source', 6, 'RGB', 0, rgb.tobytes())
+write('jpeg-ls-source', 7, 'RGB', 0, rgb.tobytes())
 print(json.dumps({"rgb": base64.b64encode(rgb.tobytes()).decode()}))`,
     [store],
   );
   rgb = Buffer.from(out.rgb, 'base64');
   execFileSync('dcmcrle', [path.join(store, 'rle-source.dcm'), path.join(store, 'rle.dcm')]);
   execFileSync('dcmcjpeg', ['+eb', '+un', path.join(store, 'jpeg-source.dcm'), path.join(store, 'jpeg.dcm')]);
+  execFileSync('dcmcjpls', [path.join(store, 'jpeg-ls-source.dcm'), path.join(store, 'jpeg-ls.dcm')]);
+  await rm(path.join(store, 'jpeg-ls-source.dcm'));
   await rm(path.join(store, 'rle-source.dcm'));
   await rm(path.join(store, 'jpeg-source.dcm'));
   server = await startIndexedServer(store);
