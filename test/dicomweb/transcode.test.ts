@@ -53,36 +53,37 @@ let server: RunningServer;
 /** Per case: the URL of each instance and the file it was made from. */
 const made = new Map<string, Array<{ url: string; file: string; native: string }>>();
 
-/** Writes the native instances of a case (distinct UIDs per case) with pydicom. */
-function writeNatives(out: string, caseIndex: number, bits: number, signed: boolean): void {
+/** Writes the native instances of every case (distinct UIDs per case) with pydicom, in one run. */
+function writeNatives(out: string, cases: Array<[number, number, boolean]>): void {
   python(
     `import json, sys, numpy as np, pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
-out, k, bits, signed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1', int(sys.argv[5])
-for i in range(n):
-    ds = Dataset(); fm = FileMetaDataset()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
-    fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.{i + 1}'
-    ds.file_meta = fm
-    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
-    ds.Modality = 'CT'; ds.PatientID = 'TRANSCODE'; ds.SeriesNumber = k; ds.InstanceNumber = i + 1
-    ds.ImagePositionPatient = [0, 0, 3 * i]; ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [1, 1]; ds.SliceThickness = 3
-    ds.Rows = 64; ds.Columns = 48; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
-    ds.BitsAllocated = 16 if bits > 8 else 8; ds.BitsStored = bits; ds.HighBit = bits - 1
-    ds.PixelRepresentation = 1 if signed else 0
-    y, x = np.mgrid[0:64, 0:48]
-    a = (x * 37 + y * 53 + (x * y) % 17 + 101 * i) % (1 << bits)
-    if bits == 8: a = x * 2 + y * 2 + 5 * i  # smooth: lossy JPEG stays close
-    if signed: a = a - (1 << (bits - 1))
-    ds.PixelData = a.astype(('<i2' if signed else '<u2') if bits > 8 else 'u1').tobytes()
-    ds.is_little_endian = True; ds.is_implicit_VR = False
-    ds.save_as(f'{out}/native-{k}-{i + 1}.dcm', write_like_original=False)
+out, n = sys.argv[1], int(sys.argv[2])
+for (k, bits, signed) in json.loads(sys.argv[3]):
+  for i in range(n):
+      ds = Dataset(); fm = FileMetaDataset()
+      fm.TransferSyntaxUID = ExplicitVRLittleEndian
+      fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+      fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.{i + 1}'
+      ds.file_meta = fm
+      ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+      ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
+      ds.Modality = 'CT'; ds.PatientID = 'TRANSCODE'; ds.SeriesNumber = k; ds.InstanceNumber = i + 1
+      ds.ImagePositionPatient = [0, 0, 3 * i]; ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+      ds.PixelSpacing = [1, 1]; ds.SliceThickness = 3
+      ds.Rows = 64; ds.Columns = 48; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+      ds.BitsAllocated = 16 if bits > 8 else 8; ds.BitsStored = bits; ds.HighBit = bits - 1
+      ds.PixelRepresentation = 1 if signed else 0
+      y, x = np.mgrid[0:64, 0:48]
+      a = (x * 37 + y * 53 + (x * y) % 17 + 101 * i) % (1 << bits)
+      if bits == 8: a = x * 2 + y * 2 + 5 * i  # smooth: lossy JPEG stays close
+      if signed: a = a - (1 << (bits - 1))
+      ds.PixelData = a.astype(('<i2' if signed else '<u2') if bits > 8 else 'u1').tobytes()
+      ds.is_little_endian = True; ds.is_implicit_VR = False
+      ds.save_as(f'{out}/native-{k}-{i + 1}.dcm', write_like_original=False)
 print(json.dumps(True))`,
-    [out, String(caseIndex), String(bits), signed ? '1' : '0', String(INSTANCES)],
+    [out, String(INSTANCES), JSON.stringify(cases)],
   );
 }
 
@@ -157,9 +158,11 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'transcode-'));
   const store = path.join(dir, 'store');
   await mkdir(store);
+  writeNatives(
+    dir,
+    CASES.map((c, k) => [k + 1, ...BASES[c.base]]),
+  );
   for (const [k, c] of CASES.entries()) {
-    const [bits, signed] = BASES[c.base];
-    writeNatives(dir, k + 1, bits, signed);
     const list: Array<{ url: string; file: string; native: string }> = [];
     for (let i = 1; i <= INSTANCES; i++) {
       const native = path.join(dir, `native-${k + 1}-${i}.dcm`);
@@ -220,10 +223,12 @@ describe('transcoding to explicit VR little endian', () => {
         return;
       }
       // Frames of the stored file (lossless: HTJ2K has no pydicom decoder here, its native source is the reference).
-      const references = pydicomPixels(
-        list.map((m) => ('lossy' in c || c.name !== 'htj2k' ? m.file : m.native)),
-      );
-      const natives = pydicomPixels(list.map((m) => m.native));
+      const decoded = pydicomPixels([
+        ...list.map((m) => ('lossy' in c || c.name !== 'htj2k' ? m.file : m.native)),
+        ...list.map((m) => m.native),
+      ]);
+      const references = decoded.slice(0, list.length);
+      const natives = decoded.slice(list.length);
       for (const [i, m] of list.entries()) {
         const res = await request(server, `${m.url}/frames/1`, {
           headers: {
