@@ -113,7 +113,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
   };
 
   registerRenderedRoutes(app, { catalog, instanceOf, readFrames, decoder });
-  registerVolumeRoute(app, { catalog, open, decoder });
+  registerVolumeRoute(app, { catalog, open, decoder, readFrames });
 
   // Serialised metadata answers by validator (and root), bounded in bytes.
   const metadataBodies = new ByteLru<string, string>({
