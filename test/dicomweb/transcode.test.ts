@@ -87,6 +87,55 @@ print(json.dumps(True))`,
   );
 }
 
+/** OpenJPH's encoder (lossless HTJ2K) for one 16-bit signed frame. */
+async function htj2kEncode(pixels: Uint8Array, width: number, height: number): Promise<Uint8Array> {
+  const factory = createRequire(import.meta.url)('@cornerstonejs/codec-openjph/wasmjs') as (
+    o: object,
+  ) => Promise<{
+    HTJ2KEncoder: new () => {
+      getDecodedBuffer(info: object): Uint8Array;
+      encode(): void;
+      getEncodedBuffer(): Uint8Array;
+      delete(): void;
+    };
+  }>;
+  codecPromise ??= factory({ print: () => undefined, printErr: () => undefined });
+  const encoder = new (await codecPromise).HTJ2KEncoder();
+  try {
+    encoder
+      .getDecodedBuffer({
+        width,
+        height,
+        bitsPerSample: 16,
+        componentCount: 1,
+        isSigned: true,
+        isUsingColorTransform: false,
+      })
+      .set(pixels);
+    encoder.encode();
+    return encoder.getEncodedBuffer().slice();
+  } finally {
+    encoder.delete();
+  }
+}
+let codecPromise:
+  | Promise<{
+      HTJ2KEncoder: new () => {
+        getDecodedBuffer(info: object): Uint8Array;
+        encode(): void;
+        getEncodedBuffer(): Uint8Array;
+        delete(): void;
+      };
+    }>
+  | undefined;
+
+/** 100 frames of 8x8 signed samples, frame f holding f * 64 + i. */
+const MULTI_FRAMES = Array.from(
+  { length: 100 },
+  (_, f) => new Uint8Array(Int16Array.from({ length: 64 }, (_, i) => f * 64 + i - 3000).buffer),
+);
+const MULTI = `${STUDY}.77`;
+
 /** An HTJ2K (lossless) instance of a native one: OpenJPH's encoder, encapsulated by pydicom. */
 async function writeHtj2k(native: string, out: string): Promise<void> {
   const pixels = python<{ data: string }>(
@@ -177,6 +226,32 @@ beforeAll(async () => {
     }
     made.set(c.name, list);
   }
+  // A 100-frame HTJ2K instance: more frames than the decoder queue holds at once.
+  const encoded = await Promise.all(MULTI_FRAMES.map((f) => htj2kEncode(f, 8, 8)));
+  await writeFile(
+    path.join(store, 'multi.dcm'),
+    writeDicom({
+      transferSyntax: '1.2.840.10008.1.2.4.201',
+      elements: [
+        { tag: Tag.SopClassUid, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2.1' },
+        { tag: Tag.SopInstanceUid, vr: 'UI', value: `${MULTI}.1` },
+        { tag: tag(0x0008, 0x0060), vr: 'CS', value: 'CT' },
+        { tag: Tag.PatientId, vr: 'LO', value: 'TRANSCODE' },
+        { tag: Tag.StudyInstanceUid, vr: 'UI', value: STUDY },
+        { tag: Tag.SeriesInstanceUid, vr: 'UI', value: MULTI },
+        { tag: tag(0x0028, 0x0008), vr: 'IS', value: '100' },
+        { tag: Tag.SamplesPerPixel, vr: 'US', value: [1] },
+        { tag: Tag.PhotometricInterpretation, vr: 'CS', value: 'MONOCHROME2' },
+        { tag: Tag.Rows, vr: 'US', value: [8] },
+        { tag: Tag.Columns, vr: 'US', value: [8] },
+        { tag: Tag.BitsAllocated, vr: 'US', value: [16] },
+        { tag: Tag.BitsStored, vr: 'US', value: [16] },
+        { tag: Tag.HighBit, vr: 'US', value: [15] },
+        { tag: Tag.PixelRepresentation, vr: 'US', value: [1] },
+      ],
+      pixel: { kind: 'encapsulated', frames: encoded, offsets: 'bot' },
+    }),
+  );
   server = await startIndexedServer(store);
 });
 
@@ -268,5 +343,25 @@ describe('transcoding to explicit VR little endian', () => {
     expect(res.headers.get('content-type')).toBe('image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5');
     const file = await readFile(m.file);
     expect(file.includes(res.body)).toBe(true);
+  });
+
+  it('transcodes 100 frames of one instance in one request (more than the decoder queue holds)', async () => {
+    const list = Array.from({ length: 100 }, (_, i) => i + 1).join(',');
+    const res = await request(
+      server,
+      `/dicomweb/studies/${STUDY}/series/${MULTI}/instances/${MULTI}.1/frames/${list}`,
+      {
+        headers: { Accept: 'multipart/related; type="application/octet-stream"' },
+      },
+    );
+    expect(res.status, res.body.toString().slice(0, 200)).toBe(200);
+    const boundary = /boundary=(\S+)/.exec(res.headers.get('content-type')!)![1];
+    const parts = res.body
+      .toString('latin1')
+      .split(`--${boundary}`)
+      .slice(1, -1)
+      .map((p) => Buffer.from(p.slice(p.indexOf('\r\n\r\n') + 4, -2), 'latin1'));
+    expect(parts).toHaveLength(100);
+    parts.forEach((p, f) => expect(p.equals(Buffer.from(MULTI_FRAMES[f]))).toBe(true));
   });
 });

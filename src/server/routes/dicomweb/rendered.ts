@@ -10,6 +10,7 @@ import { parseFrameList } from '../../../dicomweb/frames.js';
 import { instanceUrl } from '../../../dicomweb/metadata.js';
 import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
 import { BadRequest, NotFound } from '../../../errors.js';
+import { mapConcurrent } from '../../../storage/tree-listing.js';
 import type { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
 import { clientAbortSignal } from '../../abort.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
@@ -81,12 +82,11 @@ export function registerRenderedRoutes(app: FastifyInstance, routeOptions: Rende
       );
     }
     const signal = clientAbortSignal(reply);
-    const images = await Promise.all(
-      instances.map(async (instance) => {
-        const [frame] = await readFrames(instance, [1], signal);
-        return renderFrame(decoder(), instance, frame, options, signal);
-      }),
-    );
+    // A few at a time: a large series must not fill the bounded decoder queue alone.
+    const images = await mapConcurrent(instances, 4, async (instance) => {
+      const [frame] = await readFrames(instance, [1], signal);
+      return renderFrame(decoder(), instance, frame, options, signal);
+    });
     const boundary = `medstream-${randomBytes(12).toString('hex')}`;
     const base = dicomwebBase(request);
     const body = multipartBody(

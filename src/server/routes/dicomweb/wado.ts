@@ -17,6 +17,7 @@ import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameTable } from '../../../dicom/frames.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
 import { ByteLru } from '../../../io/lru.js';
+import { mapConcurrent } from '../../../storage/tree-listing.js';
 import type { ByteSource, Storage } from '../../../storage/types.js';
 import { clientAbortSignal } from '../../abort.js';
 import { sendWithRanges } from '../../byte-ranges.js';
@@ -171,7 +172,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const cacheKey = `${instance.objectKey}\0${instance.version}`;
       const stored = await readFrames(instance, numbers, signal);
       const frames = representation.transcode
-        ? await Promise.all(stored.map((f) => transcodeFrame(decoder(), instance, f, signal)))
+        ? // A few at a time: a 1000-frame request must not fill the bounded decoder queue alone.
+          await mapConcurrent(stored, 4, (f) => transcodeFrame(decoder(), instance, f, signal))
         : stored;
       const contentType = `${representation.mediaType}; transfer-syntax=${representation.transferSyntax}`;
       reply.header('Cache-Control', 'private, max-age=3600');
