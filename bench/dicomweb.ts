@@ -3,11 +3,14 @@
 //   index-s3     the same from S3 (s3rver behind a proxy adding 20 ms per request)
 //   qido         at 16 connections (wrk), MedStream vs Orthanc + DICOMweb on the same studies
 //                (Orthanc imports them first; MedStream indexes them where they lie): study
-//                searches, series metadata (WADO-RS), frames as stored (WADO-RS)
+//                searches, series metadata (WADO-RS), frames as stored (WADO-RS), the same frame
+//                bytes as static files behind nginx (the ceiling), and the fixture JPEG 2000 CT
+//                transcoded to explicit VR little endian (Orthanc at 2 connections only)
 // Dataset size: BENCH_STUDIES (default 100) studies x 2 series x BENCH_PER_SERIES (10) instances.
 
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, copyFile, mkdir, readFile, readdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Catalog } from '../src/catalog/catalog.js';
@@ -27,6 +30,7 @@ import {
   type BenchmarkResult,
   type Suite,
 } from './harness.js';
+import { findNginx, Nginx, NGINX_INSTALL } from './peers/nginx.js';
 import { findOrthanc, Orthanc, ORTHANC_INSTALL } from './peers/orthanc.js';
 import { findWrk, wrk, type WrkResult } from './peers/wrk.js';
 import { BENCH_BUCKET, type BenchStores } from './stores.js';
@@ -166,6 +170,60 @@ function wadoUrls(d: BenchDataset, root: string) {
   };
 }
 
+const CT_FIXTURE = path.resolve(
+  path.dirname(new URL(import.meta.url).pathname),
+  '../../shared/fixtures/volumes/ct-dicom-j2k',
+);
+const TRANSCODE_STUDY = '1.2.826.0.1.3680043.9.7779.999';
+const TRANSCODE_SERIES = `${TRANSCODE_STUDY}.1`;
+const EXPLICIT_VR_LE_ACCEPT =
+  'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1';
+
+/**
+ * The fixture CT (20 JPEG 2000 lossless 512x512 slices) copied into `dir` with the UIDs it lacks
+ * (dcmodify), so Orthanc accepts it too; returns the files and their frame URLs under a root.
+ */
+async function transcodeSet(dir: string): Promise<{ files: string[]; urls: (root: string) => string[] }> {
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  const sops: string[] = [];
+  for (const name of (await readdir(CT_FIXTURE)).sort()) {
+    const sop = name.replace(/^CT\./, '');
+    const file = path.join(dir, name);
+    await copyFile(path.join(CT_FIXTURE, name), file);
+    execFileSync('dcmodify', [
+      '-nb',
+      '-i', `(0020,000D)=${TRANSCODE_STUDY}`,
+      '-i', `(0020,000E)=${TRANSCODE_SERIES}`,
+      '-i', `(0008,0018)=${sop}`,
+      '-i', '(0008,0016)=1.2.840.10008.5.1.4.1.1.2',
+      '-i', '(0010,0020)=TRANSCODE',
+      file,
+    ]); // prettier-ignore
+    files.push(file);
+    sops.push(sop);
+  }
+  return {
+    files,
+    urls: (root) =>
+      sops.map(
+        (sop) => `${root}/studies/${TRANSCODE_STUDY}/series/${TRANSCODE_SERIES}/instances/${sop}/frames/1`,
+      ),
+  };
+}
+
+/** The stored first frame of every synthetic instance (its last 64x64x2 bytes) as static files. */
+async function staticFrames(d: BenchDataset, dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const urls: string[] = [];
+  for (const [i, file] of d.files.entries()) {
+    const bytes = await readFile(file);
+    await writeFile(path.join(dir, `f${i}`), bytes.subarray(bytes.length - 64 * 64 * 2));
+    urls.push(`/f${i}`);
+  }
+  return urls;
+}
+
 /** Study searches of the kinds a worklist and a viewer send. */
 function queries(d: BenchDataset, root: string): string[] {
   const random = seededRandom(7);
@@ -209,8 +267,17 @@ const qido: Benchmark = {
       ],
       {},
     );
+    // The transcode set lies in the served folder while the benchmark runs.
+    const transcode = await transcodeSet(path.join(d.dir, 'zz-transcode'));
     const server = await startServer(config);
-    const workloads = ['study search', 'series metadata', 'frames as stored'] as const;
+    const workloads = [
+      'study search',
+      'series metadata',
+      'frames as stored',
+      'frames as static files (nginx)',
+      'J2K frames transcoded (16 conn.)',
+      'J2K frames transcoded (2 conn.)',
+    ] as const;
     const results: Record<string, Record<string, WrkResult>> = Object.fromEntries(
       workloads.map((w) => [w, {}]),
     );
@@ -220,10 +287,20 @@ const qido: Benchmark = {
         'study search': queries(d, root),
         'series metadata': wado.metadata,
         'frames as stored': wado.frames,
+        'frames as static files (nginx)': [] as string[],
+        'J2K frames transcoded (16 conn.)': transcode.urls(root),
+        'J2K frames transcoded (2 conn.)': transcode.urls(root),
       };
     };
     let orthanc: Orthanc | undefined;
+    let nginx: Nginx | undefined;
     let note = '';
+    /** wrk settings per workload: transcodes send an Accept header; Orthanc's GDCM only at 2 connections. */
+    const settings = (w: (typeof workloads)[number]) => ({
+      connections: w === 'J2K frames transcoded (2 conn.)' ? 2 : 16,
+      seconds: LOAD_SETTINGS.durationS,
+      accept: w.startsWith('J2K') ? EXPLICIT_VR_LE_ACCEPT : undefined,
+    });
     try {
       const indexed = await timed(() =>
         fetch(`${server.url}/admin/reindex?wait=true`, { method: 'POST' }).then((r) => r.json()),
@@ -231,21 +308,46 @@ const qido: Benchmark = {
       note += `MedStream indexed the files in place in ${fmt(indexed.ms)} ms. `;
       const seconds = LOAD_SETTINGS.durationS;
       const ours = urlsFor('/dicomweb');
-      for (const w of workloads)
-        results[w].medstream = await wrk(wrkBinary, server.url, ours[w], { connections: 16, seconds });
+      for (const w of workloads) {
+        if (ours[w].length > 0) results[w].medstream = await wrk(wrkBinary, server.url, ours[w], settings(w));
+      }
+      const nginxBinary = await findNginx();
+      if (!nginxBinary) note += `nginx not run: not installed (${NGINX_INSTALL}). `;
+      else {
+        const root = path.join(work, 'static');
+        const urls = await staticFrames(d, root);
+        // nginx's worker runs as nobody when the bench runs as root: the folders must be readable.
+        await chmod(work, 0o755);
+        await chmod(root, 0o755);
+        nginx = await Nginx.start(nginxBinary, {
+          upstreams: [],
+          protocol: 'http',
+          balance: 'round-robin',
+          root,
+        });
+        results['frames as static files (nginx)'].nginx = await wrk(wrkBinary, nginx.url, urls, {
+          connections: 16,
+          seconds,
+        });
+      }
       const binary = await findOrthanc();
       if (!binary) note += `Orthanc not run: not installed (${ORTHANC_INSTALL}).`;
       else {
         orthanc = await Orthanc.start(binary);
-        const imported = await timed(() => orthanc!.importFiles(d.files));
+        const imported = await timed(() => orthanc!.importFiles([...d.files, ...transcode.files]));
         note += `Orthanc imported them in ${fmt(imported.ms)} ms.`;
         const theirs = urlsFor('/dicom-web');
-        for (const w of workloads)
-          results[w].orthanc = await wrk(wrkBinary, orthanc.url, theirs[w], { connections: 16, seconds });
+        for (const w of workloads) {
+          // Orthanc's GDCM transcoder crashes at >= 4 concurrent JPEG 2000 transcodes.
+          if (theirs[w].length === 0 || w === 'J2K frames transcoded (16 conn.)') continue;
+          results[w].orthanc = await wrk(wrkBinary, orthanc.url, theirs[w], settings(w));
+        }
       }
     } finally {
       await orthanc?.close();
+      await nginx?.close();
       await server.close();
+      await rm(path.join(d.dir, 'zz-transcode'), { recursive: true, force: true });
       await rm(work, { recursive: true, force: true });
     }
     const rows: string[][] = [];
@@ -256,6 +358,7 @@ const qido: Benchmark = {
       for (const [name, r] of [
         ['MedStream', m],
         ['Orthanc', o],
+        ['nginx', results[w].nginx],
       ] as const) {
         if (r)
           rows.push([
@@ -267,7 +370,9 @@ const qido: Benchmark = {
             String(r.errors),
           ]);
       }
-      rows.push([w, 'MedStream / Orthanc', o ? `${(rate(m) / rate(o)).toFixed(1)}×` : '—', '', '', '']);
+      // A ratio only where Orthanc answered every request (its transcodes can fail: 500).
+      if (m && o && o.errors === 0)
+        rows.push([w, 'MedStream / Orthanc', `${(rate(m) / rate(o)).toFixed(1)}×`, '', '', '']);
     }
     return {
       name: 'qido',

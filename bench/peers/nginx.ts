@@ -32,6 +32,8 @@ export async function findNginx(): Promise<string | undefined> {
 export interface NginxOptions {
   /** Ports (on 127.0.0.1) of the upstream servers. */
   upstreams: number[];
+  /** Serve this folder as static files instead of proxying (upstreams then unused). */
+  root?: string;
   /** `fastcgi`: FastCGI servers (iipsrv), a connection per request; `http`: HTTP/1.1 servers over keepalive connections. */
   protocol: 'fastcgi' | 'http';
   /** nginx's default (weighted) round-robin, or `least_conn`. */
@@ -120,6 +122,14 @@ const HTTP_LOCATION = `      proxy_pass http://upstreams;
       proxy_buffers 8 64k;
       proxy_max_temp_file_size 0;`;
 
+function upstreamBlock(options: NginxOptions): string {
+  const http = options.protocol === 'http';
+  return `  upstream upstreams {
+${options.balance === 'least_conn' ? '    least_conn;\n' : ''}${options.upstreams.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+${http ? '    keepalive 128;\n    keepalive_requests 1000000;\n' : ''}  }
+`;
+}
+
 function nginxConfig(dir: string, port: number, options: NginxOptions): string {
   const http = options.protocol === 'http';
   return `# written by bench/peers/nginx.ts
@@ -136,13 +146,10 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   keepalive_requests 1000000;
-  upstream upstreams {
-${options.balance === 'least_conn' ? '    least_conn;\n' : ''}${options.upstreams.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-${http ? '    keepalive 128;\n    keepalive_requests 1000000;\n' : ''}  }
-  server {
+${options.root ? '' : upstreamBlock(options)}  server {
     listen 127.0.0.1:${port};
     location / {
-${http ? HTTP_LOCATION : FASTCGI_LOCATION}
+${options.root ? `      root ${options.root};` : http ? HTTP_LOCATION : FASTCGI_LOCATION}
     }
   }
 }

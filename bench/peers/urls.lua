@@ -1,5 +1,5 @@
 -- wrk script: every connection cycles through the URL list in WRK_URLS (one path per line),
--- each wrk thread starting at its own offset; `done` prints one JSON line the harness parses.
+-- each wrk thread starting at its own offset, with an Accept header when WRK_ACCEPT is set; `done` prints one JSON line the harness parses.
 local urls = {}
 for line in io.lines(os.getenv("WRK_URLS")) do
   if #line > 0 then urls[#urls + 1] = line end
@@ -17,10 +17,14 @@ function init(args)
   counter = (offset or 0) % #urls
 end
 
+local accept = os.getenv("WRK_ACCEPT")
+local headers = {}
+if accept and #accept > 0 then headers["Accept"] = accept end
+
 function request()
   counter = counter + 1
   if counter > #urls then counter = 1 end
-  return wrk.format("GET", urls[counter])
+  return wrk.format("GET", urls[counter], headers)
 end
 
 function done(summary, latency, requests)

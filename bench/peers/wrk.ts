@@ -36,7 +36,7 @@ export async function wrk(
   binary: string,
   base: string,
   urls: string[],
-  options: { connections: number; seconds: number; threads?: number },
+  options: { connections: number; seconds: number; threads?: number; accept?: string },
 ): Promise<WrkResult> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-wrk-'));
   try {
@@ -55,7 +55,7 @@ export async function wrk(
         SCRIPT,
         base,
       ],
-      { env: { ...process.env, WRK_URLS: list }, maxBuffer: 1 << 20 },
+      { env: { ...process.env, WRK_URLS: list, WRK_ACCEPT: options.accept ?? '' }, maxBuffer: 1 << 20 },
     );
     const line = /WRK_JSON (\{.*\})/.exec(stdout);
     if (!line) throw new Error(`wrk printed no result:\n${stdout}`);

@@ -165,7 +165,10 @@ export function storedFrameTable(source: ByteSource, instance: StoredInstance): 
   const samples = num('00280002') ?? 1;
   const bits = num('00280100') ?? 8;
   const count = instance.numberOfFrames ?? 1;
-  const frameBytes = Math.ceil((rows * columns * samples * bits) / 8);
+  // Native YBR_FULL_422 holds two luma samples per Cb/Cr pair: 2 samples a pixel, not 3.
+  const ybr422 = json['00280004']?.Value?.[0] === 'YBR_FULL_422' && samples === 3;
+  const perPixel = ybr422 ? 2 : samples;
+  const frameBytes = Math.ceil((rows * columns * perPixel * bits) / 8);
   // The offset-table elements, where the header had them, as the parser would have kept them.
   const dataset = new DataSet();
   for (const [tag, key] of [

@@ -1,4 +1,5 @@
-// WADO-RS rendered images and thumbnails (PS3.18 §10.4.1.1.3, Table 8.3.5-1) of grayscale frames:
+// WADO-RS rendered images and thumbnails (PS3.18 §10.4.1.1.3, Table 8.3.5-1). Colour frames (RGB,
+// YBR_FULL, YBR_FULL_422; colour.ts) are shown as stored. Grayscale frames:
 // the frame is decoded to real-world values (Modality LUT: Rescale Slope / Intercept), windowed
 // (`window=center,width[,linear|linear-exact|sigmoid]`, else the instance's first
 // WindowCenter/Width, else the frame's min..max), inverted for MONOCHROME1, fitted into
@@ -8,6 +9,7 @@ import sharp from 'sharp';
 import type { StoredInstance } from '../catalog/catalog.js';
 import { BadRequest, NotAcceptable, UnsupportedFormat } from '../errors.js';
 import { VOLUME_TRANSFER_SYNTAXES, type FrameSampleDecoder } from '../volumes/frame-samples.js';
+import { colourFrameRgb } from './colour.js';
 import { parseAccept } from './frames.js';
 
 export interface RenderOptions {
@@ -90,8 +92,21 @@ export async function renderFrame(
   const rows = num(instance, '00280010') ?? 0;
   const columns = num(instance, '00280011') ?? 0;
   const photometric = text(instance, '00280004') ?? 'MONOCHROME2';
+  if ((num(instance, '00280002') ?? 1) === 3 && ['RGB', 'YBR_FULL', 'YBR_FULL_422'].includes(photometric)) {
+    // Colour: shown as stored (no window).
+    const rgb = await colourFrameRgb(decoder, instance, frame, signal);
+    return encode(
+      sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), {
+        raw: { width: columns, height: rows, channels: 3 },
+      }),
+      options,
+      false,
+    );
+  }
   if ((num(instance, '00280002') ?? 1) !== 1 || !photometric.startsWith('MONOCHROME')) {
-    throw new UnsupportedFormat(`rendering ${photometric} images is not supported yet (grayscale only)`);
+    throw new UnsupportedFormat(
+      `rendering ${photometric} images is not supported (grayscale, RGB, YBR_FULL, YBR_FULL_422)`,
+    );
   }
   if (!VOLUME_TRANSFER_SYNTAXES.includes(instance.transferSyntax)) {
     throw new UnsupportedFormat(`rendering frames stored as ${instance.transferSyntax} is not supported yet`);
@@ -150,14 +165,23 @@ export async function renderFrame(
     const v = Math.round(y);
     gray[i] = invert ? 255 - v : v;
   }
-  let image = sharp(Buffer.from(gray.buffer), { raw: { width: columns, height: rows, channels: 1 } });
+  return encode(
+    sharp(Buffer.from(gray.buffer), { raw: { width: columns, height: rows, channels: 1 } }),
+    options,
+    true,
+  );
+}
+
+/** Fits the image into the viewport and encodes it as asked. */
+function encode(image: sharp.Sharp, options: RenderOptions, gray: boolean): Promise<Buffer> {
   if (options.viewport) {
     image = image.resize(options.viewport.width, options.viewport.height, {
       fit: 'inside',
       withoutEnlargement: true,
     });
   }
+  if (gray) image = image.toColourspace('b-w');
   return options.type === 'image/png'
-    ? image.toColourspace('b-w').png().toBuffer()
-    : image.toColourspace('b-w').jpeg({ quality: options.quality }).toBuffer();
+    ? image.png().toBuffer()
+    : image.jpeg({ quality: options.quality }).toBuffer();
 }

@@ -11,6 +11,7 @@ import type { DataSet } from '../dicom/dataset.js';
 import { frameTable } from '../dicom/frames.js';
 import { type DicomHeader, isDicomPart10, parseDicomHeader } from '../dicom/parser.js';
 import { Tag, tag } from '../dicom/tags.js';
+import { mapConcurrent } from '../storage/tree-listing.js';
 import type { ByteSource, Storage } from '../storage/types.js';
 import { type Affine, flipRasLps } from './affine.js';
 import { readEnhancedVolume } from './dicom-enhanced.js';
@@ -193,9 +194,11 @@ export async function readDicomSeries(
   const data = new Float32Array(voxels);
   const sliceSize = rows * columns;
   let done = 0;
-  // Decode in parallel (the worker pool bounds the concurrency), each slice into its place.
-  await Promise.all(
-    instances.map(async ({ source, header }, k) => {
+  // Decode a few slices at a time (never more than a bounded decoder queue takes), each into its place.
+  await mapConcurrent(
+    instances.map((instance, k) => ({ ...instance, k })),
+    8,
+    async ({ source, header, k }) => {
       const ds = header.dataset;
       const bitsAllocated = ds.number(Tag.BitsAllocated) ?? 16;
       const table = frameTable(source, header, 1, sliceSize * (bitsAllocated / 8));
@@ -217,7 +220,7 @@ export async function readDicomSeries(
         signal,
       );
       options.onSlice?.(++done, nz);
-    }),
+    },
   );
 
   const refs: DicomInstanceRef[] = instances.map(({ source, header }) => ({

@@ -132,6 +132,35 @@ export class FrameSampleDecoder {
     return resize(result.data, (result.bitsPerSample ?? 8) > 8 ? 2 : 1, info);
   }
 
+  /**
+   * One 8-bit colour frame of a WASM-decoded syntax (JPEG, JPEG-LS, HTJ2K) as interleaved
+   * samples as the codec leaves them: RGB for JPEG (libjpeg applies its colour transform) and for
+   * HTJ2K/JPEG-LS with a component transform; otherwise the stored components.
+   */
+  async decodeColour(
+    bytes: Uint8Array,
+    transferSyntax: string,
+    info: { rows: number; columns: number },
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    const codec = WASM_CODEC.get(transferSyntax);
+    if (codec === undefined)
+      throw new UnsupportedFormat(`colour frames of ${transferSyntax} are not decoded`);
+    const copy = bytes.slice();
+    const size = info.rows * info.columns * 3;
+    const result = await this.wasmPool(codec).run(
+      { bytes: copy, ycbcr: false, maxBytes: size },
+      [copy.buffer],
+      signal,
+    );
+    if (result.width !== info.columns || result.height !== info.rows || result.channels !== 3) {
+      throw new DecodeError(
+        `${codec} frame is ${result.width}x${result.height}x${result.channels}, the instance says ${info.columns}x${info.rows}x3`,
+      );
+    }
+    return result.data;
+  }
+
   private wasmPool(codec: WasmFrameCodec): WorkerPool<WasmFrameTask, WasmFrameResult> {
     let pool = this.wasm.get(codec);
     if (!pool) {

@@ -53,38 +53,88 @@ let server: RunningServer;
 /** Per case: the URL of each instance and the file it was made from. */
 const made = new Map<string, Array<{ url: string; file: string; native: string }>>();
 
-/** Writes the native instances of a case (distinct UIDs per case) with pydicom. */
-function writeNatives(out: string, caseIndex: number, bits: number, signed: boolean): void {
+/** Writes the native instances of every case (distinct UIDs per case) with pydicom, in one run. */
+function writeNatives(out: string, cases: Array<[number, number, boolean]>): void {
   python(
     `import json, sys, numpy as np, pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
-out, k, bits, signed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1', int(sys.argv[5])
-for i in range(n):
-    ds = Dataset(); fm = FileMetaDataset()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
-    fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.{i + 1}'
-    ds.file_meta = fm
-    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
-    ds.Modality = 'CT'; ds.PatientID = 'TRANSCODE'; ds.SeriesNumber = k; ds.InstanceNumber = i + 1
-    ds.ImagePositionPatient = [0, 0, 3 * i]; ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [1, 1]; ds.SliceThickness = 3
-    ds.Rows = 64; ds.Columns = 48; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
-    ds.BitsAllocated = 16 if bits > 8 else 8; ds.BitsStored = bits; ds.HighBit = bits - 1
-    ds.PixelRepresentation = 1 if signed else 0
-    y, x = np.mgrid[0:64, 0:48]
-    a = (x * 37 + y * 53 + (x * y) % 17 + 101 * i) % (1 << bits)
-    if bits == 8: a = x * 2 + y * 2 + 5 * i  # smooth: lossy JPEG stays close
-    if signed: a = a - (1 << (bits - 1))
-    ds.PixelData = a.astype(('<i2' if signed else '<u2') if bits > 8 else 'u1').tobytes()
-    ds.is_little_endian = True; ds.is_implicit_VR = False
-    ds.save_as(f'{out}/native-{k}-{i + 1}.dcm', write_like_original=False)
+out, n = sys.argv[1], int(sys.argv[2])
+for (k, bits, signed) in json.loads(sys.argv[3]):
+  for i in range(n):
+      ds = Dataset(); fm = FileMetaDataset()
+      fm.TransferSyntaxUID = ExplicitVRLittleEndian
+      fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+      fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.{i + 1}'
+      ds.file_meta = fm
+      ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+      ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
+      ds.Modality = 'CT'; ds.PatientID = 'TRANSCODE'; ds.SeriesNumber = k; ds.InstanceNumber = i + 1
+      ds.ImagePositionPatient = [0, 0, 3 * i]; ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+      ds.PixelSpacing = [1, 1]; ds.SliceThickness = 3
+      ds.Rows = 64; ds.Columns = 48; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+      ds.BitsAllocated = 16 if bits > 8 else 8; ds.BitsStored = bits; ds.HighBit = bits - 1
+      ds.PixelRepresentation = 1 if signed else 0
+      y, x = np.mgrid[0:64, 0:48]
+      a = (x * 37 + y * 53 + (x * y) % 17 + 101 * i) % (1 << bits)
+      if bits == 8: a = x * 2 + y * 2 + 5 * i  # smooth: lossy JPEG stays close
+      if signed: a = a - (1 << (bits - 1))
+      ds.PixelData = a.astype(('<i2' if signed else '<u2') if bits > 8 else 'u1').tobytes()
+      ds.is_little_endian = True; ds.is_implicit_VR = False
+      ds.save_as(f'{out}/native-{k}-{i + 1}.dcm', write_like_original=False)
 print(json.dumps(True))`,
-    [out, String(caseIndex), String(bits), signed ? '1' : '0', String(INSTANCES)],
+    [out, String(INSTANCES), JSON.stringify(cases)],
   );
 }
+
+/** OpenJPH's encoder (lossless HTJ2K) for one 16-bit signed frame. */
+async function htj2kEncode(pixels: Uint8Array, width: number, height: number): Promise<Uint8Array> {
+  const factory = createRequire(import.meta.url)('@cornerstonejs/codec-openjph/wasmjs') as (
+    o: object,
+  ) => Promise<{
+    HTJ2KEncoder: new () => {
+      getDecodedBuffer(info: object): Uint8Array;
+      encode(): void;
+      getEncodedBuffer(): Uint8Array;
+      delete(): void;
+    };
+  }>;
+  codecPromise ??= factory({ print: () => undefined, printErr: () => undefined });
+  const encoder = new (await codecPromise).HTJ2KEncoder();
+  try {
+    encoder
+      .getDecodedBuffer({
+        width,
+        height,
+        bitsPerSample: 16,
+        componentCount: 1,
+        isSigned: true,
+        isUsingColorTransform: false,
+      })
+      .set(pixels);
+    encoder.encode();
+    return encoder.getEncodedBuffer().slice();
+  } finally {
+    encoder.delete();
+  }
+}
+let codecPromise:
+  | Promise<{
+      HTJ2KEncoder: new () => {
+        getDecodedBuffer(info: object): Uint8Array;
+        encode(): void;
+        getEncodedBuffer(): Uint8Array;
+        delete(): void;
+      };
+    }>
+  | undefined;
+
+/** 100 frames of 8x8 signed samples, frame f holding f * 64 + i. */
+const MULTI_FRAMES = Array.from(
+  { length: 100 },
+  (_, f) => new Uint8Array(Int16Array.from({ length: 64 }, (_, i) => f * 64 + i - 3000).buffer),
+);
+const MULTI = `${STUDY}.77`;
 
 /** An HTJ2K (lossless) instance of a native one: OpenJPH's encoder, encapsulated by pydicom. */
 async function writeHtj2k(native: string, out: string): Promise<void> {
@@ -157,9 +207,11 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'transcode-'));
   const store = path.join(dir, 'store');
   await mkdir(store);
+  writeNatives(
+    dir,
+    CASES.map((c, k) => [k + 1, ...BASES[c.base]]),
+  );
   for (const [k, c] of CASES.entries()) {
-    const [bits, signed] = BASES[c.base];
-    writeNatives(dir, k + 1, bits, signed);
     const list: Array<{ url: string; file: string; native: string }> = [];
     for (let i = 1; i <= INSTANCES; i++) {
       const native = path.join(dir, `native-${k + 1}-${i}.dcm`);
@@ -174,6 +226,32 @@ beforeAll(async () => {
     }
     made.set(c.name, list);
   }
+  // A 100-frame HTJ2K instance: more frames than the decoder queue holds at once.
+  const encoded = await Promise.all(MULTI_FRAMES.map((f) => htj2kEncode(f, 8, 8)));
+  await writeFile(
+    path.join(store, 'multi.dcm'),
+    writeDicom({
+      transferSyntax: '1.2.840.10008.1.2.4.201',
+      elements: [
+        { tag: Tag.SopClassUid, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2.1' },
+        { tag: Tag.SopInstanceUid, vr: 'UI', value: `${MULTI}.1` },
+        { tag: tag(0x0008, 0x0060), vr: 'CS', value: 'CT' },
+        { tag: Tag.PatientId, vr: 'LO', value: 'TRANSCODE' },
+        { tag: Tag.StudyInstanceUid, vr: 'UI', value: STUDY },
+        { tag: Tag.SeriesInstanceUid, vr: 'UI', value: MULTI },
+        { tag: tag(0x0028, 0x0008), vr: 'IS', value: '100' },
+        { tag: Tag.SamplesPerPixel, vr: 'US', value: [1] },
+        { tag: Tag.PhotometricInterpretation, vr: 'CS', value: 'MONOCHROME2' },
+        { tag: Tag.Rows, vr: 'US', value: [8] },
+        { tag: Tag.Columns, vr: 'US', value: [8] },
+        { tag: Tag.BitsAllocated, vr: 'US', value: [16] },
+        { tag: Tag.BitsStored, vr: 'US', value: [16] },
+        { tag: Tag.HighBit, vr: 'US', value: [15] },
+        { tag: Tag.PixelRepresentation, vr: 'US', value: [1] },
+      ],
+      pixel: { kind: 'encapsulated', frames: encoded, offsets: 'bot' },
+    }),
+  );
   server = await startIndexedServer(store);
 });
 
@@ -220,10 +298,12 @@ describe('transcoding to explicit VR little endian', () => {
         return;
       }
       // Frames of the stored file (lossless: HTJ2K has no pydicom decoder here, its native source is the reference).
-      const references = pydicomPixels(
-        list.map((m) => ('lossy' in c || c.name !== 'htj2k' ? m.file : m.native)),
-      );
-      const natives = pydicomPixels(list.map((m) => m.native));
+      const decoded = pydicomPixels([
+        ...list.map((m) => ('lossy' in c || c.name !== 'htj2k' ? m.file : m.native)),
+        ...list.map((m) => m.native),
+      ]);
+      const references = decoded.slice(0, list.length);
+      const natives = decoded.slice(list.length);
       for (const [i, m] of list.entries()) {
         const res = await request(server, `${m.url}/frames/1`, {
           headers: {
@@ -263,5 +343,25 @@ describe('transcoding to explicit VR little endian', () => {
     expect(res.headers.get('content-type')).toBe('image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5');
     const file = await readFile(m.file);
     expect(file.includes(res.body)).toBe(true);
+  });
+
+  it('transcodes 100 frames of one instance in one request (more than the decoder queue holds)', async () => {
+    const list = Array.from({ length: 100 }, (_, i) => i + 1).join(',');
+    const res = await request(
+      server,
+      `/dicomweb/studies/${STUDY}/series/${MULTI}/instances/${MULTI}.1/frames/${list}`,
+      {
+        headers: { Accept: 'multipart/related; type="application/octet-stream"' },
+      },
+    );
+    expect(res.status, res.body.toString().slice(0, 200)).toBe(200);
+    const boundary = /boundary=(\S+)/.exec(res.headers.get('content-type')!)![1];
+    const parts = res.body
+      .toString('latin1')
+      .split(`--${boundary}`)
+      .slice(1, -1)
+      .map((p) => Buffer.from(p.slice(p.indexOf('\r\n\r\n') + 4, -2), 'latin1'));
+    expect(parts).toHaveLength(100);
+    parts.forEach((p, f) => expect(p.equals(Buffer.from(MULTI_FRAMES[f]))).toBe(true));
   });
 });

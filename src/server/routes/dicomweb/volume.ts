@@ -1,6 +1,7 @@
 // `GET /dicomweb/studies/{s}/series/{se}/volume.nii.gz`: a series as one NIfTI-1 volume for ML
 // pipelines. Single-frame DICOM series are read with volumes/dicom-series.ts (sorted along the
-// slice normal, LPS -> RAS affine, Modality LUT applied) and written as int16 or float32; a NIfTI
+// slice normal, LPS -> RAS affine, Modality LUT applied), a multi-frame instance alone in its series
+// with volumes/multiframe-volume.ts (functional groups), and written as int16 or float32; a NIfTI
 // volume served as a series answers its stored file (gzipped when it was not). HTTP only.
 
 import { gzipSync } from 'node:zlib';
@@ -9,6 +10,7 @@ import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
 import { BadRequest, NotFound } from '../../../errors.js';
 import type { ByteSource } from '../../../storage/types.js';
 import { readDicomSeries } from '../../../volumes/dicom-series.js';
+import { readMultiFrameVolume } from '../../../volumes/multiframe-volume.js';
 import type { FrameSampleDecoder } from '../../../volumes/frame-samples.js';
 import { encodeNiftiVolume } from '../../../volumes/nifti.js';
 import { isGzip } from '../../../volumes/nifti-header.js';
@@ -26,6 +28,8 @@ export interface VolumeRouteOptions {
   /** Opens an instance's stored object at the version the catalog recorded. */
   open: (instance: StoredInstance, signal: AbortSignal) => Promise<ByteSource>;
   decoder: () => FrameSampleDecoder;
+  /** The stored bytes of frames (1-based) of an instance. */
+  readFrames: (instance: StoredInstance, numbers: number[], signal: AbortSignal) => Promise<Uint8Array[]>;
 }
 
 export function registerVolumeRoute(app: FastifyInstance, options: VolumeRouteOptions): void {
@@ -52,8 +56,20 @@ export function registerVolumeRoute(app: FastifyInstance, options: VolumeRouteOp
         const bytes = await source.read(0, source.size, { purpose: 'data', signal });
         return reply.send(Buffer.from(isGzip(bytes) ? bytes : gzipSync(bytes, { level: 1 })));
       }
-      const sources = await Promise.all(instances.map((i) => options.open(i, signal)));
-      const volume = await readDicomSeries(sources, options.decoder(), { signal, maxVoxels: MAX_VOXELS });
+      const multiFrame = instances.length === 1 && (instances[0].numberOfFrames ?? 1) > 1;
+      const volume = multiFrame
+        ? await readMultiFrameVolume(
+            instances[0].json,
+            instances[0].transferSyntax,
+            (numbers) => options.readFrames(instances[0], numbers, signal),
+            options.decoder(),
+            { signal, maxVoxels: MAX_VOXELS },
+          )
+        : await readDicomSeries(
+            await Promise.all(instances.map((i) => options.open(i, signal))),
+            options.decoder(),
+            { signal, maxVoxels: MAX_VOXELS },
+          );
       return reply.send(Buffer.from(encodeNiftiVolume(volume, `medstream ${series}`.slice(0, 79))));
     },
   );

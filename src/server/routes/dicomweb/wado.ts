@@ -2,8 +2,8 @@
 // storage read; gzip, ETag / 304), frames in their stored transfer syntax (multipart/related, or
 // one part when the client asks for one media type; byte ranges over the body as sent), whole
 // studies, series and instances (application/dicom, streamed from storage) and bulk data by
-// range read. HTTP only:
-// negotiation and shaping live in dicomweb/.
+// range read; rendered resources and thumbnails are rendered.ts, series as NIfTI volume.ts. HTTP
+// only: negotiation and shaping live in dicomweb/.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -11,13 +11,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
 import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
-import { renderFrame, renderOptions } from '../../../dicomweb/rendered.js';
 import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder, type FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
 import type { FrameTable } from '../../../dicom/frames.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
 import { ByteLru } from '../../../io/lru.js';
+import { mapConcurrent } from '../../../storage/tree-listing.js';
 import type { ByteSource, Storage } from '../../../storage/types.js';
 import { clientAbortSignal } from '../../abort.js';
 import type { DerivedFrames } from '../../../dicomweb/derived.js';
@@ -25,6 +25,8 @@ import { derivedKindForAccept, registerDerivedRoutes } from './derived.js';
 import { sendWithRanges } from '../../byte-ranges.js';
 import { assertStudyAccess } from '../../dicomweb-auth.js';
 import { accessOf, acceptsJson, dicomwebBase } from './common.js';
+import { multipartBody } from './multipart-body.js';
+import { registerRenderedRoutes } from './rendered.js';
 import { registerVolumeRoute } from './volume.js';
 
 export interface WadoRouteOptions {
@@ -51,26 +53,6 @@ interface Params {
 
 const MAX_BULK_BYTES = 256 * 1024 * 1024;
 const STREAM_CHUNK = 4 * 1024 * 1024;
-
-/** A multipart/related body: each part's headers, then its bytes. */
-function multipartBody(
-  parts: Array<{ headers: Record<string, string>; body: Uint8Array }>,
-  boundary: string,
-): Buffer {
-  const chunks: Buffer[] = [];
-  for (const part of parts) {
-    const head = Object.entries(part.headers)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    chunks.push(
-      Buffer.from(`--${boundary}\r\n${head}\r\n`),
-      Buffer.from(part.body.buffer, part.body.byteOffset, part.body.byteLength),
-      Buffer.from('\r\n'),
-    );
-  }
-  chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return Buffer.concat(chunks);
-}
 
 export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptions): void {
   const { catalog, storage } = options;
@@ -136,57 +118,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
   };
 
   const derivedRoutes = registerDerivedRoutes(app, { derived: options.derived, instanceOf, readFrames });
-
-  /** Renders frame `n` of an instance (rendered and thumbnail routes). */
-  const render = async (
-    request: FastifyRequest<{ Params: Params }>,
-    reply: FastifyReply,
-    instance: StoredInstance,
-    n: number,
-    thumbnail: boolean,
-  ) => {
-    const options = renderOptions(
-      request.query as Record<string, string | undefined>,
-      request.headers.accept,
-      thumbnail ? { viewport: { width: 128, height: 128 } } : {},
-    );
-    const signal = clientAbortSignal(reply);
-    const [frame] = await readFrames(instance, [n], signal);
-    const image = await renderFrame(decoder(), instance, frame, options, signal);
-    return reply.header('Cache-Control', 'private, max-age=3600').type(options.type).send(image);
-  };
-
-  app.get<{ Params: Params }>(
-    '/dicomweb/studies/:study/series/:series/instances/:instance/rendered',
-    async (request, reply) => render(request, reply, await instanceOf(request), 1, false),
-  );
-  app.get<{ Params: Params }>(
-    '/dicomweb/studies/:study/series/:series/instances/:instance/frames/:frames/rendered',
-    async (request, reply) => {
-      const numbers = parseFrameList(request.params.frames!);
-      if (numbers.length !== 1) throw new BadRequest('a rendered frame is one frame');
-      return render(request, reply, await instanceOf(request), numbers[0], false);
-    },
-  );
-  app.get<{ Params: Params }>(
-    '/dicomweb/studies/:study/series/:series/instances/:instance/thumbnail',
-    async (request, reply) => render(request, reply, await instanceOf(request), 1, true),
-  );
-  /** A series' thumbnail is its middle instance's; a study's, its first series'. */
-  const thumbnailOf = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
-    const { study, series } = request.params;
-    assertStudyAccess(accessOf(request), study);
-    const instances = await catalog.instancesOf(study, series);
-    const first = instances.filter((i) => i.seriesUid === (series ?? instances[0]?.seriesUid));
-    if (first.length === 0)
-      throw new NotFound(
-        series === undefined ? `no study ${study}` : `no series ${series} in study ${study}`,
-      );
-    return render(request, reply, first[Math.floor(first.length / 2)], 1, true);
-  };
-  app.get('/dicomweb/studies/:study/series/:series/thumbnail', thumbnailOf);
-  registerVolumeRoute(app, { catalog, open, decoder });
-  app.get('/dicomweb/studies/:study/thumbnail', thumbnailOf);
+  registerRenderedRoutes(app, { catalog, instanceOf, readFrames, decoder });
+  registerVolumeRoute(app, { catalog, open, decoder, readFrames });
 
   // Serialised metadata answers by validator (and root), bounded in bytes.
   const metadataBodies = new ByteLru<string, string>({
@@ -246,7 +179,8 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const cacheKey = `${instance.objectKey}\0${instance.version}`;
       const stored = await readFrames(instance, numbers, signal);
       const frames = representation.transcode
-        ? await Promise.all(stored.map((f) => transcodeFrame(decoder(), instance, f, signal)))
+        ? // A few at a time: a 1000-frame request must not fill the bounded decoder queue alone.
+          await mapConcurrent(stored, 4, (f) => transcodeFrame(decoder(), instance, f, signal))
         : stored;
       const contentType = `${representation.mediaType}; transfer-syntax=${representation.transferSyntax}`;
       reply.header('Cache-Control', 'private, max-age=3600');
