@@ -62,15 +62,15 @@ export class DerivedCache {
     const disk = this.disk;
     if (disk) {
       await this.adopt(disk);
-      if (this.files.has(key)) {
-        try {
-          const bytes = new Uint8Array(await fs.readFile(path.join(disk, key)));
-          this.touch(key, bytes.length);
-          this.memory.set(key, bytes);
-          return bytes;
-        } catch {
-          this.forget(key);
-        }
+      // Also looked for when not indexed: `medstream index --prepare` may have written it since.
+      try {
+        const bytes = new Uint8Array(await fs.readFile(path.join(disk, key)));
+        this.touch(key, bytes.length);
+        await this.evict(disk, key);
+        this.memory.set(key, bytes);
+        return bytes;
+      } catch {
+        this.forget(key);
       }
     }
     const store = this.options.store;
