@@ -130,6 +130,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       dir: join(config.dataDir, 'derived-cache'),
       maxBytes: config.derivedCacheBytes,
       memoryBytes: config.derivedMemoryBytes,
+      shared: sharedCache,
       store: config.derivedStore === undefined ? undefined : { storage, prefix: config.derivedStore },
       tmpDir: join(config.dataDir, 'tmp'),
     }),
