@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { compareSuite } from './compare.js';
+import { derivedSuite } from './derived.js';
 import { dicomwebSuite } from './dicomweb.js';
 import { markdownTable, type Benchmark, type BenchmarkResult, type Suite } from './harness.js';
 import { inferenceSuite } from './inference.js';
@@ -25,6 +26,7 @@ const SUITES: Suite[] = [
   dicomwebSuite,
   inferenceSuite,
   segmentSuite,
+  derivedSuite,
 ];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 
