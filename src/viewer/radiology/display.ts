@@ -47,7 +47,10 @@ const MPR_VIEWPORTS = [
 
 /** One rendered frame of the axial (or stack) viewport while the series loads: for the tests. */
 export interface RenderSample {
+  /** Milliseconds since the display was created. */
   t: number;
+  /** Milliseconds since the page's navigation started (performance.now()). */
+  at: number;
   loaded: number;
   total: number;
   /** Share of canvas pixels that are not black. */
@@ -64,6 +67,8 @@ export interface DisplayEvents {
 export class SeriesDisplay {
   readonly engine: RenderingEngine;
   readonly samples: RenderSample[] = [];
+  /** When the last frame of the series arrived (performance.now()). */
+  completeAt?: number;
   private readonly viewportIds: string[];
   private readonly groupId: string;
   private readonly volumeId?: string;
@@ -180,6 +185,7 @@ export class SeriesDisplay {
     const onLoaded = (e: Event): void => {
       const id = (e as CustomEvent<{ image?: { imageId?: string } }>).detail.image?.imageId;
       if (id && this.series.imageIds.includes(id)) this.loaded.add(id);
+      if (this.loaded.size === this.series.imageIds.length) this.completeAt ??= performance.now();
     };
     const onFailed = (e: Event): void => {
       const d = (e as CustomEvent<{ imageId?: string; error?: unknown }>).detail;
@@ -197,8 +203,10 @@ export class SeriesDisplay {
     });
     const main = this.elements[0];
     const onRendered = (): void => {
+      const at = performance.now();
       this.samples.push({
-        t: performance.now() - this.started,
+        t: at - this.started,
+        at,
         loaded: this.loaded.size,
         total: this.series.imageIds.length,
         lit: litShare(main),

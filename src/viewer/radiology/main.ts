@@ -45,11 +45,7 @@ async function route(): Promise<void> {
     // Same study: a different series or layout from a link in the series list.
     const d = view.display;
     if (d && (d.series.seriesUid !== state.series || (state.layout && state.layout !== d.layout)))
-      await (view as StudyView & { open(s: string, l: string, i: object): Promise<void> }).open(
-        state.series,
-        state.layout ?? d.layout,
-        state,
-      );
+      await view.open(state.series, state.layout ?? d.layout, state);
     return;
   }
   view?.destroy();

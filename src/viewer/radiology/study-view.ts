@@ -23,6 +23,8 @@ export interface StudyView {
   display?: SeriesDisplay;
   /** Frames loaded per series UID (for the progress bars and the tests). */
   progress: Map<string, { loaded: number; total: number }>;
+  /** Shows another series of the study, or the same one in another layout. */
+  open(seriesUid: string, layout: Layout, initial?: ViewState): Promise<void>;
   destroy(): void;
 }
 
@@ -51,6 +53,7 @@ export async function showStudy(
 
   const view: StudyView = {
     progress: new Map(),
+    open: (seriesUid, layout, initial) => open(seriesUid, layout, initial),
     destroy() {
       clearInterval(timer);
       window.removeEventListener('keydown', onKey);
@@ -240,6 +243,5 @@ export async function showStudy(
   const first = state.series ?? str(series[0] ?? {}, TAG.SeriesInstanceUID);
   if (!first) throw new Error('the study has no series');
   await open(first, state.layout ?? 'stack', state);
-  (view as StudyView & { open: typeof open }).open = open;
   return view;
 }
