@@ -70,8 +70,14 @@ export class DerivedCache {
       return bytes;
     }
     const disk = this.disk;
-    if (disk) {
-      await this.adopt(disk);
+    // A disk cache that cannot be used (not a directory, no permission) is a miss.
+    if (
+      disk &&
+      (await this.adopt(disk).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       // Also looked for when not indexed: `medstream index --prepare` may have written it since.
       try {
         const bytes = new Uint8Array(await fs.readFile(path.join(disk, key)));
@@ -91,7 +97,7 @@ export class DerivedCache {
           const bytes = await source.read(0, source.size, { purpose: 'data', signal });
           this.storeHits++;
           this.memory.set(key, bytes);
-          if (disk) await this.writeDisk(disk, key, bytes);
+          if (disk) await this.writeDisk(disk, key, bytes).catch(() => undefined);
           return bytes;
         }
       } catch (e) {
@@ -112,7 +118,8 @@ export class DerivedCache {
     });
     const disk = this.disk;
     let file: string | undefined;
-    if (disk) file = await this.writeDisk(disk, key, bytes);
+    // A full or failing disk costs the cache entry, never the answer.
+    if (disk) file = await this.writeDisk(disk, key, bytes).catch(() => undefined);
     const store = this.options.store;
     if (!store?.storage.put) return;
     let staged: string | undefined;

@@ -4,7 +4,7 @@
 // disk cache holds its byte bound, survives a restart, and the write-back store and the shared
 // Redis cache (a real redis-server) serve a second replica without an encode.
 
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -181,6 +181,15 @@ describe('derived frames', () => {
     expect((await cache.get(key(0)))?.[0]).toBe(0);
     expect(await cache.get(key(1))).toBeUndefined();
     expect((await cache.get(key(7)))?.[0]).toBe(7);
+    // A disk that fails (here: the cache directory replaced by a file) costs the entry, not the answer.
+    const broken = path.join(dir, 'broken');
+    await writeFile(broken, 'not a directory');
+    const failing = new DerivedFrames({
+      cache: new DerivedCache({ dir: broken, maxBytes: 1 << 20 }),
+      workers: 1,
+    });
+    closers.push(() => failing.close());
+    expect((await failing.frame(instance('h'), 1, 'jlsThumbnail', read)).bytes.length).toBeGreaterThan(0);
     // Too big for the bound: served, never written.
     await cache.set(key(99), new Uint8Array(20_000));
     expect((await readdir(cacheDir)).includes(key(99))).toBe(false);
