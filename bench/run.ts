@@ -12,6 +12,7 @@ import { markdownTable, type Benchmark, type BenchmarkResult, type Suite } from 
 import { inferenceSuite } from './inference.js';
 import { ioSuite } from './io.js';
 import { openSuite } from './open-budget.js';
+import { progressiveSuite } from './progressive.js';
 import { replicasSuite } from './replicas.js';
 import { segmentSuite } from './segment.js';
 import { BenchStores } from './stores.js';
@@ -27,6 +28,7 @@ const SUITES: Suite[] = [
   inferenceSuite,
   segmentSuite,
   derivedSuite,
+  progressiveSuite,
 ];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 
