@@ -2,7 +2,7 @@
 # a 3036x3036 16-bit single image (the fixture CT's middle slice upsampled bilinearly, with seeded
 # noise of sigma 4 so it does not compress like a smooth synthetic image) and a 512x512x174 series
 # (the fixture's 20 slices repeated along z, 3 mm apart, new UIDs), both native explicit VR LE.
-import os, sys
+import copy, os, sys
 import numpy as np
 import pydicom
 from pydicom.uid import generate_uid, ExplicitVRLittleEndian
@@ -22,7 +22,7 @@ big_dir, vol_dir = os.path.join(out, 'stack3036'), os.path.join(out, 'volume174'
 os.makedirs(big_dir, exist_ok=True)
 os.makedirs(vol_dir, exist_ok=True)
 
-d = files[len(files) // 2]
+d = copy.deepcopy(files[len(files) // 2])
 px = d.pixel_array.astype(np.float64)
 n = 3036
 xs = np.linspace(0, px.shape[1] - 1, n)

@@ -88,6 +88,8 @@ interface Measured {
   bytes: number;
   requests: number;
   frames: number;
+  /** First frame request sent to its response finished (CDP timestamps): the network's share. */
+  firstResponseMs: number;
 }
 
 const list = <T extends string>(name: string, all: T[]): T[] =>
@@ -124,12 +126,18 @@ async function measure(
     let bytes = 0;
     let requests = 0;
     let counting = false;
-    cdp.on('Network.requestWillBeSent', (e) => urls.set(e.requestId, e.request.url));
+    let firstSent = NaN;
+    let firstDone = NaN;
+    cdp.on('Network.requestWillBeSent', (e) => {
+      urls.set(e.requestId, e.request.url);
+      if (counting && e.request.url.startsWith(server) && Number.isNaN(firstSent)) firstSent = e.timestamp;
+    });
     cdp.on('Network.loadingFinished', (e) => {
       const url = urls.get(e.requestId) ?? '';
       if (counting && url.startsWith(server)) {
         bytes += e.encodedDataLength;
         requests++;
+        if (Number.isNaN(firstDone)) firstDone = e.timestamp;
       }
     });
     await page.goto(pageUrl);
@@ -157,11 +165,12 @@ async function measure(
           }
         ).progressiveBench.run(req),
       { layout, fast: config.fast, final: config.final },
-    )) as Omit<Measured, 'layout' | 'network' | 'config' | 'bytes' | 'requests'>;
+    )) as Omit<Measured, 'layout' | 'network' | 'config' | 'bytes' | 'requests' | 'firstResponseMs'>;
     // The last responses' loadingFinished events may trail the page's own completion.
     await page.waitForTimeout(300);
     if (errors.length > 0) throw new Error(`${config.key} ${layout}: ${errors.join('; ')}`);
-    return { layout, network, config: config.key, ...result, bytes, requests };
+    const firstResponseMs = (firstDone - firstSent) * 1000;
+    return { layout, network, config: config.key, ...result, bytes, requests, firstResponseMs };
   } finally {
     await context.close();
   }
@@ -182,6 +191,7 @@ function tables(results: Measured[]): ResultTable[] {
         columns: [
           'configuration',
           'first render ms',
+          'first response ms',
           'final render ms',
           'complete ms',
           'MB on the wire',
@@ -197,6 +207,7 @@ function tables(results: Measured[]): ResultTable[] {
           return [
             label,
             ms(r.firstRenderMs),
+            ms(r.firstResponseMs),
             ms(r.finalRenderMs),
             ms(r.completeMs),
             (r.bytes / 1e6).toFixed(2),
@@ -238,7 +249,7 @@ const progressiveBenchmark: Benchmark = {
             const config = CONFIGS.find((c) => c.key === key)!;
             const r = await measure(browser, page.url, server.url, uids, layout, network, config);
             console.log(
-              `${layout} ${network} ${key}: first ${ms(r.firstRenderMs)} ms, final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests`,
+              `${layout} ${network} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests`,
             );
             results.push(r);
           }
