@@ -6,11 +6,13 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { compareSuite } from './compare.js';
+import { derivedSuite } from './derived.js';
 import { dicomwebSuite } from './dicomweb.js';
 import { markdownTable, type Benchmark, type BenchmarkResult, type Suite } from './harness.js';
 import { inferenceSuite } from './inference.js';
 import { ioSuite } from './io.js';
 import { openSuite } from './open-budget.js';
+import { progressiveSuite } from './progressive.js';
 import { replicasSuite } from './replicas.js';
 import { segmentSuite } from './segment.js';
 import { BenchStores } from './stores.js';
@@ -25,6 +27,8 @@ const SUITES: Suite[] = [
   dicomwebSuite,
   inferenceSuite,
   segmentSuite,
+  derivedSuite,
+  progressiveSuite,
 ];
 const CACHE_DIR = fileURLToPath(new URL('../.bench-cache/', import.meta.url));
 

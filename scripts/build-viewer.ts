@@ -9,6 +9,7 @@ import { cp, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { CORNERSTONE_WORKERS, cornerstoneAssets } from './cornerstone-assets.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const VIEWER_OUT_DIR = path.join(ROOT, 'dist', 'viewer');
@@ -42,6 +43,7 @@ export async function buildViewer(outDir = VIEWER_OUT_DIR): Promise<BuiltAsset[]
     legalComments: 'linked',
     logLevel: 'warning',
   });
+  await buildRadiologyViewer(tmp);
   const osd = path.join(ROOT, 'node_modules', 'openseadragon');
   await cp(path.join(osd, 'build', 'openseadragon', 'images'), path.join(tmp, 'openseadragon', 'images'), {
     recursive: true,
@@ -59,10 +61,45 @@ export async function buildViewer(outDir = VIEWER_OUT_DIR): Promise<BuiltAsset[]
   return assets;
 }
 
+/** The radiology viewer (Cornerstone3D): its page script, CSS, decode workers and codec WASM. */
+async function buildRadiologyViewer(outDir: string): Promise<void> {
+  const csFile = (pkg: string, file: string): string =>
+    path.join(ROOT, 'node_modules', '@cornerstonejs', pkg, 'dist', 'esm', file);
+  const workers = Object.fromEntries(
+    Object.entries(CORNERSTONE_WORKERS).map(([file, name]) => [
+      name,
+      csFile(
+        file === 'computeWorker.js' ? 'tools' : 'dicom-image-loader',
+        file === 'computeWorker.js' ? `workers/${file}` : file,
+      ),
+    ]),
+  );
+  await esbuild.build({
+    absWorkingDir: ROOT,
+    entryPoints: {
+      radiology: 'src/viewer/radiology/main.ts',
+      'radiology-style': 'src/viewer/radiology/radiology.css',
+      ...workers,
+    },
+    outdir: outDir,
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    platform: 'browser',
+    target: ['es2022', 'chrome109', 'firefox115', 'safari16'],
+    legalComments: 'linked',
+    logLevel: 'warning',
+    plugins: [cornerstoneAssets(outDir)],
+  });
+}
+
 /** Newest modification time (ms) of the viewer's inputs: its sources and the lockfile. */
 export async function viewerSourcesMtime(): Promise<number> {
   const files = [
     ...(await readdir(path.join(ROOT, 'src', 'viewer'))).map((f) => path.join(ROOT, 'src', 'viewer', f)),
+    ...(await readdir(path.join(ROOT, 'src', 'viewer', 'radiology'))).map((f) =>
+      path.join(ROOT, 'src', 'viewer', 'radiology', f),
+    ),
     path.join(ROOT, 'package-lock.json'),
     fileURLToPath(import.meta.url),
   ];

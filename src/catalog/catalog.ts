@@ -374,6 +374,15 @@ export class Catalog {
     return rows.map(storedInstance);
   }
 
+  /** Up to `limit` served instances whose key starts with `prefix`, after key `after`, in key order. */
+  async instancesUnder(prefix: string, after: string, limit: number): Promise<StoredInstance[]> {
+    const rows = await this.sql.all<Record<string, unknown>>(
+      `SELECT ${INSTANCE_COLUMNS} FROM instances WHERE served = 1 AND key > ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?`,
+      [after, prefix.length, prefix, limit],
+    );
+    return rows.map(storedInstance);
+  }
+
   /** What identifies the versions of those instances (for validators), without their headers. */
   async versionsOf(
     studyUid: string,

@@ -1,7 +1,8 @@
 // `medstream index STORAGE [--catalog URL] [--prefix P] [--report] [--json]`: one scan of the
 // storage into the catalog, with progress on stderr (a live line on a terminal, a line every few
 // seconds otherwise) and a summary of indexed / unchanged / other / removed / failed objects.
-// `--report` lists the objects that could not be indexed and the duplicates. Exit 0 when the
+// `--report` lists the objects that could not be indexed and the duplicates. `--prepare
+// htj2k,thumbnails` then precomputes derived frames (dicomweb/derived-prepare.ts). Exit 0 when the
 // scan completed (failed objects are reported, not fatal), 1 when it could not run.
 
 import { Catalog } from '../catalog/catalog.js';
@@ -10,17 +11,22 @@ import { createStorage } from '../storage/index.js';
 import { catalogLocation } from './catalog-location.js';
 import type { Config } from './config.js';
 import { retryPolicyOf } from './serve.js';
+import { runPrepare } from './prepare.js';
+import type { DerivedKind } from '../dicomweb/derived.js';
 
 export const INDEX_FLAGS = {
   prefix: { type: 'string' },
   report: { type: 'boolean' },
   json: { type: 'boolean' },
+  prepare: { type: 'string' },
 } as const;
 
 export interface IndexCommandOptions {
   prefix?: string;
   report: boolean;
   json: boolean;
+  /** Derived representations to precompute after the scan (`parsePrepare`). */
+  prepare?: readonly DerivedKind[];
   out?: (text: string) => void;
   err?: (text: string) => void;
 }
@@ -75,7 +81,21 @@ export async function runIndex(config: Config, options: IndexCommandOptions): Pr
       for (const p of problems ?? []) out(`  ${p.kind}: ${p.key}: ${p.reason}\n`);
       if (!options.report && counts.errors > 0) out(`  (medstream index --report lists the errors)\n`);
     }
-    return summary.complete ? 0 : 1;
+    if (!summary.complete) return 1;
+    if (options.prepare && options.prepare.length > 0) {
+      const prepared = await runPrepare(config, {
+        storage,
+        catalog,
+        kinds: options.prepare,
+        prefix: options.prefix,
+        json: options.json,
+        signal: abort.signal,
+        out,
+        err,
+      });
+      return prepared;
+    }
+    return 0;
   } finally {
     process.off('SIGINT', onSignal);
     await catalog?.close();

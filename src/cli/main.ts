@@ -11,6 +11,7 @@ import { runCheck } from './check.js';
 import { runServe } from './serve.js';
 import { runSign, SIGN_FLAGS } from './sign.js';
 import { INDEX_FLAGS, runIndex } from './index-command.js';
+import { parsePrepare } from '../dicomweb/derived-prepare.js';
 import { EVAL_FLAGS, runEval } from './eval.js';
 import { runSegment, SEGMENT_FLAGS } from './segment.js';
 
@@ -49,6 +50,10 @@ async function main(argv: string[]): Promise<number> {
       prefix: parsed.commandValues.prefix as string | undefined,
       report: parsed.commandValues.report === true,
       json: parsed.commandValues.json === true,
+      prepare:
+        parsed.commandValues.prepare === undefined
+          ? undefined
+          : parsePrepare(parsed.commandValues.prepare as string),
     });
   }
 

@@ -159,6 +159,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       dir: options.derivedCacheDir ?? join(config.dataDir, 'derived-cache'),
       maxBytes: config.derivedCacheBytes,
       memoryBytes: config.derivedMemoryBytes,
+      shared: sharedCache,
       store: config.derivedStore === undefined ? undefined : { storage, prefix: config.derivedStore },
       tmpDir: join(config.dataDir, 'tmp'),
     }),

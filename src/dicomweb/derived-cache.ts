@@ -1,5 +1,6 @@
 // Where derived frames (dicomweb/derived.ts) live once made: a small in-memory LRU of hot frames,
-// a bounded on-disk cache (one file per frame under --derived-cache's directory, least recently
+// the replicas' shared Redis cache of encoded images when there is one (--redis-url), a bounded
+// on-disk cache (one file per frame under --derived-cache's directory, least recently
 // used evicted past its byte bound, adopted again after a restart), and optionally the bucket
 // itself under a derived prefix (--derived-store: written with storage `put`, read back by every
 // replica and after every restart). Each layer is a miss when it fails; none is required.
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { MedStreamError, NotFound } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
 import type { Storage } from '../storage/types.js';
+import type { SharedImageCache } from '../tiles/shared-cache.js';
 
 export interface DerivedCacheOptions {
   /** Directory of the on-disk cache; undefined = no disk cache. */
@@ -18,6 +20,8 @@ export interface DerivedCacheOptions {
   maxBytes: number;
   /** Bytes of hot frames kept in memory; 0 = none. */
   memoryBytes?: number;
+  /** The shared (Redis) cache of encoded images, for hot frames across replicas. */
+  shared?: SharedImageCache;
   /** Write-back store: derived frames are `put` under `prefix` and read from there. */
   store?: { storage: Storage; prefix: string };
   /** Where files bound for the store are staged when there is no disk cache. */
@@ -59,18 +63,30 @@ export class DerivedCache {
     checkKey(key);
     const hot = this.memory.get(key);
     if (hot) return hot;
+    const shared = await this.options.shared?.get(`derived:${key}`, signal);
+    if (shared) {
+      const bytes = new Uint8Array(shared.body);
+      this.memory.set(key, bytes);
+      return bytes;
+    }
     const disk = this.disk;
-    if (disk) {
-      await this.adopt(disk);
-      if (this.files.has(key)) {
-        try {
-          const bytes = new Uint8Array(await fs.readFile(path.join(disk, key)));
-          this.touch(key, bytes.length);
-          this.memory.set(key, bytes);
-          return bytes;
-        } catch {
-          this.forget(key);
-        }
+    // A disk cache that cannot be used (not a directory, no permission) is a miss.
+    if (
+      disk &&
+      (await this.adopt(disk).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      // Also looked for when not indexed: `medstream index --prepare` may have written it since.
+      try {
+        const bytes = new Uint8Array(await fs.readFile(path.join(disk, key)));
+        this.touch(key, bytes.length);
+        await this.evict(disk, key);
+        this.memory.set(key, bytes);
+        return bytes;
+      } catch {
+        this.forget(key);
       }
     }
     const store = this.options.store;
@@ -81,7 +97,7 @@ export class DerivedCache {
           const bytes = await source.read(0, source.size, { purpose: 'data', signal });
           this.storeHits++;
           this.memory.set(key, bytes);
-          if (disk) await this.writeDisk(disk, key, bytes);
+          if (disk) await this.writeDisk(disk, key, bytes).catch(() => undefined);
           return bytes;
         }
       } catch (e) {
@@ -95,9 +111,15 @@ export class DerivedCache {
   async set(key: string, bytes: Uint8Array): Promise<void> {
     checkKey(key);
     this.memory.set(key, bytes);
+    this.options.shared?.set(`derived:${key}`, {
+      body: Buffer.from(bytes),
+      contentType: 'application/octet-stream',
+      passthrough: false,
+    });
     const disk = this.disk;
     let file: string | undefined;
-    if (disk) file = await this.writeDisk(disk, key, bytes);
+    // A full or failing disk costs the cache entry, never the answer.
+    if (disk) file = await this.writeDisk(disk, key, bytes).catch(() => undefined);
     const store = this.options.store;
     if (!store?.storage.put) return;
     let staged: string | undefined;

@@ -13,6 +13,7 @@ import type { WasmEncodeCodec, WasmEncodeResult, WasmEncodeTask } from '../codec
 import { WorkerPool, type WorkerPoolStats } from '../codecs/worker-pool.js';
 import { TransferSyntax } from '../dicom/tags.js';
 import { DecodeError, UnsupportedFormat } from '../errors.js';
+import { ByteLru } from '../io/lru.js';
 import { SharedTask } from '../io/shared-flight.js';
 import { FrameSampleDecoder, unpackNative, type FramePixelInfo } from '../volumes/frame-samples.js';
 import type { DerivedCache } from './derived-cache.js';
@@ -83,6 +84,11 @@ export class DerivedFrames {
   private readonly flights = new Map<string, SharedTask<Uint8Array>>();
   private readonly decoder: FrameSampleDecoder;
   private readonly ownDecoder: boolean;
+  /** Decoded stored frames, briefly: the representations of one frame share one decode. */
+  private readonly decoded = new ByteLru<string, Promise<ArrayLike<number>>>({
+    maxBytes: 32 * 1024 * 1024,
+    sizeOf: () => 1024 * 1024,
+  });
 
   constructor(private readonly options: DerivedFramesOptions) {
     this.ownDecoder = options.decoder === undefined;
@@ -120,7 +126,7 @@ export class DerivedFrames {
       if (!flight) {
         flight = new SharedTask(
           async (own) => {
-            const made = await this.make(instance, await readStored(own), kind, own);
+            const made = await this.make(instance, await readStored(own), kind, own, frame);
             await this.options.cache.set(key, made);
             return made;
           },
@@ -139,9 +145,23 @@ export class DerivedFrames {
     stored: Uint8Array,
     kind: DerivedKind,
     signal?: AbortSignal,
+    /** The frame's number: its decoded samples are then shared with the other kinds for a while. */
+    frame?: number,
   ): Promise<Uint8Array> {
     const info = pixelInfo(instance);
-    let samples = await this.samplesOf(instance, stored, info, signal);
+    let samples: ArrayLike<number>;
+    if (frame === undefined) samples = await this.samplesOf(instance, stored, info, signal);
+    else {
+      const key = `${instance.objectKey}\0${instance.version}\0${frame}`;
+      let decoding = this.decoded.get(key);
+      if (!decoding) {
+        decoding = this.samplesOf(instance, stored, info, signal);
+        this.decoded.set(key, decoding);
+        // A failed or cancelled decode is not kept.
+        decoding.catch(() => this.decoded.delete(key));
+      }
+      samples = await decoding;
+    }
     let width = info.columns;
     let height = info.rows;
     if (kind === 'htj2kThumbnail' || kind === 'jlsThumbnail') {

@@ -24,6 +24,7 @@ import { registerNativeRoutes } from './routes/native.js';
 import { registerRegionRoutes } from './routes/region.js';
 import { registerSlideListRoutes } from './routes/slides.js';
 import { registerViewerRoutes } from './routes/viewer.js';
+import { registerRadiologyRoutes } from './routes/radiology.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerDicomwebRoutes, type DicomwebOptions } from './routes/dicomweb/index.js';
 import type { IndexService } from '../catalog/index-service.js';
@@ -171,6 +172,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   if (deps.radiology) {
     registerDicomwebRoutes(app, { ...deps.radiology, auth });
     registerAdminRoutes(app, deps.radiology.catalog, deps.radiology.index);
+    registerRadiologyRoutes(app);
   }
   registerViewerRoutes(app, {
     slides: deps.tiles,

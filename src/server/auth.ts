@@ -332,6 +332,8 @@ export function isOpenRequest(request: FastifyRequest): boolean {
   const pattern = request.routeOptions?.url;
   if (pattern === '/health') return true;
   if (pattern === '/ohif' || pattern === '/ohif/*') return true;
+  // The radiology viewer page holds no data; its DICOMweb requests carry tokens (routes/radiology.ts).
+  if (pattern === '/radiology/' || pattern === '/radiology') return true;
   const path = request.url.split('?')[0];
   // The assets route, or no route at all (a 404 says nothing about slides).
   return path.startsWith('/assets/') && (pattern === undefined || pattern.startsWith('/assets/'));

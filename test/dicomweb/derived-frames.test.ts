@@ -1,10 +1,10 @@
 // Derived frames without HTTP: every kind of a known signed 12-bit frame decodes back to exactly
 // its samples (thumbnails: to their 4x4 block means); encodes are deterministic; concurrent first
 // requests encode once; an encoder failure is typed, not cached, and does not poison the pool; the
-// disk cache holds its byte bound, survives a restart, and the write-back store serves a second
-// replica without an encode.
+// disk cache holds its byte bound, survives a restart, and the write-back store and the shared
+// Redis cache (a real redis-server) serve a second replica without an encode.
 
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,8 @@ import { TransferSyntax } from '../../src/dicom/tags.js';
 import { DerivedCache } from '../../src/dicomweb/derived-cache.js';
 import { DerivedFrames, reduce } from '../../src/dicomweb/derived.js';
 import { LocalStorage } from '../../src/storage/local.js';
+import { RedisSharedCache } from '../../src/tiles/shared-cache.js';
+import { startRedis } from '../support/redis-server.js';
 import { decodeHtj2k, decodeJls } from '../support/j2k-decode.js';
 
 const W = 64;
@@ -179,6 +181,15 @@ describe('derived frames', () => {
     expect((await cache.get(key(0)))?.[0]).toBe(0);
     expect(await cache.get(key(1))).toBeUndefined();
     expect((await cache.get(key(7)))?.[0]).toBe(7);
+    // A disk that fails (here: the cache directory replaced by a file) costs the entry, not the answer.
+    const broken = path.join(dir, 'broken');
+    await writeFile(broken, 'not a directory');
+    const failing = new DerivedFrames({
+      cache: new DerivedCache({ dir: broken, maxBytes: 1 << 20 }),
+      workers: 1,
+    });
+    closers.push(() => failing.close());
+    expect((await failing.frame(instance('h'), 1, 'jlsThumbnail', read)).bytes.length).toBeGreaterThan(0);
     // Too big for the bound: served, never written.
     await cache.set(key(99), new Uint8Array(20_000));
     expect((await readdir(cacheDir)).includes(key(99))).toBe(false);
@@ -210,6 +221,28 @@ describe('derived frames', () => {
       }),
     );
     const b = await second.frame(instance('f'), 1, 'htj2k', async () => {
+      throw new Error('the stored frame should not be read');
+    });
+    expect(second.encodes).toBe(0);
+    expect(Buffer.from(b.bytes).equals(Buffer.from(a.bytes))).toBe(true);
+  });
+
+  it('--redis-url: a second replica finds hot frames in the shared Redis cache', async () => {
+    const redis = await startRedis();
+    closers.push(() => redis.stop());
+    const client = async () => {
+      const c = new RedisSharedCache({ url: redis.url, ttlMs: 60_000, timeoutMs: 2000 });
+      closers.unshift(() => c.close());
+      expect(await c.ready(5000)).toBe(true);
+      return c;
+    };
+    const one = await client();
+    const first = frames(new DerivedCache({ maxBytes: 0, shared: one }));
+    const a = await first.frame(instance('g'), 1, 'jlsThumbnail', read);
+    for (let i = 0; i < 100 && one.stats().writesInFlight + (one.stats().sets === 0 ? 1 : 0) > 0; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    const second = frames(new DerivedCache({ maxBytes: 0, shared: await client() }));
+    const b = await second.frame(instance('g'), 1, 'jlsThumbnail', async () => {
       throw new Error('the stored frame should not be read');
     });
     expect(second.encodes).toBe(0);

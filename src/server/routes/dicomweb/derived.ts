@@ -141,6 +141,19 @@ export function registerDerivedRoutes(app: FastifyInstance, options: DerivedRout
     const { multipart } = negotiate(query.accept ?? request.headers.accept, kind);
     if (!multipart && numbers.length > 1)
       throw new NotAcceptable('several frames need multipart/related; ask for one frame or accept multipart');
+    // Strong validator: the stored version, frames, kind and encoder are in every key, so it is
+    // known before anything is read or encoded, and a revalidation costs neither.
+    const keys = numbers.map((n) => DerivedFrames.key(instance, n, kind));
+    const etag = `"${createHash('sha256')
+      .update(`${keys.join(',')}\0${multipart}`)
+      .digest('base64url')
+      .slice(0, 27)}"`;
+    // Shared caches may keep these (a CDN in front of MedStream); token-bearing requests stay private.
+    const authorized = request.headers.authorization !== undefined || /[?&]token=/.test(request.url);
+    reply
+      .header('Cache-Control', `${authorized ? 'private' : 'public'}, max-age=86400`)
+      .header('Vary', 'Accept');
+    if (request.headers['if-none-match'] === etag) return reply.header('ETag', etag).code(304).send();
     const signal = clientAbortSignal(reply);
     const frames = await Promise.all(
       numbers.map((n) =>
@@ -153,17 +166,6 @@ export function registerDerivedRoutes(app: FastifyInstance, options: DerivedRout
         ),
       ),
     );
-    // Strong validator: the stored version, frames, kind and encoder are in every key.
-    const etag = `"${createHash('sha256')
-      .update(`${frames.map((f) => f.key).join(',')}\0${multipart}`)
-      .digest('base64url')
-      .slice(0, 27)}"`;
-    // Shared caches may keep these (a CDN in front of MedStream); token-bearing requests stay private.
-    const authorized = request.headers.authorization !== undefined || /[?&]token=/.test(request.url);
-    reply
-      .header('Cache-Control', `${authorized ? 'private' : 'public'}, max-age=86400`)
-      .header('Vary', 'Accept');
-    if (request.headers['if-none-match'] === etag) return reply.header('ETag', etag).code(304).send();
     if (!multipart) {
       const [frame] = frames;
       return sendWithRanges(

@@ -1,0 +1,169 @@
+// The radiology viewer with DICOMweb tokens on (--auth-enabled) over the fixture CT and a NIfTI
+// MR volume: the token from the link's hash goes with every request (studies, thumbnails,
+// metadata, frames), a page without one shows the server's refusal, the NIfTI-backed series
+// opens like a DICOM one (and its auto window changes the pixels), and the phone layout puts the
+// series list above a viewport that shows the image.
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { signUrl } from '../../src/server/auth.js';
+import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
+import { fixture } from '../support/fixtures.js';
+import { request, startTestServer } from '../support/server.js';
+import { foreignRequests, launchChromium, T, watch } from './helpers.js';
+
+const SECRET = 'a-radiology-viewer-test-secret-0123456789abcdef';
+
+let dir: string;
+let server: RunningServer;
+let browser: Browser;
+let token: string;
+
+type Json = Record<string, { Value?: unknown[] }>;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'radiology-viewer-'));
+  const store = path.join(dir, 'store');
+  await mkdir(path.join(store, 'ct'), { recursive: true });
+  await mkdir(path.join(store, 'mr'), { recursive: true });
+  const ct = fixture('volumes/ct-dicom-j2k');
+  for (const f of await readdir(ct)) await copyFile(path.join(ct, f), path.join(store, 'ct', f));
+  await copyFile(
+    fixture('volumes/nifti/example_mr_sm.nii.gz'),
+    path.join(store, 'mr', 'example_mr_sm.nii.gz'),
+  );
+  await writeFile(
+    path.join(store, 'mr', 'example_mr_sm.json'),
+    JSON.stringify({ Modality: 'MR', SeriesDescription: 'T1 NIfTI', PatientName: 'Anon^MR' }),
+  );
+  [server, browser] = await Promise.all([
+    startTestServer(store, ['--index-interval', '0', '--auth-enabled', '--auth-secret', SECRET]),
+    launchChromium(),
+  ]);
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const reindex = signUrl({ path: '/admin/reindex', query: 'wait=true', exp, secret: SECRET });
+  expect((await request(server, reindex.pathAndQuery, { method: 'POST' })).status).toBe(200);
+  token = issueDicomwebToken(SECRET, { expiresAt: exp });
+}, T);
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = (await page.evaluate(js)) as R;
+    if (ok(r)) return r;
+    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
+    await page.waitForTimeout(100);
+  }
+}
+
+async function spread(page: Page): Promise<{ mean: number; sd: number }> {
+  const png = await page.locator('.rad-viewport').first().screenshot();
+  const { data } = await sharp(png).removeAlpha().greyscale().raw().toBuffer({ resolveWithObject: true });
+  let sum = 0;
+  let sq = 0;
+  for (const v of data) {
+    sum += v;
+    sq += v * v;
+  }
+  return { mean: sum / data.length, sd: Math.sqrt(sq / data.length - (sum / data.length) ** 2) };
+}
+
+async function studies(): Promise<Json[]> {
+  const res = await fetch(`${server.url}/dicomweb/studies`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  return (await res.json()) as Json[];
+}
+
+describe('radiology viewer with tokens, NIfTI and a phone', () => {
+  it('sends the token from the link with every request; without one it shows the refusal', async () => {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+    const log = watch(page);
+    const dicomweb: { url: string; auth: string | undefined }[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/dicomweb/')) dicomweb.push({ url: r.url(), auth: r.headers()['authorization'] });
+    });
+    await page.goto(`${server.url}/radiology/#token=${token}`);
+    await page.locator('li.rad-study').nth(1).waitFor({ timeout: T });
+    // The token left the address bar (it stays in the tab's session storage).
+    expect(await page.evaluate('location.hash')).toBe('');
+    await until(
+      page,
+      `[...document.querySelectorAll('.rad-series-link img')].every((i) => i.naturalWidth > 0)`,
+      (ok: boolean) => ok,
+    );
+    await page.locator('.rad-series-link').first().click();
+    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
+    expect(dicomweb.some((r) => r.url.includes('/frames/'))).toBe(true);
+    for (const r of dicomweb)
+      expect(
+        r.auth === `Bearer ${token}` || r.url.includes(`token=${encodeURIComponent(token)}`),
+        r.url,
+      ).toBe(true);
+    expect(foreignRequests(log, server.url)).toEqual([]);
+    expect(log.errors).toEqual([]);
+    await page.close();
+
+    const anonymous = await browser.newPage();
+    await anonymous.goto(`${server.url}/radiology/`);
+    await anonymous.locator('#status', { hasText: /Search failed/ }).waitFor({ timeout: T });
+    await anonymous.close();
+  });
+
+  it('opens a NIfTI-backed series like a DICOM one; the auto window changes its pixels', async () => {
+    const mr = (await studies()).find((s) => (s['00080061']?.Value ?? []).includes('MR'))!;
+    expect(mr).toBeDefined();
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    const log = watch(page);
+    await page.goto(`${server.url}/radiology/#study=${mr['0020000D'].Value![0] as string}&token=${token}`);
+    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
+    await page.waitForTimeout(300);
+    const first = await spread(page);
+    expect(first.sd).toBeGreaterThan(5);
+    await page.keyboard.press('4'); // brain 80/40: far too narrow for MR values
+    await until(page, 'location.hash', (h: string) => h.includes('ww=80&wc=40'));
+    await page.waitForTimeout(300);
+    const brain = await spread(page);
+    await page.keyboard.press('5'); // auto
+    await until(page, 'location.hash', (h: string) => !h.includes('ww=80&'));
+    await page.waitForTimeout(300);
+    const auto = await spread(page);
+    expect(Math.abs(auto.mean - brain.mean) + Math.abs(auto.sd - brain.sd)).toBeGreaterThan(5);
+    expect(await page.locator('#rad-error').isHidden()).toBe(true);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('phone layout: series list above, the viewport fills the width and shows the image', async () => {
+    const ct = (await studies()).find((s) => (s['00080061']?.Value ?? []).includes('CT'))!;
+    const page = await browser.newPage({
+      viewport: { width: 390, height: 844 },
+      isMobile: true,
+      hasTouch: true,
+    });
+    const log = watch(page);
+    await page.goto(`${server.url}/radiology/#study=${ct['0020000D'].Value![0] as string}&token=${token}`);
+    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
+    await page.waitForTimeout(300);
+    const side = (await page.locator('.rad-side').boundingBox())!;
+    const vp = (await page.locator('.rad-viewport').boundingBox())!;
+    expect(side.y + side.height).toBeLessThanOrEqual(vp.y + 1);
+    expect(vp.width).toBeGreaterThan(370);
+    expect(vp.height).toBeGreaterThan(300);
+    expect((await spread(page)).sd).toBeGreaterThan(10);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+});
