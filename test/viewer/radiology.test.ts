@@ -179,6 +179,35 @@ describe('radiology viewer in Chromium', () => {
     await page.close();
   });
 
+  it('length measurement: a drag across the stack measures millimetres at the pixel spacing', async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    const log = watch(page);
+    await page.goto(`${server.url}/radiology/#study=${study}&series=${series}`);
+    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await until(page, LOADED, (n: number) => n > 0);
+    await page.keyboard.press('l');
+    const box = (await page.locator('.rad-viewport').boundingBox())!;
+    // The image is fitted into the viewport: its 500 mm field spans the shorter side.
+    const mmPerPx = extent.x / Math.min(box.width, box.height);
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    await page.mouse.move(cx - 100, cy);
+    await page.mouse.down();
+    // The tool anchors the line at the first drag event: make that one pixel from the press.
+    await page.mouse.move(cx - 99, cy);
+    await page.mouse.move(cx + 100, cy, { steps: 10 });
+    await page.mouse.up();
+    const [m] = await until(
+      page,
+      'window.medstreamRadiology.view.display.lengths()',
+      (l: { length: number; unit: string }[]) => l.length === 1,
+    );
+    expect(m.unit).toBe('mm');
+    expect(Math.abs(m.length / (199 * mmPerPx) - 1)).toBeLessThan(0.03);
+    clean(log);
+    await page.close();
+  });
+
   it('MPR: renders while frames stream in, and each plane has the series geometry', async () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     const log = watch(page);

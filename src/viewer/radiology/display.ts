@@ -15,6 +15,7 @@ import {
   type Types,
 } from '@cornerstonejs/core';
 import {
+  annotation,
   CrosshairsTool,
   Enums as ToolEnums,
   LengthTool,
@@ -290,6 +291,18 @@ export class SeriesDisplay {
     // A volume: the values of the whole volume (the auto window is for the series, not the plane).
     const volume = cache.getVolume(this.volumeId!);
     return volume?.voxelManager?.getCompleteScalarDataArray?.() as ArrayLike<number> | undefined;
+  }
+
+  /** The length measurements on the main viewport, with their units (mm when calibrated). */
+  lengths(): { length: number; unit: string }[] {
+    const all = annotation.state.getAnnotations(LengthTool.toolName, this.elements[0]) ?? [];
+    return all.flatMap((a) =>
+      Object.values(
+        (a.data as { cachedStats?: Record<string, { length?: number; unit?: string }> }).cachedStats ?? {},
+      )
+        .filter((s) => typeof s.length === 'number')
+        .map((s) => ({ length: s.length!, unit: s.unit ?? '' })),
+    );
   }
 
   toggleInvert(): boolean {
