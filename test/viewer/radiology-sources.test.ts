@@ -120,6 +120,27 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     await anonymous.close();
   });
 
+  it('pages the study list and filters it by patient name', async () => {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+    const log = watch(page);
+    await page.goto(`${server.url}/radiology/?limit=1#token=${token}`);
+    await page.locator('li.rad-study').first().waitFor({ timeout: T });
+    expect(await page.locator('li.rad-study').count()).toBe(1);
+    await page.click('#more');
+    await page.locator('li.rad-study').nth(1).waitFor({ timeout: T });
+    expect(await page.locator('#more').isHidden()).toBe(true);
+    const uids = await page
+      .locator('li.rad-study')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('data-study')));
+    expect(new Set(uids).size).toBe(2);
+    await page.fill('input[name=patient]', 'anon');
+    await page.click('#study-search button[type=submit]');
+    await page.locator('#status', { hasText: /^1 study$/ }).waitFor({ timeout: T });
+    expect(await page.locator('.rad-modalities').innerText()).toBe('MR');
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+
   it('opens a NIfTI-backed series like a DICOM one; the auto window changes its pixels', async () => {
     const mr = (await studies()).find((s) => (s['00080061']?.Value ?? []).includes('MR'))!;
     expect(mr).toBeDefined();

@@ -15,6 +15,7 @@ import {
   type Types,
 } from '@cornerstonejs/core';
 import {
+  annotation,
   CrosshairsTool,
   Enums as ToolEnums,
   LengthTool,
@@ -290,6 +291,26 @@ export class SeriesDisplay {
     // A volume: the values of the whole volume (the auto window is for the series, not the plane).
     const volume = cache.getVolume(this.volumeId!);
     return volume?.voxelManager?.getCompleteScalarDataArray?.() as ArrayLike<number> | undefined;
+  }
+
+  /**
+   * The length measurements on the main viewport: the length with its unit (mm when calibrated)
+   * and the on-screen distance between its end points (CSS pixels).
+   */
+  lengths(): { length: number; unit: string; screenPx: number }[] {
+    const vp = this.mainViewport();
+    const all = annotation.state.getAnnotations(LengthTool.toolName, this.elements[0]) ?? [];
+    return all.flatMap((a) => {
+      const data = a.data as {
+        handles?: { points?: Types.Point3[] };
+        cachedStats?: Record<string, { length?: number; unit?: string }>;
+      };
+      const [p0, p1] = (data.handles?.points ?? []).map((p) => vp.worldToCanvas(p));
+      const screenPx = p0 && p1 ? Math.hypot(p1[0] - p0[0], p1[1] - p0[1]) : NaN;
+      return Object.values(data.cachedStats ?? {})
+        .filter((s) => typeof s.length === 'number')
+        .map((s) => ({ length: s.length!, unit: s.unit ?? '', screenPx }));
+    });
   }
 
   toggleInvert(): boolean {

@@ -21,8 +21,12 @@ function takeToken(): string | undefined {
   if (token) {
     sessionStorage.setItem(TOKEN_KEY, token);
     const hash = new URLSearchParams(location.hash.slice(1));
+    const query = new URLSearchParams(location.search);
     hash.delete('token');
-    history.replaceState(null, '', `${location.pathname}${hash.toString() ? `#${hash}` : ''}`);
+    query.delete('token');
+    const q = query.toString();
+    const h = hash.toString();
+    history.replaceState(null, '', `${location.pathname}${q ? `?${q}` : ''}${h ? `#${h}` : ''}`);
     return token;
   }
   return sessionStorage.getItem(TOKEN_KEY) ?? undefined;

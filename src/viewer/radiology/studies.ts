@@ -6,7 +6,11 @@ import { el } from '../common.js';
 import { dicomDate, personName, str, TAG, type DicomJson, type DicomwebClient } from './dicomweb.js';
 import { formatHash } from './hash.js';
 
-const PAGE = 25;
+/** Studies per page: 25, or `?limit=` of the page's URL (1-1000). */
+function pageSize(): number {
+  const n = Number(new URLSearchParams(location.search).get('limit'));
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : 25;
+}
 
 export function showStudyBrowser(root: HTMLElement, client: DicomwebClient): void {
   root.replaceChildren();
@@ -33,6 +37,7 @@ export function showStudyBrowser(root: HTMLElement, client: DicomwebClient): voi
   more.hidden = true;
   root.append(form, status, list, more);
 
+  const PAGE = pageSize();
   let offset = 0;
   let query = '';
   let controller: AbortController | undefined;
