@@ -3,9 +3,10 @@
 // could read the study, or a URL signed with that `study`; a signed infer URL names its study;
 // whole-slide inference and its results keep taking signed URLs (and refuse DICOMweb tokens).
 
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
@@ -59,12 +60,32 @@ async function maskOfA(): Promise<string> {
   return mask;
 }
 
+/** A 4x3x2 int16 NIfTI-1 volume with an sform: the catalog indexes it as a study of its own. */
+function niftiVolume(): Buffer {
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, 4, 3, 2, 1, 1, 1, 1].forEach((d, i) => header.writeInt16LE(d, 40 + 2 * i));
+  header.writeInt16LE(4, 70);
+  header.writeInt16LE(16, 72);
+  [1, 2, 2, 3, 1, 0, 0, 0].forEach((p, i) => header.writeFloatLE(p, 76 + 4 * i));
+  header.writeFloatLE(352, 108);
+  header.writeFloatLE(1, 112);
+  header.writeInt16LE(1, 254);
+  [2, 0, 0, -10, 0, 2, 0, 5, 0, 0, 3, 7].forEach((v, i) => header.writeFloatLE(v, 280 + 4 * i));
+  header.write('n+1\0', 344, 'latin1');
+  const data = Buffer.alloc(48);
+  for (let v = 0; v < 24; v++) data.writeInt16LE(v * 50 - 400, 2 * v);
+  return gzipSync(Buffer.concat([header, data]));
+}
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'ai-auth-'));
   const store = path.join(dir, 'store');
   await writeStudies(path.join(store, 'studies'), [A, B]);
   await mkdir(path.join(store, 'svs'));
   await cp(fixture(`wsi/${SVS}`), path.join(store, SVS));
+  await mkdir(path.join(store, 'nifti'));
+  await writeFile(path.join(store, 'nifti', 'vol.nii.gz'), niftiVolume());
   models = await modelsDir({
     seg: {
       onnx: pointwiseConvSigmoid({ channels: 1, size: 4, weights: [1], bias: -0.5 }),
@@ -148,6 +169,31 @@ describe('radiology inference with DICOMweb tokens', () => {
     expect(wrong.status).toBe(403);
     expect(errorOf(wrong).error).toBe('access_denied');
     expect((await request(server, mask)).status).toBe(401);
+  });
+
+  it('guards every file of a series result: slices and NIfTI', async () => {
+    const all = bearer(token());
+    const series = (await request(server, '/dicomweb/series', { headers: all })).json() as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const nifti = series.find((s) => ![A.uid, B.uid].includes(s['0020000D'].Value[0]));
+    if (!nifti) throw new Error('the NIfTI volume was not indexed');
+    const study = nifti['0020000D'].Value[0];
+    const body = { study, series: nifti['0020000E'].Value[0] };
+    expect((await infer('/ai/models/seg/infer', body, bearer(token([A.uid])))).status).toBe(403);
+    const res = await infer('/ai/models/seg/infer', body, bearer(token([study])));
+    expect(res.status).toBe(200);
+    const result = (res.json() as { result: { nifti: string; slices: { png: string }[] } }).result;
+    expect(result.slices).toHaveLength(2);
+    for (const url of [result.nifti, result.slices[1].png]) {
+      expect((await request(server, url, { headers: bearer(token([study])) })).status, url).toBe(200);
+      const wrong = await request(server, url, { headers: bearer(token([A.uid])) });
+      expect(wrong.status, url).toBe(403);
+      expect(errorOf(wrong).error).toBe('access_denied');
+      expect((await request(server, signed(url, `study=${study}`))).status, url).toBe(200);
+      expect((await request(server, signed(url))).status, url).toBe(403);
+    }
   });
 });
 
