@@ -89,7 +89,10 @@ export async function inferRadiology(
     };
     if (decl.task === 'classification') return { ...described, ...readClassification(output.data, decl) };
     const read = readOutput(model, output, pixels.width, pixels.height);
-    const id = await results.putPlane({ data: read.data, width: pixels.width, height: pixels.height });
+    const id = await results.putPlane(
+      { data: read.data, width: pixels.width, height: pixels.height },
+      source.study,
+    );
     const link = { id, width: pixels.width, height: pixels.height };
     if (decl.task === 'segmentation')
       return {
@@ -157,14 +160,17 @@ export async function inferRadiology(
     }
   });
   const task = decl.task;
-  const id = results.putVolume({
-    kind: 'volume',
-    task,
-    geometry: { dims: volume.dims, affine: volume.affine, source: volume.source },
-    voxels,
-    labels: decl.labels,
-    model: model.name,
-  });
+  const id = results.putVolume(
+    {
+      kind: 'volume',
+      task,
+      geometry: { dims: volume.dims, affine: volume.affine, source: volume.source },
+      voxels,
+      labels: decl.labels,
+      model: model.name,
+    },
+    source.study,
+  );
   const links = {
     id,
     columns: nx,

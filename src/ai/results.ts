@@ -2,7 +2,7 @@
 // under a random id: 8-bit gray PNGs fetched at /ai/results/{id}.png, and volume results (a
 // mask or map per voxel with the source volume's geometry) whose slices, NIfTI and DICOM SEG are
 // encoded when fetched. Results are per replica and transient: a client fetches them soon after
-// the inference that made them.
+// the inference that made them. A result of radiology data remembers its study (access checks).
 
 import { randomUUID } from 'node:crypto';
 import sharp from 'sharp';
@@ -24,28 +24,42 @@ export interface VolumeResult {
 
 type Entry = Buffer | VolumeResult;
 
+interface Stored {
+  entry: Entry;
+  /** The StudyInstanceUID of the source (radiology results); undefined for slides and images. */
+  study?: string;
+}
+
 export class ResultStore {
-  private readonly lru: ByteLru<string, Entry>;
+  private readonly lru: ByteLru<string, Stored>;
 
   constructor(maxBytes: number) {
     this.lru = new ByteLru({
       maxBytes,
-      sizeOf: (e) => (Buffer.isBuffer(e) ? e.length : e.voxels.length + 1024) + 64,
+      sizeOf: ({ entry: e }) => (Buffer.isBuffer(e) ? e.length : e.voxels.length + 1024) + 128,
     });
   }
 
-  /** Encodes one gray plane as PNG and stores it; returns its id. */
-  async putPlane(plane: { data: Uint8Array; width: number; height: number }): Promise<string> {
+  /** Encodes one gray plane as PNG and stores it (with the study of its source, if any); returns its id. */
+  async putPlane(
+    plane: { data: Uint8Array; width: number; height: number },
+    study?: string,
+  ): Promise<string> {
     const id = randomUUID();
-    this.lru.set(id, await encodePlane(plane));
+    this.lru.set(id, { entry: await encodePlane(plane), study });
     return id;
   }
 
-  /** Stores a volume result; returns its id. */
-  putVolume(result: VolumeResult): string {
+  /** Stores a volume result (with the study of its source, if any); returns its id. */
+  putVolume(result: VolumeResult, study?: string): string {
     const id = randomUUID();
-    this.lru.set(id, result);
+    this.lru.set(id, { entry: result, study });
     return id;
+  }
+
+  /** The study a result was made from (undefined: a slide or an uploaded image); 404 when unknown. */
+  studyOf(id: string): string | undefined {
+    return this.stored(id).study;
   }
 
   /** A stored PNG (a plane result, or slice 0 of a one-slice volume result). */
@@ -71,10 +85,14 @@ export class ResultStore {
   }
 
   private entry(id: string): Entry {
-    const entry = this.lru.get(id);
-    if (!entry)
+    return this.stored(id).entry;
+  }
+
+  private stored(id: string): Stored {
+    const stored = this.lru.get(id);
+    if (!stored)
       throw new NotFound(`no result ${JSON.stringify(id)} (results are kept for a while, then dropped)`);
-    return entry;
+    return stored;
   }
 }
 

@@ -110,6 +110,11 @@ export class AiService {
     return this.list().find((i) => i.name === m.name) as ModelInfo;
   }
 
+  /** The study a result was made from (radiology); undefined for slides and images. */
+  resultStudy(id: string): string | undefined {
+    return this.options.results.studyOf(id);
+  }
+
   /** A mask or heat map PNG an inference stored. */
   result(id: string): Promise<Buffer> {
     return this.options.results.get(id);

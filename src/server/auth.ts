@@ -9,6 +9,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AuthError } from '../errors.js';
+import { tokenOfRequest, verifyDicomwebToken } from './dicomweb-auth.js';
+import { setAccess } from './routes/dicomweb/common.js';
 
 // ---------------------------------------------------------------------------------------------
 // Canonicalisation
@@ -353,6 +355,39 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
   app.addHook('onRequest', async (request) => {
     // DICOMweb carries bearer tokens instead (dicomweb-auth.ts, checked by its own hook).
     if (isOpenRequest(request) || isDicomwebUrl(request.url)) return;
+    if (/^\/ai\//.test(request.url)) return verifyAi(request, verifier, options);
     verifier.verify(request.url, slideIdOfRequest(request));
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// /ai/: a DICOMweb token or a signed URL (docs/ai.md, "Access")
+
+const BY_TOKEN = Symbol('aiByDicomwebToken');
+
+/**
+ * `/ai/` requests take a DICOMweb token (Bearer or `?token=`), which reaches the studies it is
+ * scoped to, or a signed URL, which reaches the studies its signed `study` parameters name
+ * (none without one). Either way the routes check studies with `assertStudyAccess`.
+ */
+function verifyAi(request: FastifyRequest, verifier: RequestVerifier, options: VerifierOptions): void {
+  const token = tokenOfRequest(request);
+  if (token !== undefined) {
+    const now = options.now ? Math.floor(options.now() / 1000) : undefined;
+    setAccess(
+      request,
+      verifyDicomwebToken(token, options.secrets, { clockSkewSeconds: options.clockSkewSeconds, now }),
+    );
+    (request as unknown as Record<symbol, boolean>)[BY_TOKEN] = true;
+    return;
+  }
+  verifier.verify(request.url, slideIdOfRequest(request));
+  const study = (request.query as Record<string, unknown> | undefined)?.study;
+  const studies = (Array.isArray(study) ? study : [study]).filter((s): s is string => typeof s === 'string');
+  setAccess(request, { studies, write: false, exp: Number.MAX_SAFE_INTEGER });
+}
+
+/** Whether an `/ai/` request was let in by a DICOMweb token (which reaches studies only). */
+export function byDicomwebToken(request: FastifyRequest): boolean {
+  return (request as unknown as Record<symbol, boolean>)[BY_TOKEN] === true;
 }

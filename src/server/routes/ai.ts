@@ -12,12 +12,18 @@
 //   GET  /ai/jobs/{id}              its progress, and when done its grid and map
 //   DELETE /ai/jobs/{id}            cancels it
 // A client that hangs up leaves the model's queue (its slide reads are cancelled too).
+// With auth on (auth.ts, docs/ai.md "Access"), radiology inference and its results need access to
+// the study (a DICOMweb token scoped to it, or a signed URL with `study=`); a DICOMweb token
+// reaches nothing else here but the model list.
 
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { HeatmapJob } from '../../ai/heatmap-jobs.js';
 import type { AiService, InferSource } from '../../ai/service.js';
-import { BadRequest } from '../../errors.js';
+import { AccessDenied, BadRequest } from '../../errors.js';
 import { clientAbortSignal } from '../abort.js';
+import { byDicomwebToken } from '../auth.js';
+import { assertStudyAccess } from '../dicomweb-auth.js';
+import { accessOf } from './dicomweb/common.js';
 
 export interface AiRouteOptions {
   /** Largest uploaded image, in bytes. */
@@ -25,6 +31,19 @@ export interface AiRouteOptions {
 }
 
 const DEFAULT_THUMBNAIL = 1024;
+
+/** 403 for a DICOMweb token on a route of slides or uploads: such a token reaches studies only. */
+function assertNotByToken(request: FastifyRequest, what: string): void {
+  if (byDicomwebToken(request))
+    throw new AccessDenied(`a DICOMweb token reaches studies only, not ${what}: sign the URL instead`);
+}
+
+/** 403 unless the request may read the study a result was made from (slide and image results: signed URLs only). */
+function assertResultAccess(request: FastifyRequest, ai: AiService, id: string): void {
+  const study = ai.resultStudy(id);
+  if (study === undefined) assertNotByToken(request, 'results of slides or images');
+  else assertStudyAccess(accessOf(request), study);
+}
 
 export async function registerAiRoutes(
   app: FastifyInstance,
@@ -50,6 +69,8 @@ export async function registerAiRoutes(
       async (request, reply) => {
         const signal = clientAbortSignal(reply);
         const source = parseSource(request.body);
+        if (source.kind === 'dicom') assertStudyAccess(accessOf(request), source.study);
+        else assertNotByToken(request, 'slides or uploaded images');
         const result = await ai.infer(request.params.name, source, signal);
         reply.header('Cache-Control', 'no-store');
         return result;
@@ -59,6 +80,7 @@ export async function registerAiRoutes(
     scope.post<{ Params: { name: string; id: string }; Body: unknown }>(
       '/ai/models/:name/slides/:id/heatmap',
       async (request, reply) => {
+        assertNotByToken(request, 'slide heat maps');
         const b = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<
           string,
           unknown
@@ -91,18 +113,21 @@ export async function registerAiRoutes(
         return jobJson(job);
       },
     );
-    scope.get<{ Params: { id: string } }>('/ai/jobs/:id', async (request) =>
-      jobJson(ai.heatmaps.get(request.params.id)),
-    );
-    scope.delete<{ Params: { id: string } }>('/ai/jobs/:id', async (request) =>
-      jobJson(ai.heatmaps.cancel(request.params.id)),
-    );
+    scope.get<{ Params: { id: string } }>('/ai/jobs/:id', async (request) => {
+      assertNotByToken(request, 'slide heat maps');
+      return jobJson(ai.heatmaps.get(request.params.id));
+    });
+    scope.delete<{ Params: { id: string } }>('/ai/jobs/:id', async (request) => {
+      assertNotByToken(request, 'slide heat maps');
+      return jobJson(ai.heatmaps.cancel(request.params.id));
+    });
 
     scope.get<{ Params: { file: string }; Querystring: { class?: string } }>(
       '/ai/results/:file',
       async (request, reply) => {
         const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm)$/.exec(request.params.file);
         if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm)');
+        assertResultAccess(request, ai, m[1]);
         reply.header('Cache-Control', 'private, max-age=3600');
         if (m[2] === 'png') return reply.type('image/png').send(await ai.result(m[1]));
         if (m[2] === 'nii.gz')
@@ -122,6 +147,7 @@ export async function registerAiRoutes(
         const m = /^(\d{1,6})\.png$/.exec(request.params.file);
         if (!/^[0-9a-f-]{36}$/.test(request.params.id) || !m)
           throw new BadRequest('slices of a result look like /ai/results/<uuid>/slices/<k>.png');
+        assertResultAccess(request, ai, request.params.id);
         reply.header('Cache-Control', 'private, max-age=3600');
         return reply.type('image/png').send(await ai.resultSlice(request.params.id, Number(m[1])));
       },
