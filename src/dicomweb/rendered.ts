@@ -81,6 +81,35 @@ function text(instance: StoredInstance, tag: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** One stored grayscale frame of `instance` decoded to real-world values (Modality LUT applied). */
+export async function decodeGrayscaleFrame(
+  decoder: FrameSampleDecoder,
+  instance: StoredInstance,
+  frame: Uint8Array,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  const rows = num(instance, '00280010') ?? 0;
+  const columns = num(instance, '00280011') ?? 0;
+  const values = new Float32Array(rows * columns);
+  await decoder.decodeInto(
+    frame,
+    instance.transferSyntax,
+    {
+      rows,
+      columns,
+      bitsAllocated: num(instance, '00280100') ?? 16,
+      bitsStored: num(instance, '00280101') ?? 16,
+      pixelRepresentation: num(instance, '00280103') ?? 0,
+      rescaleSlope: num(instance, '00281053') ?? 1,
+      rescaleIntercept: num(instance, '00281052') ?? 0,
+    },
+    values,
+    0,
+    signal,
+  );
+  return values;
+}
+
 /** Renders one stored frame of a grayscale instance. */
 export async function renderFrame(
   decoder: FrameSampleDecoder,
@@ -111,23 +140,7 @@ export async function renderFrame(
   if (!VOLUME_TRANSFER_SYNTAXES.includes(instance.transferSyntax)) {
     throw new UnsupportedFormat(`rendering frames stored as ${instance.transferSyntax} is not supported yet`);
   }
-  const values = new Float32Array(rows * columns);
-  await decoder.decodeInto(
-    frame,
-    instance.transferSyntax,
-    {
-      rows,
-      columns,
-      bitsAllocated: num(instance, '00280100') ?? 16,
-      bitsStored: num(instance, '00280101') ?? 16,
-      pixelRepresentation: num(instance, '00280103') ?? 0,
-      rescaleSlope: num(instance, '00281053') ?? 1,
-      rescaleIntercept: num(instance, '00281052') ?? 0,
-    },
-    values,
-    0,
-    signal,
-  );
+  const values = await decodeGrayscaleFrame(decoder, instance, frame, signal);
   let window = options.window;
   if (!window) {
     const center = num(instance, '00281050');
