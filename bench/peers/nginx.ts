@@ -130,10 +130,10 @@ ${http ? '    keepalive 128;\n    keepalive_requests 1000000;\n' : ''}  }
 `;
 }
 
-function nginxConfig(dir: string, port: number, options: NginxOptions): string {
-  const http = options.protocol === 'http';
-  return `# written by bench/peers/nginx.ts
-worker_processes 1;
+/** The start every config shares: one process in the foreground, its files under `dir`. */
+function head(dir: string, note: string, workers: string): string {
+  return `# written by bench/peers/nginx.ts${note}
+worker_processes ${workers};
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/logs/error.log warn;
@@ -145,7 +145,12 @@ http {
   proxy_temp_path ${dir}/proxy;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
+  keepalive_requests 1000000;`;
+}
+
+function nginxConfig(dir: string, port: number, options: NginxOptions): string {
+  const http = options.protocol === 'http';
+  return `${head(dir, '', '1')}
 ${options.root ? '' : upstreamBlock(options)}  server {
     listen 127.0.0.1:${port};
     location / {
@@ -157,20 +162,7 @@ ${options.root ? `      root ${options.root};` : http ? HTTP_LOCATION : FASTCGI_
 }
 
 function staticConfig(dir: string, port: number, root: string): string {
-  return `# written by bench/peers/nginx.ts (static)
-worker_processes auto;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  fastcgi_temp_path ${dir}/fastcgi;
-  proxy_temp_path ${dir}/proxy;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
+  return `${head(dir, ' (static)', 'auto')}
   sendfile on;
   tcp_nopush on;
   open_file_cache max=10000 inactive=60s;

@@ -6,6 +6,7 @@
 
 import type { Catalog, StoredInstance } from '../catalog/catalog.js';
 import { storedFrameTable } from '../dicomweb/frames.js';
+import { decodeGrayscaleFrame } from '../dicomweb/rendered.js';
 import { BadRequest, NotFound, UnsupportedFormat } from '../errors.js';
 import type { ByteSource, Storage } from '../storage/types.js';
 import { readDicomSeries } from '../volumes/dicom-series.js';
@@ -86,23 +87,7 @@ export class RadiologySource {
     if (frame > table.count)
       throw new NotFound(`frame ${frame} does not exist: instance ${instance.sopUid} has ${table.count}`);
     const bytes = await table.read(frame - 1, signal);
-    const values = new Float32Array(rows * columns);
-    await this.deps.decoder.decodeInto(
-      bytes,
-      instance.transferSyntax,
-      {
-        rows,
-        columns,
-        bitsAllocated: num(instance, '00280100') ?? 16,
-        bitsStored: num(instance, '00280101') ?? 16,
-        pixelRepresentation: num(instance, '00280103') ?? 0,
-        rescaleSlope: num(instance, '00281053') ?? 1,
-        rescaleIntercept: num(instance, '00281052') ?? 0,
-      },
-      values,
-      0,
-      signal,
-    );
+    const values = await decodeGrayscaleFrame(this.deps.decoder, instance, bytes, signal);
     return { instance, pixels: { values, width: columns, height: rows, voi: voiOf(instance) } };
   }
 

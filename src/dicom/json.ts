@@ -196,3 +196,9 @@ export function firstString(json: DicomJson, tagKey: string): string | undefined
   if (typeof value === 'object') return (value as PersonName).Alphabetic ?? undefined;
   return String(value);
 }
+
+/** The `index`th value of an attribute when it is a number, or undefined. */
+export function jsonNumber(json: DicomJson, tagKey: string, index = 0): number | undefined {
+  const value = json[tagKey]?.Value?.[index];
+  return typeof value === 'number' ? value : undefined;
+}

@@ -5,6 +5,7 @@
 // is converted here).
 
 import type { StoredInstance } from '../catalog/catalog.js';
+import { jsonNumber } from '../dicom/json.js';
 import { decodeDicomRle } from '../codecs/dicom-rle.js';
 import { ycbcrToRgbInPlace } from '../codecs/ycbcr.js';
 import { TransferSyntax } from '../dicom/tags.js';
@@ -17,11 +18,6 @@ const NATIVE = new Set<string>([
 ]);
 const RLE = '1.2.840.10008.1.2.5';
 const JPEG_LS = new Set<string>([TransferSyntax.JpegLsLossless, TransferSyntax.JpegLsNearLossless]);
-
-function num(instance: StoredInstance, tag: string): number | undefined {
-  const v = instance.json[tag]?.Value?.[0];
-  return typeof v === 'number' ? v : undefined;
-}
 
 /** Planar (RRR..GGG..BBB) to interleaved. */
 function interleave(planes: Uint8Array, pixels: number): Uint8Array {
@@ -66,9 +62,9 @@ export async function colourFrameRgb(
   frame: Uint8Array,
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
-  const rows = num(instance, '00280010') ?? 0;
-  const columns = num(instance, '00280011') ?? 0;
-  const bits = num(instance, '00280100') ?? 8;
+  const rows = jsonNumber(instance.json, '00280010') ?? 0;
+  const columns = jsonNumber(instance.json, '00280011') ?? 0;
+  const bits = jsonNumber(instance.json, '00280100') ?? 8;
   const photometric = String(instance.json['00280004']?.Value?.[0] ?? 'RGB');
   if (bits !== 8)
     throw new UnsupportedFormat(`rendering ${bits}-bit colour frames is not supported (8 only)`);
@@ -85,7 +81,8 @@ export async function colourFrameRgb(
     } else {
       if (frame.length < pixels * 3)
         throw new DecodeError(`colour frame has ${frame.length} bytes, needs ${pixels * 3}`);
-      rgb = num(instance, '00280006') === 1 ? interleave(frame, pixels) : frame.slice(0, pixels * 3);
+      rgb =
+        jsonNumber(instance.json, '00280006') === 1 ? interleave(frame, pixels) : frame.slice(0, pixels * 3);
     }
   } else if (syntax === RLE) {
     rgb = decodeDicomRle(frame, { rows, columns, bitsAllocated: 8, samplesPerPixel: 3 });

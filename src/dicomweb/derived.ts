@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { StoredInstance } from '../catalog/catalog.js';
+import { jsonNumber } from '../dicom/json.js';
 import { parseJ2kCodestream, rpclViolations } from '../codecs/j2k-markers.js';
 import type { WasmEncodeCodec, WasmEncodeResult, WasmEncodeTask } from '../codecs/wasm-encode-worker.js';
 import { WorkerPool, type WorkerPoolStats } from '../codecs/worker-pool.js';
@@ -56,17 +57,12 @@ const STORED: ReadonlySet<string> = new Set([
   TransferSyntax.JpegLsNearLossless,
 ]);
 
-function num(instance: StoredInstance, tag: string): number | undefined {
-  const v = instance.json[tag]?.Value?.[0];
-  return typeof v === 'number' ? v : undefined;
-}
-
 /** Whether derived frames can be made from this instance's frames (single-sample, 8/16 bits). */
 export function canDerive(instance: StoredInstance): boolean {
-  const bits = num(instance, '00280100');
+  const bits = jsonNumber(instance.json, '00280100');
   return (
     STORED.has(instance.transferSyntax) &&
-    (num(instance, '00280002') ?? 1) === 1 &&
+    (jsonNumber(instance.json, '00280002') ?? 1) === 1 &&
     (bits === 8 || bits === 16)
   );
 }
@@ -116,7 +112,7 @@ export class DerivedFrames {
   ): Promise<DerivedFrame> {
     if (!canDerive(instance)) {
       throw new UnsupportedFormat(
-        `no derived frames of instance ${instance.sopUid}: stored as ${instance.transferSyntax} with ${num(instance, '00280002') ?? 1} samples of ${num(instance, '00280100') ?? '?'} bits (single-sample 8/16-bit native, JPEG 2000 or JPEG-LS frames are derived)`,
+        `no derived frames of instance ${instance.sopUid}: stored as ${instance.transferSyntax} with ${jsonNumber(instance.json, '00280002') ?? 1} samples of ${jsonNumber(instance.json, '00280100') ?? '?'} bits (single-sample 8/16-bit native, JPEG 2000 or JPEG-LS frames are derived)`,
       );
     }
     const key = DerivedFrames.key(instance, frame, kind);
@@ -242,13 +238,13 @@ export function describe(
 }
 
 function pixelInfo(instance: StoredInstance): FramePixelInfo {
-  const bitsAllocated = num(instance, '00280100') ?? 16;
+  const bitsAllocated = jsonNumber(instance.json, '00280100') ?? 16;
   return {
-    rows: num(instance, '00280010') ?? 0,
-    columns: num(instance, '00280011') ?? 0,
+    rows: jsonNumber(instance.json, '00280010') ?? 0,
+    columns: jsonNumber(instance.json, '00280011') ?? 0,
     bitsAllocated,
-    bitsStored: num(instance, '00280101') ?? bitsAllocated,
-    pixelRepresentation: num(instance, '00280103') ?? 0,
+    bitsStored: jsonNumber(instance.json, '00280101') ?? bitsAllocated,
+    pixelRepresentation: jsonNumber(instance.json, '00280103') ?? 0,
     rescaleSlope: 1,
     rescaleIntercept: 0,
   };

@@ -7,6 +7,7 @@
 
 import sharp from 'sharp';
 import type { StoredInstance } from '../catalog/catalog.js';
+import { jsonNumber } from '../dicom/json.js';
 import { BadRequest, NotAcceptable, UnsupportedFormat } from '../errors.js';
 import { VOLUME_TRANSFER_SYNTAXES, type FrameSampleDecoder } from '../volumes/frame-samples.js';
 import { colourFrameRgb } from './colour.js';
@@ -71,14 +72,38 @@ export function renderOptions(
   return { window, viewport, quality, type };
 }
 
-function num(instance: StoredInstance, tag: string, index = 0): number | undefined {
-  const v = instance.json[tag]?.Value?.[index];
-  return typeof v === 'number' ? v : undefined;
-}
-
 function text(instance: StoredInstance, tag: string): string | undefined {
   const v = instance.json[tag]?.Value?.[0];
   return typeof v === 'string' ? v : undefined;
+}
+
+/** One stored grayscale frame of `instance` decoded to real-world values (Modality LUT applied). */
+export async function decodeGrayscaleFrame(
+  decoder: FrameSampleDecoder,
+  instance: StoredInstance,
+  frame: Uint8Array,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  const rows = jsonNumber(instance.json, '00280010') ?? 0;
+  const columns = jsonNumber(instance.json, '00280011') ?? 0;
+  const values = new Float32Array(rows * columns);
+  await decoder.decodeInto(
+    frame,
+    instance.transferSyntax,
+    {
+      rows,
+      columns,
+      bitsAllocated: jsonNumber(instance.json, '00280100') ?? 16,
+      bitsStored: jsonNumber(instance.json, '00280101') ?? 16,
+      pixelRepresentation: jsonNumber(instance.json, '00280103') ?? 0,
+      rescaleSlope: jsonNumber(instance.json, '00281053') ?? 1,
+      rescaleIntercept: jsonNumber(instance.json, '00281052') ?? 0,
+    },
+    values,
+    0,
+    signal,
+  );
+  return values;
 }
 
 /** Renders one stored frame of a grayscale instance. */
@@ -89,10 +114,13 @@ export async function renderFrame(
   options: RenderOptions,
   signal?: AbortSignal,
 ): Promise<Buffer> {
-  const rows = num(instance, '00280010') ?? 0;
-  const columns = num(instance, '00280011') ?? 0;
+  const rows = jsonNumber(instance.json, '00280010') ?? 0;
+  const columns = jsonNumber(instance.json, '00280011') ?? 0;
   const photometric = text(instance, '00280004') ?? 'MONOCHROME2';
-  if ((num(instance, '00280002') ?? 1) === 3 && ['RGB', 'YBR_FULL', 'YBR_FULL_422'].includes(photometric)) {
+  if (
+    (jsonNumber(instance.json, '00280002') ?? 1) === 3 &&
+    ['RGB', 'YBR_FULL', 'YBR_FULL_422'].includes(photometric)
+  ) {
     // Colour: shown as stored (no window).
     const rgb = await colourFrameRgb(decoder, instance, frame, signal);
     return encode(
@@ -103,7 +131,7 @@ export async function renderFrame(
       false,
     );
   }
-  if ((num(instance, '00280002') ?? 1) !== 1 || !photometric.startsWith('MONOCHROME')) {
+  if ((jsonNumber(instance.json, '00280002') ?? 1) !== 1 || !photometric.startsWith('MONOCHROME')) {
     throw new UnsupportedFormat(
       `rendering ${photometric} images is not supported (grayscale, RGB, YBR_FULL, YBR_FULL_422)`,
     );
@@ -111,27 +139,11 @@ export async function renderFrame(
   if (!VOLUME_TRANSFER_SYNTAXES.includes(instance.transferSyntax)) {
     throw new UnsupportedFormat(`rendering frames stored as ${instance.transferSyntax} is not supported yet`);
   }
-  const values = new Float32Array(rows * columns);
-  await decoder.decodeInto(
-    frame,
-    instance.transferSyntax,
-    {
-      rows,
-      columns,
-      bitsAllocated: num(instance, '00280100') ?? 16,
-      bitsStored: num(instance, '00280101') ?? 16,
-      pixelRepresentation: num(instance, '00280103') ?? 0,
-      rescaleSlope: num(instance, '00281053') ?? 1,
-      rescaleIntercept: num(instance, '00281052') ?? 0,
-    },
-    values,
-    0,
-    signal,
-  );
+  const values = await decodeGrayscaleFrame(decoder, instance, frame, signal);
   let window = options.window;
   if (!window) {
-    const center = num(instance, '00281050');
-    const width = num(instance, '00281051');
+    const center = jsonNumber(instance.json, '00281050');
+    const width = jsonNumber(instance.json, '00281051');
     if (center !== undefined && width !== undefined && width >= 1) window = { center, width, fn: 'linear' };
   }
   if (!window) {

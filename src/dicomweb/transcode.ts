@@ -5,6 +5,7 @@
 // stored). Colour frames and 12-bit DCT JPEG are not transcoded: negotiation answers 406, saying why.
 
 import type { StoredInstance } from '../catalog/catalog.js';
+import { jsonNumber } from '../dicom/json.js';
 import { TransferSyntax } from '../dicom/tags.js';
 import {
   VOLUME_TRANSFER_SYNTAXES,
@@ -18,11 +19,6 @@ const UNCOMPRESSED = new Set<string>([
 ]);
 const DCT_JPEG = new Set<string>([TransferSyntax.JpegBaseline, TransferSyntax.JpegExtended]);
 
-function num(instance: StoredInstance, tag: string): number | undefined {
-  const v = instance.json[tag]?.Value?.[0];
-  return typeof v === 'number' ? v : undefined;
-}
-
 /**
  * Why this instance's frames cannot be sent as explicit VR little endian after decoding, or
  * undefined when they can.
@@ -32,11 +28,11 @@ export function transcodeRefusal(instance: StoredInstance): string | undefined {
   if (UNCOMPRESSED.has(syntax)) return undefined;
   if (!VOLUME_TRANSFER_SYNTAXES.includes(syntax))
     return `frames of transfer syntax ${syntax} are not decoded`;
-  const samples = num(instance, '00280002') ?? 1;
+  const samples = jsonNumber(instance.json, '00280002') ?? 1;
   if (samples !== 1) return `colour frames (${samples} samples per pixel) are not transcoded`;
-  const bits = num(instance, '00280100');
+  const bits = jsonNumber(instance.json, '00280100');
   if (bits !== 8 && bits !== 16) return `frames of BitsAllocated ${bits} are not transcoded (8 or 16)`;
-  if (DCT_JPEG.has(syntax) && (num(instance, '00280101') ?? 8) > 8) {
+  if (DCT_JPEG.has(syntax) && (jsonNumber(instance.json, '00280101') ?? 8) > 8) {
     return '12-bit DCT JPEG (process 4) frames are not decoded: only 8-bit DCT and lossless JPEG';
   }
   return undefined;
@@ -55,11 +51,11 @@ export function transcodeFrame(
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
   const info: FramePixelInfo = {
-    rows: num(instance, '00280010') ?? 0,
-    columns: num(instance, '00280011') ?? 0,
-    bitsAllocated: num(instance, '00280100') ?? 16,
-    bitsStored: num(instance, '00280101') ?? 16,
-    pixelRepresentation: num(instance, '00280103') ?? 0,
+    rows: jsonNumber(instance.json, '00280010') ?? 0,
+    columns: jsonNumber(instance.json, '00280011') ?? 0,
+    bitsAllocated: jsonNumber(instance.json, '00280100') ?? 16,
+    bitsStored: jsonNumber(instance.json, '00280101') ?? 16,
+    pixelRepresentation: jsonNumber(instance.json, '00280103') ?? 0,
     rescaleSlope: 1,
     rescaleIntercept: 0,
   };

@@ -11,7 +11,7 @@ import type { ByteSource } from '../storage/types.js';
 import { flipRasLps } from './affine.js';
 import { type FrameGroups, FunctionalGroup, placeEnhancedFrames } from './enhanced-geometry.js';
 import type { FrameSampleDecoder } from './frame-samples.js';
-import type { DicomInstanceRef, Volume } from './volume.js';
+import { type DicomInstanceRef, type Volume, windowRange } from './volume.js';
 
 const Group = {
   FrameOfReferenceUid: tag(0x0020, 0x0052),
@@ -118,9 +118,6 @@ export async function readEnhancedVolume(
       seriesInstanceUid: ds.string(Tag.SeriesInstanceUid) ?? '',
       patient,
     },
-    defaultWindow:
-      center !== undefined && width !== undefined && width > 0
-        ? [center - width / 2, center + width / 2]
-        : undefined,
+    defaultWindow: windowRange(center, width),
   };
 }

@@ -16,7 +16,7 @@ import type { ByteSource, Storage } from '../storage/types.js';
 import { type Affine, flipRasLps } from './affine.js';
 import { readEnhancedVolume } from './dicom-enhanced.js';
 import type { FrameSampleDecoder } from './frame-samples.js';
-import type { DicomInstanceRef, Volume } from './volume.js';
+import { type DicomInstanceRef, type Volume, windowRange } from './volume.js';
 
 /** Attributes this reader needs beyond dicom/tags.ts (PS3.6). */
 export const VolumeTag = {
@@ -251,10 +251,7 @@ export async function readDicomSeries(
       seriesInstanceUid: series,
       patient,
     },
-    defaultWindow:
-      center !== undefined && width !== undefined && width > 0
-        ? [center - width / 2, center + width / 2]
-        : undefined,
+    defaultWindow: windowRange(center, width),
   };
 }
 

@@ -65,3 +65,13 @@ export function voxelMillilitres(v: Pick<Volume, 'affine'>): number {
     a[2] * (a[4] * a[9] - a[5] * a[8]);
   return Math.abs(det) / 1000;
 }
+
+/** A VOI window (WindowCenter / WindowWidth) as the [low, high] range of `defaultWindow`. */
+export function windowRange(
+  center: number | undefined,
+  width: number | undefined,
+): [number, number] | undefined {
+  return center !== undefined && width !== undefined && width > 0
+    ? [center - width / 2, center + width / 2]
+    : undefined;
+}

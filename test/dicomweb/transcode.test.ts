@@ -91,14 +91,7 @@ print(json.dumps(True))`,
 async function htj2kEncode(pixels: Uint8Array, width: number, height: number): Promise<Uint8Array> {
   const factory = createRequire(import.meta.url)('@cornerstonejs/codec-openjph/wasmjs') as (
     o: object,
-  ) => Promise<{
-    HTJ2KEncoder: new () => {
-      getDecodedBuffer(info: object): Uint8Array;
-      encode(): void;
-      getEncodedBuffer(): Uint8Array;
-      delete(): void;
-    };
-  }>;
+  ) => Promise<OpenJph>;
   codecPromise ??= factory({ print: () => undefined, printErr: () => undefined });
   const encoder = new (await codecPromise).HTJ2KEncoder();
   try {
@@ -118,16 +111,16 @@ async function htj2kEncode(pixels: Uint8Array, width: number, height: number): P
     encoder.delete();
   }
 }
-let codecPromise:
-  | Promise<{
-      HTJ2KEncoder: new () => {
-        getDecodedBuffer(info: object): Uint8Array;
-        encode(): void;
-        getEncodedBuffer(): Uint8Array;
-        delete(): void;
-      };
-    }>
-  | undefined;
+/** The part of OpenJPH's module the tests use. */
+interface OpenJph {
+  HTJ2KEncoder: new () => {
+    getDecodedBuffer(info: object): Uint8Array;
+    encode(): void;
+    getEncodedBuffer(): Uint8Array;
+    delete(): void;
+  };
+}
+let codecPromise: Promise<OpenJph> | undefined;
 
 /** 100 frames of 8x8 signed samples, frame f holding f * 64 + i. */
 const MULTI_FRAMES = Array.from(
@@ -144,32 +137,7 @@ d = pydicom.dcmread(sys.argv[1])
 print(json.dumps({"data": base64.b64encode(d.PixelData).decode()}))`,
     [native],
   );
-  const factory = createRequire(import.meta.url)('@cornerstonejs/codec-openjph/wasmjs') as (
-    o: object,
-  ) => Promise<{
-    HTJ2KEncoder: new () => {
-      getDecodedBuffer(info: object): Uint8Array;
-      encode(): void;
-      getEncodedBuffer(): Uint8Array;
-      delete(): void;
-    };
-  }>;
-  const codec = await factory({ print: () => undefined, printErr: () => undefined });
-  const encoder = new codec.HTJ2KEncoder();
-  const data = Buffer.from(pixels.data, 'base64');
-  encoder
-    .getDecodedBuffer({
-      width: 48,
-      height: 64,
-      bitsPerSample: 16,
-      componentCount: 1,
-      isSigned: true,
-      isUsingColorTransform: false,
-    })
-    .set(data);
-  encoder.encode();
-  const stream = encoder.getEncodedBuffer().slice();
-  encoder.delete();
+  const stream = await htj2kEncode(Buffer.from(pixels.data, 'base64'), 48, 64);
   // pydicom 2.3 does not know the HTJ2K UIDs: the test's own writer encapsulates the codestream.
   const [k, i] = /native-(\d+)-(\d+)/.exec(native)!.slice(1);
   const sop = `${STUDY}.${k}.${i}`;

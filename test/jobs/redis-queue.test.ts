@@ -11,7 +11,7 @@ import type { JobRecord } from '../../src/jobs/queue.js';
 import { RedisJobQueue, type RedisQueueOptions } from '../../src/jobs/redis-queue.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { until } from '../support/server.js';
-import { stepHandler, type StepPayload } from './step-handler.js';
+import { STEP_QUEUE_SETTINGS, stepHandler, type StepPayload } from './step-handler.js';
 
 type Queue = RedisJobQueue<StepPayload, { name: string }>;
 let redis: TestRedis;
@@ -39,11 +39,7 @@ function replica(
     url: redis.url,
     name,
     workerId,
-    concurrency: 1,
-    maxQueued: 10,
-    ttlMs: 60_000,
-    lockMs: 1000,
-    stalledCheckMs: 500,
+    ...STEP_QUEUE_SETTINGS,
     cancelPollMs: 50,
     handler: stepHandler(),
     ...options,

@@ -3,18 +3,14 @@
 // Runs the test handler (steps of `stepMs`, progress after each) and prints "running <id>" when a
 // job starts, so the test knows when to SIGKILL it.
 import { RedisJobQueue } from '../../src/jobs/redis-queue.js';
-import { stepHandler, type StepPayload } from './step-handler.js';
+import { STEP_QUEUE_SETTINGS, stepHandler, type StepPayload } from './step-handler.js';
 
 const [url, name, workerId] = process.argv.slice(2);
 const queue = new RedisJobQueue<StepPayload, { name: string }>({
   url,
   name,
   workerId,
-  concurrency: 1,
-  maxQueued: 10,
-  ttlMs: 60_000,
-  lockMs: 1000,
-  stalledCheckMs: 500,
+  ...STEP_QUEUE_SETTINGS,
   handler: stepHandler((id) => process.stdout.write(`running ${id}\n`)),
 });
 process.stdout.write('ready\n');

@@ -9,6 +9,15 @@ export interface StepPayload {
   stepMs: number;
 }
 
+/** Queue settings the in-process queues and the child worker (redis-worker-child.ts) share. */
+export const STEP_QUEUE_SETTINGS = {
+  concurrency: 1,
+  maxQueued: 10,
+  ttlMs: 60_000,
+  lockMs: 1000,
+  stalledCheckMs: 500,
+};
+
 export function stepHandler(onStart: (id: string) => void = () => undefined) {
   return async (payload: StepPayload, context: JobContext) => {
     onStart(context.id);

@@ -16,6 +16,7 @@ import { NotAcceptable } from '../../../errors.js';
 import { clientAbortSignal } from '../../abort.js';
 import { sendWithRanges } from '../../byte-ranges.js';
 import { dicomwebBase } from './common.js';
+import { multipartBody } from './multipart-body.js';
 
 interface Params {
   study: string;
@@ -108,22 +109,6 @@ export function derivedKindForAccept(
       return 'jls';
   }
   return undefined;
-}
-
-/** A multipart/related body of frames (deterministic for a given boundary). */
-function multipartBody(
-  parts: Array<{ headers: Record<string, string>; body: Uint8Array }>,
-  boundary: string,
-): Buffer {
-  const chunks: Buffer[] = [];
-  for (const part of parts) {
-    const head = Object.entries(part.headers)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    chunks.push(Buffer.from(`--${boundary}\r\n${head}\r\n`), Buffer.from(part.body), Buffer.from('\r\n'));
-  }
-  chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return Buffer.concat(chunks);
 }
 
 /** Registers the alternate paths; returns the sender wado.ts uses for `accept=` on /frames/. */
