@@ -1,6 +1,6 @@
 // DICOM Part 10 parsing with range reads (PS3.10 §7, PS3.5 §7): the 128-byte preamble and
 // `DICM`, the explicit-VR file meta group, then the data set in explicit or implicit VR little
-// endian — nested sequences and items of defined and undefined length included — up to the top
+// endian or explicit VR big endian (numbers swapped to little endian as read) — nested sequences and items of defined and undefined length included — up to the top
 // level Pixel Data element, where it stops. Shared by DICOM WSI and, later, radiology volumes.
 //
 //   parseDicomHeader(source) -> windows of 64 KiB, 128 KiB, ... (metadata reads, block cached)
@@ -52,6 +52,34 @@ export interface DicomHeader {
 }
 
 const UNDEFINED_LENGTH = 0xffffffff;
+/** Bytes per number of the binary VRs whose values a big-endian data set stores swapped. */
+const SWAP_SIZE: Record<string, number> = {
+  US: 2,
+  SS: 2,
+  AT: 2,
+  OW: 2,
+  UL: 4,
+  SL: 4,
+  FL: 4,
+  OF: 4,
+  OL: 4,
+  FD: 8,
+  OD: 8,
+  OV: 8,
+  UV: 8,
+  SV: 8,
+};
+
+/** A copy of a big-endian binary value with each number in little-endian order (others as is). */
+export function toLittleEndian(bytes: Uint8Array, vr: string): Uint8Array {
+  const size = SWAP_SIZE[vr];
+  if (size === undefined) return bytes;
+  const out = bytes.slice();
+  for (let i = 0; i + size <= out.length; i += size) {
+    for (let j = 0; j < size; j++) out[i + j] = bytes[i + size - 1 - j];
+  }
+  return out;
+}
 const MAX_DEPTH = 16;
 const MAX_WINDOW = 4 * 1024 * 1024;
 const RESUME_WINDOW = 4096;
@@ -70,6 +98,8 @@ class WindowReader {
   /** Absolute offset of buf[0]. */
   private start = 0;
   pos = 0;
+  /** Byte order of numbers: little endian, except the data set of explicit VR big endian. */
+  littleEndian = true;
   reads = 0;
   bytesRead = 0;
   private window: number;
@@ -121,11 +151,11 @@ class WindowReader {
   }
 
   u16(at = this.pos): number {
-    return this.view.getUint16(at - this.start, true);
+    return this.view.getUint16(at - this.start, this.littleEndian);
   }
 
   u32(at = this.pos): number {
-    return this.view.getUint32(at - this.start, true);
+    return this.view.getUint32(at - this.start, this.littleEndian);
   }
 
   bytes(at: number, n: number): Uint8Array {
@@ -248,6 +278,7 @@ export async function parseDicomHeader(
         if (h.length <= inlineLimit) {
           await reader.need(h.length);
           element.bytes = reader.bytes(reader.pos, h.length);
+          if (!reader.littleEndian) element.bytes = toLittleEndian(element.bytes, h.vr);
         }
         reader.pos += h.length;
       }
@@ -313,9 +344,9 @@ export async function parseDicomHeader(
   }
   const transferSyntax = meta.string(Tag.TransferSyntaxUid);
   if (!transferSyntax) throw new CorruptFile(`${key}: file meta information has no transfer syntax`);
-  if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) {
-    throw new UnsupportedFormat(`${key}: explicit VR big endian DICOM is not supported`);
-  }
+  // Explicit VR big endian: the data set's tags, lengths and binary numbers are big endian;
+  // inline numeric values are swapped to little endian, so the DataSet reads the same either way.
+  if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) reader.littleEndian = false;
   if (transferSyntax === TransferSyntax.DeflatedExplicitVrLittleEndian) {
     throw new UnsupportedFormat(`${key}: deflated DICOM data sets cannot be read by range`);
   }
