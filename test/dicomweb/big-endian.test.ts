@@ -1,10 +1,11 @@
 // WADO-RS from explicit VR big endian files (dcmtk's `dcmconv +tb` of pydicom-written natives):
 // indexed by the catalog; metadata equals dcm2json of the same file; frames transcoded to explicit
 // VR little endian equal pydicom's decode byte for byte; the stored syntax is served as it is when
-// asked for; rendered images and a big-endian file whose lengths lie fail typed, never crash.
+// asked for; rendered images and volume.nii.gz read it; a big-endian file whose lengths lie
+// fails with a typed error, never a crash.
 
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -184,6 +185,24 @@ describe('explicit VR big endian', () => {
     }
     expect(max).toBeLessThanOrEqual(2);
     expect(new Set(data).size).toBeGreaterThan(100);
+  });
+
+  it('serves a big-endian series as volume.nii.gz with the values pydicom decodes', async () => {
+    const res = await request(server, `/dicomweb/studies/${STUDY}/series/${STUDY}.1/volume.nii.gz`);
+    expect(res.status, res.body.toString().slice(0, 200)).toBe(200);
+    const nii = path.join(dir, 'be.nii.gz');
+    await writeFile(nii, res.body);
+    const out = python<{ max: number; shape: number[] }>(
+      `import json, sys, numpy as np, pydicom, nibabel as nib
+d = pydicom.dcmread(sys.argv[1])
+ref = d.pixel_array.astype(np.float64) * float(d.RescaleSlope) + float(d.RescaleIntercept)
+v = np.asarray(nib.load(sys.argv[2]).dataobj).astype(np.float64)
+ours = v[:, :, 0].T  # NIfTI columns first
+print(json.dumps({"max": float(np.abs(ours - ref).max()), "shape": list(v.shape)}))`,
+      [files[0].file, nii],
+    );
+    expect(out.shape.slice(0, 2)).toEqual([24, 40]);
+    expect(out.max).toBe(0);
   });
 
   it('a big-endian file whose lengths lie fails with a typed error', async () => {
