@@ -1,6 +1,7 @@
 // DICOM Part 10 parsing with range reads (PS3.10 §7, PS3.5 §7): the 128-byte preamble and
 // `DICM`, the explicit-VR file meta group, then the data set in explicit or implicit VR little
-// endian or explicit VR big endian (numbers swapped to little endian as read) — nested sequences and items of defined and undefined length included — up to the top
+// endian, explicit VR big endian (numbers swapped to little endian as read) or deflated (the data
+// set inflated as far as needed, dicom/deflated.ts; offsets are the inflated file's) — nested sequences and items of defined and undefined length included — up to the top
 // level Pixel Data element, where it stops. Shared by DICOM WSI and, later, radiology volumes.
 //
 //   parseDicomHeader(source) -> windows of 64 KiB, 128 KiB, ... (metadata reads, block cached)
@@ -13,6 +14,7 @@
 import { CorruptFile, UnsupportedFormat, throwIfAborted } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 import { DataSet, type DicomElement } from './dataset.js';
+import { InflatingView } from './deflated.js';
 import { lookupTag } from './dictionary.js';
 import { IMPLICIT_VR, LONG_LENGTH_VRS, Tag, TransferSyntax, tagName } from './tags.js';
 
@@ -104,8 +106,11 @@ class WindowReader {
   bytesRead = 0;
   private window: number;
 
+  /** The inflated data set of a deflated file, once the reader has switched to it. */
+  private inflating: InflatingView | undefined;
+
   constructor(
-    private readonly source: ByteSource,
+    private source: ByteSource,
     private readonly signal: AbortSignal | undefined,
     firstWindow: number,
     private readonly maxBytes: number,
@@ -120,6 +125,14 @@ class WindowReader {
   /** Makes `n` bytes from `pos` available (throws `CorruptFile` past the end of the object). */
   async need(n: number): Promise<void> {
     if (this.pos + n <= this.start + this.buf.length) return;
+    if (this.inflating) {
+      if (this.pos + n > this.maxBytes) {
+        throw new UnsupportedFormat(
+          `${this.source.key}: DICOM header longer than ${this.maxBytes} bytes before the pixel data`,
+        );
+      }
+      await this.inflating.fill(this.pos + n + this.window);
+    }
     if (this.pos + n > this.source.size) {
       throw new CorruptFile(`${this.source.key}: DICOM header truncated at byte ${this.pos}`);
     }
@@ -148,6 +161,21 @@ class WindowReader {
     this.start = from - keep.length;
     this.buf = next;
     this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
+  }
+
+  /** Reads the rest through `view` (the inflated data set), from `pos` on. */
+  switchTo(view: InflatingView): void {
+    this.source = view;
+    this.inflating = view;
+    this.buf = new Uint8Array(0);
+    this.view = new DataView(this.buf.buffer);
+    this.start = this.pos;
+  }
+
+  /** Whether `pos` is at the end of the object (inflating that far first for a deflated one). */
+  async atEnd(): Promise<boolean> {
+    await this.inflating?.fill(this.pos + 1);
+    return this.pos >= this.source.size;
   }
 
   u16(at = this.pos): number {
@@ -248,7 +276,7 @@ export async function parseDicomHeader(
           throw new CorruptFile(`${key}: element overruns its item at byte ${reader.pos}`);
         return {};
       }
-      if (end === undefined && top && reader.pos >= reader.size) return {};
+      if (end === undefined && top && (await reader.atEnd())) return {};
       const at = reader.pos;
       const h = await readHeader(explicit);
       if (h.tag === Tag.ItemDelimitation) {
@@ -347,8 +375,9 @@ export async function parseDicomHeader(
   // Explicit VR big endian: the data set's tags, lengths and binary numbers are big endian;
   // inline numeric values are swapped to little endian, so the DataSet reads the same either way.
   if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) reader.littleEndian = false;
+  // Deflated: the data set is one raw deflate stream, inflated as far as the header needs.
   if (transferSyntax === TransferSyntax.DeflatedExplicitVrLittleEndian) {
-    throw new UnsupportedFormat(`${key}: deflated DICOM data sets cannot be read by range`);
+    reader.switchTo(new InflatingView(source, reader.pos, maxHeaderBytes, options.signal));
   }
   const explicitVr = transferSyntax !== TransferSyntax.ImplicitVrLittleEndian;
 
@@ -368,7 +397,7 @@ export async function parseDicomHeader(
         );
       }
       const firstFragmentOffset = valueOffset + 8 + botLength;
-      if (firstFragmentOffset > source.size)
+      if (firstFragmentOffset > reader.size)
         throw new CorruptFile(`${key}: Basic Offset Table past the end of the object`);
       pixelData = {
         elementOffset: pixel.at,
@@ -379,7 +408,7 @@ export async function parseDicomHeader(
         firstFragmentOffset,
       };
     } else {
-      if (valueOffset + pixel.length > source.size) {
+      if (valueOffset + pixel.length > reader.size) {
         throw new CorruptFile(`${key}: native pixel data extends past the end of the object`);
       }
       pixelData = { elementOffset: pixel.at, valueOffset, length: pixel.length, vr: pixel.vr };

@@ -30,6 +30,8 @@ const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
 const NATIVE = new Set<string>([
   TransferSyntax.ExplicitVrLittleEndian,
   TransferSyntax.ImplicitVrLittleEndian,
+  // Frames of a deflated object are read from its inflated copy: native little endian.
+  TransferSyntax.DeflatedExplicitVrLittleEndian,
 ]);
 const JP2K = new Set<string>([TransferSyntax.Jpeg2000Lossless, TransferSyntax.Jpeg2000]);
 /** Syntaxes decoded by a WASM worker pool, and which. */
