@@ -9,7 +9,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
-import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
+import {
+  frameSyntax,
+  negotiateFrames,
+  parseAccept,
+  parseFrameList,
+  storedFrameTable,
+} from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
 import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder, type FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
@@ -176,7 +182,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       if (alternate) return derivedRoutes.send(request, reply, instance, numbers, alternate);
       const representation = negotiateFrames(
         query.accept ?? request.headers.accept,
-        instance.transferSyntax,
+        frameSyntax(instance.transferSyntax),
         canTranscode(instance),
         transcodeRefusal(instance),
       );
