@@ -13,7 +13,7 @@ import type { RunningServer } from '../../src/cli/serve.js';
 import { parseDicomHeader } from '../../src/dicom/parser.js';
 import { CorruptFile } from '../../src/errors.js';
 import { BytesSource } from '../support/file-source.js';
-import { request, startIndexedServer } from '../support/server.js';
+import { metric, request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 
 const STUDY = '1.2.826.0.1.3680043.8.498.5252';
@@ -84,6 +84,27 @@ print(json.dumps(True))`,
   // The same object with its deflate stream cut short.
   const whole = await readFile(files[0].file);
   await writeFile(path.join(store, 'truncated.dcm'), whole.subarray(0, whole.length - 200));
+  // A noisy 512 x 512 instance whose deflate stream is cut inside the pixel data: its header
+  // inflates from a prefix (indexed), its frames cannot be inflated.
+  python(
+    `import sys, numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+ds = Dataset(); fm = FileMetaDataset()
+fm.TransferSyntaxUID = '1.2.840.10008.1.2.1'; fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+fm.MediaStorageSOPInstanceUID = '${STUDY}.9.1'; ds.file_meta = fm
+ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = '${STUDY}.9'; ds.Modality = 'CT'
+ds.Rows = 512; ds.Columns = 512; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+ds.BitsAllocated = 16; ds.BitsStored = 16; ds.HighBit = 15; ds.PixelRepresentation = 0
+ds.PixelData = np.random.default_rng(7).integers(0, 65536, (512, 512)).astype('<u2').tobytes()
+ds.is_little_endian = True; ds.is_implicit_VR = False
+ds.save_as(sys.argv[1], write_like_original=False)
+print('true')`,
+    [path.join(dir, 'noise.dcm')],
+  );
+  execFileSync('dcmconv', ['+td', path.join(dir, 'noise.dcm'), path.join(dir, 'noise-deflated.dcm')]);
+  const noise = await readFile(path.join(dir, 'noise-deflated.dcm'));
+  await writeFile(path.join(store, 'noise-cut.dcm'), noise.subarray(0, noise.length - 1000));
   server = await startIndexedServer(store);
 });
 
@@ -177,5 +198,26 @@ describe('deflated explicit VR little endian', () => {
     await expect(parseDicomHeader(new BytesSource(cut))).rejects.toBeInstanceOf(CorruptFile);
     const errors = (await request(server, '/admin/index/errors')).json();
     expect(JSON.stringify(errors)).toMatch(/truncated\.dcm[^}]*corrupt_file/);
+    // Cut inside the pixel data: indexed from its header, its frames fail typed, the server lives on.
+    const url = `/dicomweb/studies/${STUDY}/series/${STUDY}.9/instances/${STUDY}.9.1`;
+    for (let i = 0; i < 2; i++) {
+      const res = await request(server, `${url}/frames/1`, {
+        headers: { Accept: 'multipart/related; type="application/octet-stream"' },
+      });
+      expect(res.status).toBe(422);
+      expect((res.json() as { error: string }).error).toBe('corrupt_file');
+    }
+    expect((await request(server, `${files[0].url}/metadata`)).status).toBe(200);
+  });
+
+  it('inflates a deflated object once: later frames are read from the cache, not storage', async () => {
+    const reads = () => metric(server, 'medstream_storage_requests_total{kind="read"}');
+    const accept = { Accept: 'multipart/related; type="application/octet-stream"' };
+    expect((await request(server, `${files[2].url}/frames/1`, { headers: accept })).status).toBe(200);
+    const before = await reads();
+    for (let i = 0; i < 3; i++) {
+      expect((await request(server, `${files[2].url}/frames/1`, { headers: accept })).status).toBe(200);
+    }
+    expect(await reads()).toBe(before);
   });
 });
