@@ -26,6 +26,12 @@ export interface DicomHeaderOptions {
   maxHeaderBytes?: number;
   /** Values longer than this are deferred instead of read (default 256 KiB). */
   inlineLimit?: number;
+  /**
+   * Reads deflated data sets by inflating them as far as the header (default false: refused as
+   * `UnsupportedFormat`). Offsets are then the inflated object's: only for callers that read
+   * pixel data through an inflated copy (the catalog and WADO-RS).
+   */
+  inflate?: boolean;
 }
 
 export interface PixelDataLocation {
@@ -377,6 +383,8 @@ export async function parseDicomHeader(
   if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) reader.littleEndian = false;
   // Deflated: the data set is one raw deflate stream, inflated as far as the header needs.
   if (transferSyntax === TransferSyntax.DeflatedExplicitVrLittleEndian) {
+    if (!options.inflate)
+      throw new UnsupportedFormat(`${key}: deflated DICOM data sets cannot be read by range`);
     reader.switchTo(new InflatingView(source, reader.pos, maxHeaderBytes, options.signal));
   }
   const explicitVr = transferSyntax !== TransferSyntax.ImplicitVrLittleEndian;
