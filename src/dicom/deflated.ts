@@ -39,6 +39,10 @@ export class InflatingView implements ByteSource {
   async fill(end: number): Promise<void> {
     while (!this.final && this.dataOffset + this.inflated.length < end) {
       const total = this.source.size - this.dataOffset;
+      if (total <= 0) {
+        this.final = true; // no data set at all: the parser finds it truncated
+        return;
+      }
       this.compressed = Math.min(total, Math.max(FIRST_CHUNK, this.compressed * 2));
       const prefix = await this.source.read(this.dataOffset, this.compressed, {
         purpose: 'metadata',
