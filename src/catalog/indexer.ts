@@ -197,6 +197,8 @@ export class Indexer {
         signal,
         firstWindow: FIRST_WINDOW,
         maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024 * 1024,
+        // Deflated objects: frames are served from an inflated copy (volumes/nifti-slices.ts).
+        inflate: true,
       });
       return { instances: [instanceRecord(base, header, this.storage.description)] };
     } catch (e) {

@@ -1,6 +1,7 @@
 // DICOM Part 10 parsing with range reads (PS3.10 §7, PS3.5 §7): the 128-byte preamble and
 // `DICM`, the explicit-VR file meta group, then the data set in explicit or implicit VR little
-// endian — nested sequences and items of defined and undefined length included — up to the top
+// endian, explicit VR big endian (numbers swapped to little endian as read) or deflated (the data
+// set inflated as far as needed, dicom/deflated.ts; offsets are the inflated file's) — nested sequences and items of defined and undefined length included — up to the top
 // level Pixel Data element, where it stops. Shared by DICOM WSI and, later, radiology volumes.
 //
 //   parseDicomHeader(source) -> windows of 64 KiB, 128 KiB, ... (metadata reads, block cached)
@@ -13,6 +14,7 @@
 import { CorruptFile, UnsupportedFormat, throwIfAborted } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 import { DataSet, type DicomElement } from './dataset.js';
+import { InflatingView } from './deflated.js';
 import { lookupTag } from './dictionary.js';
 import { IMPLICIT_VR, LONG_LENGTH_VRS, Tag, TransferSyntax, tagName } from './tags.js';
 
@@ -24,6 +26,12 @@ export interface DicomHeaderOptions {
   maxHeaderBytes?: number;
   /** Values longer than this are deferred instead of read (default 256 KiB). */
   inlineLimit?: number;
+  /**
+   * Reads deflated data sets by inflating them as far as the header (default false: refused as
+   * `UnsupportedFormat`). Offsets are then the inflated object's: only for callers that read
+   * pixel data through an inflated copy (the catalog and WADO-RS).
+   */
+  inflate?: boolean;
 }
 
 export interface PixelDataLocation {
@@ -52,6 +60,34 @@ export interface DicomHeader {
 }
 
 const UNDEFINED_LENGTH = 0xffffffff;
+/** Bytes per number of the binary VRs whose values a big-endian data set stores swapped. */
+const SWAP_SIZE: Record<string, number> = {
+  US: 2,
+  SS: 2,
+  AT: 2,
+  OW: 2,
+  UL: 4,
+  SL: 4,
+  FL: 4,
+  OF: 4,
+  OL: 4,
+  FD: 8,
+  OD: 8,
+  OV: 8,
+  UV: 8,
+  SV: 8,
+};
+
+/** A copy of a big-endian binary value with each number in little-endian order (others as is). */
+export function toLittleEndian(bytes: Uint8Array, vr: string): Uint8Array {
+  const size = SWAP_SIZE[vr];
+  if (size === undefined) return bytes;
+  const out = bytes.slice();
+  for (let i = 0; i + size <= out.length; i += size) {
+    for (let j = 0; j < size; j++) out[i + j] = bytes[i + size - 1 - j];
+  }
+  return out;
+}
 const MAX_DEPTH = 16;
 const MAX_WINDOW = 4 * 1024 * 1024;
 const RESUME_WINDOW = 4096;
@@ -70,12 +106,17 @@ class WindowReader {
   /** Absolute offset of buf[0]. */
   private start = 0;
   pos = 0;
+  /** Byte order of numbers: little endian, except the data set of explicit VR big endian. */
+  littleEndian = true;
   reads = 0;
   bytesRead = 0;
   private window: number;
 
+  /** The inflated data set of a deflated file, once the reader has switched to it. */
+  private inflating: InflatingView | undefined;
+
   constructor(
-    private readonly source: ByteSource,
+    private source: ByteSource,
     private readonly signal: AbortSignal | undefined,
     firstWindow: number,
     private readonly maxBytes: number,
@@ -90,6 +131,14 @@ class WindowReader {
   /** Makes `n` bytes from `pos` available (throws `CorruptFile` past the end of the object). */
   async need(n: number): Promise<void> {
     if (this.pos + n <= this.start + this.buf.length) return;
+    if (this.inflating) {
+      if (this.pos + n > this.maxBytes) {
+        throw new UnsupportedFormat(
+          `${this.source.key}: DICOM header longer than ${this.maxBytes} bytes before the pixel data`,
+        );
+      }
+      await this.inflating.fill(this.pos + n + this.window);
+    }
     if (this.pos + n > this.source.size) {
       throw new CorruptFile(`${this.source.key}: DICOM header truncated at byte ${this.pos}`);
     }
@@ -120,12 +169,27 @@ class WindowReader {
     this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
   }
 
+  /** Reads the rest through `view` (the inflated data set), from `pos` on. */
+  switchTo(view: InflatingView): void {
+    this.source = view;
+    this.inflating = view;
+    this.buf = new Uint8Array(0);
+    this.view = new DataView(this.buf.buffer);
+    this.start = this.pos;
+  }
+
+  /** Whether `pos` is at the end of the object (inflating that far first for a deflated one). */
+  async atEnd(): Promise<boolean> {
+    await this.inflating?.fill(this.pos + 1);
+    return this.pos >= this.source.size;
+  }
+
   u16(at = this.pos): number {
-    return this.view.getUint16(at - this.start, true);
+    return this.view.getUint16(at - this.start, this.littleEndian);
   }
 
   u32(at = this.pos): number {
-    return this.view.getUint32(at - this.start, true);
+    return this.view.getUint32(at - this.start, this.littleEndian);
   }
 
   bytes(at: number, n: number): Uint8Array {
@@ -218,7 +282,7 @@ export async function parseDicomHeader(
           throw new CorruptFile(`${key}: element overruns its item at byte ${reader.pos}`);
         return {};
       }
-      if (end === undefined && top && reader.pos >= reader.size) return {};
+      if (end === undefined && top && (await reader.atEnd())) return {};
       const at = reader.pos;
       const h = await readHeader(explicit);
       if (h.tag === Tag.ItemDelimitation) {
@@ -248,6 +312,7 @@ export async function parseDicomHeader(
         if (h.length <= inlineLimit) {
           await reader.need(h.length);
           element.bytes = reader.bytes(reader.pos, h.length);
+          if (!reader.littleEndian) element.bytes = toLittleEndian(element.bytes, h.vr);
         }
         reader.pos += h.length;
       }
@@ -313,11 +378,14 @@ export async function parseDicomHeader(
   }
   const transferSyntax = meta.string(Tag.TransferSyntaxUid);
   if (!transferSyntax) throw new CorruptFile(`${key}: file meta information has no transfer syntax`);
-  if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) {
-    throw new UnsupportedFormat(`${key}: explicit VR big endian DICOM is not supported`);
-  }
+  // Explicit VR big endian: the data set's tags, lengths and binary numbers are big endian;
+  // inline numeric values are swapped to little endian, so the DataSet reads the same either way.
+  if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) reader.littleEndian = false;
+  // Deflated: the data set is one raw deflate stream, inflated as far as the header needs.
   if (transferSyntax === TransferSyntax.DeflatedExplicitVrLittleEndian) {
-    throw new UnsupportedFormat(`${key}: deflated DICOM data sets cannot be read by range`);
+    if (!options.inflate)
+      throw new UnsupportedFormat(`${key}: deflated DICOM data sets cannot be read by range`);
+    reader.switchTo(new InflatingView(source, reader.pos, maxHeaderBytes, options.signal));
   }
   const explicitVr = transferSyntax !== TransferSyntax.ImplicitVrLittleEndian;
 
@@ -337,7 +405,7 @@ export async function parseDicomHeader(
         );
       }
       const firstFragmentOffset = valueOffset + 8 + botLength;
-      if (firstFragmentOffset > source.size)
+      if (firstFragmentOffset > reader.size)
         throw new CorruptFile(`${key}: Basic Offset Table past the end of the object`);
       pixelData = {
         elementOffset: pixel.at,
@@ -348,7 +416,7 @@ export async function parseDicomHeader(
         firstFragmentOffset,
       };
     } else {
-      if (valueOffset + pixel.length > source.size) {
+      if (valueOffset + pixel.length > reader.size) {
         throw new CorruptFile(`${key}: native pixel data extends past the end of the object`);
       }
       pixelData = { elementOffset: pixel.at, valueOffset, length: pixel.length, vr: pixel.vr };

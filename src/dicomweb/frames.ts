@@ -13,6 +13,16 @@ import { Tag, TransferSyntax } from '../dicom/tags.js';
 import { BadRequest, NotAcceptable, NotImplemented } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
 
+/**
+ * The transfer syntax frames of an instance are sent in as stored: a deflated object's frames are
+ * read from its inflated copy, so they are explicit VR little endian (never deflated frames).
+ */
+export function frameSyntax(stored: string): string {
+  return stored === TransferSyntax.DeflatedExplicitVrLittleEndian
+    ? TransferSyntax.ExplicitVrLittleEndian
+    : stored;
+}
+
 /** The media type of frames in a transfer syntax (PS3.18 Table 8.7.3-5). */
 export function frameMediaType(transferSyntax: string): string {
   switch (transferSyntax) {

@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import type { StoredInstance } from '../catalog/catalog.js';
+import { frameSyntax } from './frames.js';
 import type { DicomJson, DicomJsonValue } from '../dicom/json.js';
 
 /** `<root>/studies/<study>/series/<series>/instances/<sop>`. */
@@ -32,7 +33,7 @@ function withAbsoluteBulk(json: DicomJson, base: string): DicomJson {
 /** The metadata of one instance as served. */
 export function instanceMetadata(instance: StoredInstance, baseUrl: string): DicomJson {
   const json = withAbsoluteBulk(instance.json, instanceUrl(baseUrl, instance));
-  json['00083002'] = { vr: 'UI', Value: [instance.transferSyntax] };
+  json['00083002'] = { vr: 'UI', Value: [frameSyntax(instance.transferSyntax)] };
   return Object.fromEntries(Object.entries(json).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 

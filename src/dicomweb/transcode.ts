@@ -1,8 +1,9 @@
 // Frames transcoded for clients that cannot take the stored transfer syntax (PS3.18 §8.7.3):
 // grayscale frames of JPEG 2000, HTJ2K, JPEG-LS, JPEG (8-bit baseline/extended, lossless process
-// 14) and RLE are decoded at their stored precision (volumes/frame-samples.ts, worker pools) and
-// answered as explicit VR little endian native pixels (BitsAllocated 8 or 16, signed or not as
-// stored). Colour frames and 12-bit DCT JPEG are not transcoded: negotiation answers 406, saying why.
+// 14) and RLE are decoded at their stored precision (volumes/frame-samples.ts, worker pools),
+// explicit VR big endian frames are byte-swapped, and all are answered as explicit VR little
+// endian native pixels (BitsAllocated 8 or 16, signed or not as stored). Colour frames and 12-bit
+// DCT JPEG are not transcoded: negotiation answers 406, saying why.
 
 import type { StoredInstance } from '../catalog/catalog.js';
 import { jsonNumber } from '../dicom/json.js';

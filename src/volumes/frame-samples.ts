@@ -1,12 +1,13 @@
 // Turns the stored bytes of one single-channel radiology frame into its native little-endian
 // pixels (decodeNative: what WADO-RS transcoding sends) and into real-world values (decodeInto:
 // HU for CT, through the Modality LUT). Native pixels are unpacked here (BitsStored masking, sign
-// extension); RLE is decoded in place (codecs/dicom-rle.ts); JPEG 2000, JPEG-LS, HTJ2K and JPEG
+// extension; explicit VR big endian frames are byte-swapped first); RLE is decoded in place (codecs/dicom-rle.ts); JPEG 2000, JPEG-LS, HTJ2K and JPEG
 // (8-bit DCT, lossless process 14) frames are decoded at full precision in bounded worker pools
 // (codecs/jp2k-worker.ts, codecs/wasm-frame-worker.ts). Built once in cli/ and passed down.
 
 import os from 'node:os';
 import { DecodeError, UnsupportedFormat } from '../errors.js';
+import { toLittleEndian } from '../dicom/parser.js';
 import { TransferSyntax } from '../dicom/tags.js';
 import { decodeDicomRle } from '../codecs/dicom-rle.js';
 import { WorkerPool } from '../codecs/worker-pool.js';
@@ -29,6 +30,8 @@ const RLE_LOSSLESS = '1.2.840.10008.1.2.5';
 const NATIVE = new Set<string>([
   TransferSyntax.ExplicitVrLittleEndian,
   TransferSyntax.ImplicitVrLittleEndian,
+  // Frames of a deflated object are read from its inflated copy: native little endian.
+  TransferSyntax.DeflatedExplicitVrLittleEndian,
 ]);
 const JP2K = new Set<string>([TransferSyntax.Jpeg2000Lossless, TransferSyntax.Jpeg2000]);
 /** Syntaxes decoded by a WASM worker pool, and which. */
@@ -47,6 +50,7 @@ const WASM_CODEC = new Map<string, WasmFrameCodec>([
 /** Transfer syntaxes whose frames this decoder reads. */
 export const VOLUME_TRANSFER_SYNTAXES: readonly string[] = [
   ...NATIVE,
+  TransferSyntax.ExplicitVrBigEndian,
   ...JP2K,
   ...WASM_CODEC.keys(),
   RLE_LOSSLESS,
@@ -108,6 +112,10 @@ export class FrameSampleDecoder {
     }
     const size = info.rows * info.columns * (info.bitsAllocated / 8);
     if (NATIVE.has(transferSyntax)) return bytes;
+    if (transferSyntax === TransferSyntax.ExplicitVrBigEndian) {
+      if (bytes.length < size) throw new DecodeError(`native frame has ${bytes.length} bytes, needs ${size}`);
+      return info.bitsAllocated === 16 ? toLittleEndian(bytes.subarray(0, size), 'OW') : bytes;
+    }
     if (transferSyntax === RLE_LOSSLESS) {
       return decodeDicomRle(bytes, { ...info, samplesPerPixel: 1 });
     }

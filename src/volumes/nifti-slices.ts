@@ -3,17 +3,22 @@
 // cannot be ranged, so it is decompressed once, streaming, into a bounded on-disk cache
 // (`<data-dir>/nifti-cache`, least recently used files evicted past --nifti-cache bytes) and its
 // slices are read from there. Concurrent first requests share one decompression. Integer sample
-// types only (uint8, int8, int16, uint16, int32, uint32); big-endian volumes are swapped.
+// types only (uint8, int8, int16, uint16, int32, uint32); big-endian volumes are swapped. The same
+// cache holds deflated DICOM objects inflated (`deflatedDicom`: meta group + inflated data set), so
+// their frames and bulk data are range reads too, after one full read of the stored object.
 
 import { createHash } from 'node:crypto';
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, createInflateRaw } from 'node:zlib';
 import type { NiftiSliceLocation } from '../catalog/record.js';
 import { CorruptFile, NotImplemented } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
+
+/** What a cached file is made from: a gzip object, or a DICOM object deflated from `dataOffset`. */
+type Compression = { gzip: true } | { deflatedFrom: number };
 
 const INTEGER_BYTES: Record<number, number> = { 2: 1, 256: 1, 4: 2, 512: 2, 8: 4, 768: 4 };
 const STREAM_CHUNK = 4 * 1024 * 1024;
@@ -52,7 +57,7 @@ export class NiftiSliceReader {
         throw new CorruptFile(`${source.key}: slice ${slice + 1} lies past the end of the volume`);
       bytes = await source.read(offset, sliceBytes, { purpose: 'data', signal });
     } else {
-      const file = await this.inflated(source, version, signal);
+      const file = await this.inflated(source, version, { gzip: true }, signal);
       const handle = await fs.open(file, 'r');
       try {
         const out = Buffer.alloc(sliceBytes);
@@ -71,9 +76,43 @@ export class NiftiSliceReader {
     return swapped;
   }
 
-  /** The decompressed file of a .nii.gz version, made once (shared by concurrent callers). */
-  private inflated(source: ByteSource, version: string, signal?: AbortSignal): Promise<string> {
-    const name = createHash('sha256').update(`${source.key}\0${version}`).digest('hex').slice(0, 32) + '.nii';
+  /**
+   * A deflated DICOM object as the file it would be inflated (offsets as the catalog recorded
+   * them): inflated into the cache on the first read, then read by range from there.
+   */
+  async deflatedDicom(
+    source: ByteSource,
+    version: string,
+    dataOffset: number,
+    signal?: AbortSignal,
+  ): Promise<ByteSource> {
+    const how: Compression = { deflatedFrom: dataOffset };
+    const { size } = await fs.stat(await this.inflated(source, version, how, signal));
+    const read = async (offset: number, length: number, options?: { signal?: AbortSignal }) => {
+      if (offset < 0 || length <= 0 || offset + length > size)
+        throw new CorruptFile(`${source.key}: bytes ${offset}+${length} lie past the inflated object`);
+      const handle = await fs.open(await this.inflated(source, version, how, options?.signal), 'r');
+      try {
+        const out = Buffer.alloc(length);
+        const { bytesRead } = await handle.read(out, 0, length, offset);
+        if (bytesRead !== length) throw new CorruptFile(`${source.key}: short read of the inflated object`);
+        return new Uint8Array(out.buffer, out.byteOffset, length);
+      } finally {
+        await handle.close();
+      }
+    };
+    return { key: source.key, size, identity: `${source.identity}#inflated`, read };
+  }
+
+  /** The decompressed file of a version, made once (shared by concurrent callers). */
+  private inflated(
+    source: ByteSource,
+    version: string,
+    how: Compression,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const suffix = 'gzip' in how ? '.nii' : '.dcm';
+    const name = createHash('sha256').update(`${source.key}\0${version}`).digest('hex').slice(0, 32) + suffix;
     const file = path.join(this.cache.dir, name);
     if (this.files.has(name)) {
       const size = this.files.get(name)!;
@@ -83,7 +122,7 @@ export class NiftiSliceReader {
     }
     let pending = this.inflating.get(name);
     if (!pending) {
-      pending = this.inflate(source, file, name, signal).finally(() => this.inflating.delete(name));
+      pending = this.inflate(source, file, name, how, signal).finally(() => this.inflating.delete(name));
       this.inflating.set(name, pending);
     }
     return pending;
@@ -93,14 +132,16 @@ export class NiftiSliceReader {
     source: ByteSource,
     file: string,
     name: string,
+    how: Compression,
     signal?: AbortSignal,
   ): Promise<string> {
     this.cleared ??= fs.rm(this.cache.dir, { recursive: true, force: true });
     await this.cleared;
     await fs.mkdir(this.cache.dir, { recursive: true });
     const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const from = 'gzip' in how ? 0 : how.deflatedFrom;
     async function* chunks() {
-      for (let at = 0; at < source.size; at += STREAM_CHUNK) {
+      for (let at = from; at < source.size; at += STREAM_CHUNK) {
         yield Buffer.from(
           await source.read(at, Math.min(STREAM_CHUNK, source.size - at), { purpose: 'data', signal }),
         );
@@ -110,13 +151,16 @@ export class NiftiSliceReader {
       // Bounded by the cache: a volume that inflates past it (a gzip bomb) is stopped.
       let written = 0;
       const limit = this.cache.maxBytes;
-      const gunzip = createGunzip();
+      const gunzip = 'gzip' in how ? createGunzip() : createInflateRaw();
+      const out = createWriteStream(temporary);
+      // A deflated DICOM object keeps its meta group as stored, before the inflated data set.
+      if (from > 0) out.write(Buffer.from(await source.read(0, from, { purpose: 'data', signal })));
       gunzip.on('data', (chunk: Buffer) => {
         written += chunk.length;
         if (written > limit)
           gunzip.destroy(new CorruptFile(`${source.key}: inflates past the NIfTI cache (${limit} bytes)`));
       });
-      await pipeline(Readable.from(chunks()), gunzip, createWriteStream(temporary), { signal });
+      await pipeline(Readable.from(chunks()), gunzip, out, { signal });
       await fs.rename(temporary, file);
       const { size } = await fs.stat(file);
       this.files.set(name, size);
@@ -127,7 +171,7 @@ export class NiftiSliceReader {
       await fs.rm(temporary, { force: true });
       if (e instanceof Error && e.name === 'AbortError') throw e;
       if (e instanceof CorruptFile) throw e;
-      throw new CorruptFile(`${source.key}: the gzip stream cannot be read: ${(e as Error).message}`, {
+      throw new CorruptFile(`${source.key}: the compressed stream cannot be read: ${(e as Error).message}`, {
         cause: e,
       });
     }

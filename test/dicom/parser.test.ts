@@ -138,9 +138,9 @@ describe('parseDicomHeader', () => {
   it.each([
     ['no DICM prefix', (b: Uint8Array) => b.fill(0, 128, 132), UnsupportedFormat],
     [
-      'big endian',
+      'a little-endian data set labelled big endian (its lengths lie)',
       (b: Uint8Array) => replaceAscii(b, TransferSyntax.ExplicitVrLittleEndian, '1.2.840.10008.1.2.2'),
-      UnsupportedFormat,
+      CorruptFile,
     ],
     ['a bad VR', (b: Uint8Array) => replaceAscii(b, 'CS', 'c!'), CorruptFile],
   ])('%s → typed error', async (_name, mutate, type) => {

@@ -9,12 +9,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog, StoredInstance } from '../../../catalog/catalog.js';
-import { negotiateFrames, parseAccept, parseFrameList, storedFrameTable } from '../../../dicomweb/frames.js';
+import {
+  frameSyntax,
+  negotiateFrames,
+  parseAccept,
+  parseFrameList,
+  storedFrameTable,
+} from '../../../dicomweb/frames.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
 import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder, type FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
 import type { NiftiSliceReader } from '../../../volumes/nifti-slices.js';
+import { deflatedDataOffset } from '../../../dicom/deflated.js';
 import type { FrameTable } from '../../../dicom/frames.js';
+import { TransferSyntax } from '../../../dicom/tags.js';
 import { BadRequest, CorruptFile, InvalidRange, NotAcceptable, NotFound } from '../../../errors.js';
 import { ByteLru } from '../../../io/lru.js';
 import { mapConcurrent } from '../../../storage/tree-listing.js';
@@ -93,12 +101,20 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
     return options.wrap ? options.wrap(source) : source;
   };
 
+  /** The object frames and bulk data are read from: a deflated one inflated (cached on disk). */
+  const openData = async (instance: StoredInstance, signal: AbortSignal): Promise<ByteSource> => {
+    const source = await open(instance, signal);
+    if (instance.transferSyntax !== TransferSyntax.DeflatedExplicitVrLittleEndian) return source;
+    const from = await deflatedDataOffset(source, signal);
+    return options.nifti.deflatedDicom(source, instance.version, from, signal);
+  };
+
   /** The stored bytes of frames (1-based) of an instance: one range read each. */
   const readFrames = async (instance: StoredInstance, numbers: number[], signal: AbortSignal) => {
     const cacheKey = `${instance.objectKey}\0${instance.version}`;
     let entry = opened.get(cacheKey);
     if (!entry) {
-      entry = { source: await open(instance, signal) };
+      entry = { source: await openData(instance, signal) };
       opened.set(cacheKey, entry);
     }
     const pixel = instance.pixelData;
@@ -166,7 +182,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       if (alternate) return derivedRoutes.send(request, reply, instance, numbers, alternate);
       const representation = negotiateFrames(
         query.accept ?? request.headers.accept,
-        instance.transferSyntax,
+        frameSyntax(instance.transferSyntax),
         canTranscode(instance),
         transcodeRefusal(instance),
       );
@@ -295,7 +311,7 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       if (length > MAX_BULK_BYTES)
         throw new BadRequest(`bulk data values over ${MAX_BULK_BYTES} bytes are not served`);
       const instance = await instanceOf(request);
-      const source = await open(instance, clientAbortSignal(reply));
+      const source = await openData(instance, clientAbortSignal(reply));
       if (offset + length > source.size)
         throw new InvalidRange(`bytes ${offset}+${length} lie past the end of the instance`);
       const bytes = await source.read(offset, length, { purpose: 'data', signal: clientAbortSignal(reply) });

@@ -1,0 +1,227 @@
+// WADO-RS from deflated explicit VR little endian files (dcmtk's `dcmconv +td` of pydicom-written
+// natives): indexed by inflating the data set only as far as the header; metadata equals dcm2json
+// of the same file; frames (read from the inflated copy in the on-disk cache) equal pydicom's
+// decode byte for byte; rendered images read them; a truncated deflate stream is a typed error.
+
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { parseDicomHeader } from '../../src/dicom/parser.js';
+import { CorruptFile, UnsupportedFormat } from '../../src/errors.js';
+import { BytesSource } from '../support/file-source.js';
+import { metric, request, startIndexedServer } from '../support/server.js';
+import { python } from '../volumes/python.js';
+
+const STUDY = '1.2.826.0.1.3680043.8.498.5252';
+const DEFLATED = '1.2.840.10008.1.2.1.99';
+/** Per series: bits stored, signed. */
+const SERIES = [
+  [16, true],
+  [12, false],
+  [8, false],
+] as const;
+
+type DicomJsonObject = Record<string, { vr: string; Value?: unknown[]; InlineBinary?: string }>;
+
+let dir: string;
+let store: string;
+let server: RunningServer;
+const files: Array<{ url: string; file: string }> = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'deflated-'));
+  store = path.join(dir, 'store');
+  await mkdir(store);
+  python(
+    `import json, sys, numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
+out = sys.argv[1]
+for k, (bits, signed) in enumerate(json.loads(sys.argv[2]), 1):
+    ds = Dataset(); fm = FileMetaDataset()
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+    fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.1'
+    ds.file_meta = fm
+    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
+    ds.Modality = 'CT'; ds.PatientID = 'DEFLATED'; ds.PatientName = 'Deflated^Set'
+    ds.SeriesNumber = k; ds.InstanceNumber = 1
+    ds.ImagePositionPatient = [0, 0, 0]; ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.5, 0.5]; ds.SliceThickness = 3
+    ds.Rows = 40; ds.Columns = 24; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+    ds.BitsAllocated = 16 if bits > 8 else 8; ds.BitsStored = bits; ds.HighBit = bits - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.WindowCenter = 40; ds.WindowWidth = 400; ds.RescaleSlope = 1; ds.RescaleIntercept = -1024
+    # Binary numbers of every swapped width: SS/US, UL, FL, FD, AT, and a sequence's items.
+    ds.add_new(0x00280106, 'SS' if signed else 'US', -3 if signed else 3)
+    ds.add_new(0x00289001, 'UL', 123456789)
+    ds.add_new(0x00700253, 'FL', 1.5)
+    ds.add_new(0x00189306, 'FD', 0.625)
+    ds.add_new(0x00280009, 'AT', 0x00181063)
+    item = Dataset(); item.ReferencedSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+    item.ReferencedSOPInstanceUID = f'${STUDY}.{k}.9'; item.add_new(0x00189306, 'FD', 2.25)
+    ds.ReferencedImageSequence = Sequence([item])
+    y, x = np.mgrid[0:40, 0:24]
+    a = (x * 37 + y * 53 + (x * y) % 17) % (1 << bits)
+    if signed: a = a - (1 << (bits - 1))
+    ds.PixelData = a.astype(('<i2' if signed else '<u2') if bits > 8 else 'u1').tobytes()
+    ds.is_little_endian = True; ds.is_implicit_VR = False
+    ds.save_as(f'{out}/native-{k}.dcm', write_like_original=False)
+print(json.dumps(True))`,
+    [dir, JSON.stringify(SERIES)],
+  );
+  for (let k = 1; k <= SERIES.length; k++) {
+    const file = path.join(store, `deflated-${k}.dcm`);
+    execFileSync('dcmconv', ['+td', path.join(dir, `native-${k}.dcm`), file]);
+    files.push({ url: `/dicomweb/studies/${STUDY}/series/${STUDY}.${k}/instances/${STUDY}.${k}.1`, file });
+  }
+  // The same object with its deflate stream cut short.
+  const whole = await readFile(files[0].file);
+  await writeFile(path.join(store, 'truncated.dcm'), whole.subarray(0, whole.length - 200));
+  // A noisy 512 x 512 instance whose deflate stream is cut inside the pixel data: its header
+  // inflates from a prefix (indexed), its frames cannot be inflated.
+  python(
+    `import sys, numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+ds = Dataset(); fm = FileMetaDataset()
+fm.TransferSyntaxUID = '1.2.840.10008.1.2.1'; fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+fm.MediaStorageSOPInstanceUID = '${STUDY}.9.1'; ds.file_meta = fm
+ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = '${STUDY}.9'; ds.Modality = 'CT'
+ds.Rows = 512; ds.Columns = 512; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+ds.BitsAllocated = 16; ds.BitsStored = 16; ds.HighBit = 15; ds.PixelRepresentation = 0
+ds.PixelData = np.random.default_rng(7).integers(0, 65536, (512, 512)).astype('<u2').tobytes()
+ds.is_little_endian = True; ds.is_implicit_VR = False
+ds.save_as(sys.argv[1], write_like_original=False)
+print('true')`,
+    [path.join(dir, 'noise.dcm')],
+  );
+  execFileSync('dcmconv', ['+td', path.join(dir, 'noise.dcm'), path.join(dir, 'noise-deflated.dcm')]);
+  const noise = await readFile(path.join(dir, 'noise-deflated.dcm'));
+  await writeFile(path.join(store, 'noise-cut.dcm'), noise.subarray(0, noise.length - 1000));
+  server = await startIndexedServer(store);
+});
+
+afterAll(async () => {
+  await server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** pydicom's decode of files, as native little-endian bytes each. */
+function pydicomPixels(paths: string[]): Buffer[] {
+  const out = python<{ pixels: string[]; syntaxes: string[] }>(
+    `import base64, json, sys, pydicom
+r = []; s = []
+for f in sys.argv[1:]:
+    d = pydicom.dcmread(f)
+    a = d.pixel_array
+    t = ('<i' if d.PixelRepresentation else '<u') + str(d.BitsAllocated // 8)
+    r.append(base64.b64encode(a.astype(t).tobytes()).decode())
+    s.append(str(d.file_meta.TransferSyntaxUID))
+print(json.dumps({"pixels": r, "syntaxes": s}))`,
+    paths,
+  );
+  expect(out.syntaxes.every((s) => s === DEFLATED)).toBe(true);
+  return out.pixels.map((p) => Buffer.from(p, 'base64'));
+}
+
+function bodyOfPart(res: { body: Buffer; headers: Headers }): Buffer {
+  const text = res.body.toString('latin1');
+  const boundary = /boundary=([^;]+)/.exec(res.headers.get('content-type')!)![1];
+  return res.body.subarray(text.indexOf('\r\n\r\n') + 4, text.lastIndexOf(`\r\n--${boundary}--`));
+}
+
+describe('deflated explicit VR little endian', () => {
+  it('metadata equals dcm2json of the same file (up to the frames syntax and pixel data)', async () => {
+    for (const { url, file } of files) {
+      const [ours] = (await request(server, `${url}/metadata`)).json() as DicomJsonObject[];
+      const reference = JSON.parse(execFileSync('dcm2json', [file], { encoding: 'utf8' })) as DicomJsonObject;
+      // Frames come out of the inflated copy: explicit VR little endian.
+      expect(ours['00083002']).toEqual({ vr: 'UI', Value: ['1.2.840.10008.1.2.1'] });
+      const skip = new Set(['00083002', '7FE00010']);
+      const keys = (o: DicomJsonObject) =>
+        Object.keys(o)
+          .filter((k) => !skip.has(k))
+          .sort();
+      expect(keys(ours)).toEqual(keys(reference));
+      for (const k of keys(ours)) expect(ours[k], `${file} ${k}`).toEqual(reference[k]);
+      expect(ours['00289001'].Value).toEqual([123456789]);
+      expect(ours['00280010'].Value).toEqual([40]);
+    }
+  });
+
+  it('transcodes frames to explicit VR little endian equal to pydicom', async () => {
+    const references = pydicomPixels(files.map((f) => f.file));
+    for (const [i, { url, file }] of files.entries()) {
+      for (const accept of [
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
+        'multipart/related; type="application/octet-stream"',
+        'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+      ]) {
+        const res = await request(server, `${url}/frames/1`, { headers: { Accept: accept } });
+        expect(res.status, res.body.toString().slice(0, 200)).toBe(200);
+        expect(res.body.toString('latin1')).toContain(
+          'Content-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1',
+        );
+        const pixels = bodyOfPart(res);
+        expect(pixels.length).toBe(references[i].length);
+        expect(pixels.equals(references[i]), file).toBe(true);
+      }
+    }
+  });
+
+  it('renders deflated frames as the linear window of the pixels pydicom decodes', async () => {
+    const [reference] = pydicomPixels([files[1].file]); // 12-bit unsigned, rescale intercept -1024
+    const [c, w] = [1000, 4096];
+    const png = await request(server, `${files[1].url}/rendered?accept=image/png&window=${c},${w}`);
+    expect(png.status).toBe(200);
+    const { data, info } = await sharp(png.body).greyscale().raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([24, 40]);
+    let max = 0;
+    for (let i = 0; i < 24 * 40; i++) {
+      const x = reference.readUInt16LE(2 * i) - 1024;
+      const y = Math.min(255, Math.max(0, ((x - (c - 0.5)) / (w - 1) + 0.5) * 255));
+      max = Math.max(max, Math.abs(data[i * info.channels] - y));
+    }
+    expect(max).toBeLessThanOrEqual(2);
+  });
+
+  it('a truncated deflate stream is a typed error: indexed as an error, and from the parser', async () => {
+    const bytes = new Uint8Array(await readFile(files[0].file));
+    const cut = bytes.slice(0, bytes.length - 200);
+    await expect(parseDicomHeader(new BytesSource(cut), { inflate: true })).rejects.toBeInstanceOf(
+      CorruptFile,
+    );
+    // Callers that read pixel data by range from the stored object do not get offsets they cannot use.
+    await expect(parseDicomHeader(new BytesSource(bytes))).rejects.toBeInstanceOf(UnsupportedFormat);
+    const errors = (await request(server, '/admin/index/errors')).json();
+    expect(JSON.stringify(errors)).toMatch(/truncated\.dcm[^}]*corrupt_file/);
+    // Cut inside the pixel data: indexed from its header, its frames fail typed, the server lives on.
+    const url = `/dicomweb/studies/${STUDY}/series/${STUDY}.9/instances/${STUDY}.9.1`;
+    for (let i = 0; i < 2; i++) {
+      const res = await request(server, `${url}/frames/1`, {
+        headers: { Accept: 'multipart/related; type="application/octet-stream"' },
+      });
+      expect(res.status).toBe(422);
+      expect((res.json() as { error: string }).error).toBe('corrupt_file');
+    }
+    expect((await request(server, `${files[0].url}/metadata`)).status).toBe(200);
+  });
+
+  it('inflates a deflated object once: later frames are read from the cache, not storage', async () => {
+    const reads = () => metric(server, 'medstream_storage_requests_total{kind="read"}');
+    const accept = { Accept: 'multipart/related; type="application/octet-stream"' };
+    expect((await request(server, `${files[2].url}/frames/1`, { headers: accept })).status).toBe(200);
+    const before = await reads();
+    for (let i = 0; i < 3; i++) {
+      expect((await request(server, `${files[2].url}/frames/1`, { headers: accept })).status).toBe(200);
+    }
+    expect(await reads()).toBe(before);
+  });
+});
