@@ -13,7 +13,8 @@
 import { isMedStreamError, throwIfAborted } from '../errors.js';
 import { parseDicomHeader } from '../dicom/parser.js';
 import type { ByteSource, ObjectInfo, ReadOptions, Storage } from '../storage/types.js';
-import { gunzipPrefix, isGzip, parseNiftiHeader } from '../volumes/nifti-header.js';
+import { FLOAT_BYTES, floatRange } from '../volumes/nifti-float.js';
+import { gunzipPrefix, isGzip, parseNiftiHeader, type NiftiHeader } from '../volumes/nifti-header.js';
 import type { Catalog, IndexBatch, OtherObject } from './catalog.js';
 import { niftiRecords, type NiftiSidecar } from './nifti-record.js';
 import { instanceRecord, type InstanceRecord } from './record.js';
@@ -151,6 +152,28 @@ async function forEachConcurrent<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/**
+ * A 3D float volume's value range: one streaming read of the whole object (the voxels of a `.nii`,
+ * all of a `.nii.gz`), under its own deadline of 10x the per-object one (default 5 min).
+ */
+async function floatVolumeRange(
+  source: ByteSource,
+  header: NiftiHeader,
+  options: Pick<IndexOptions, 'signal' | 'objectTimeoutMs'>,
+) {
+  if (FLOAT_BYTES[header.datatype] === undefined) return undefined;
+  const dims = header.dim.slice(1, header.dim[0] + 1);
+  if (dims.slice(3).some((d) => d > 1) || dims.some((d) => d < 1)) return undefined; // refused later
+  const voxels = dims.slice(0, 3).reduce((a, b) => a * b, 1);
+  const timeout = AbortSignal.timeout(10 * (options.objectTimeoutMs ?? 30_000));
+  return floatRange(
+    source,
+    header,
+    voxels,
+    options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
+  );
+}
+
 export interface IndexerOptions {
   /** Modality of NIfTI volumes without a sidecar (default OT). */
   niftiModality?: string;
@@ -190,6 +213,7 @@ export class Indexer {
           namespace: this.storage.description,
           modality: this.options.niftiModality ?? 'OT',
           sidecar: await this.sidecar(info.key, signal),
+          floatRange: await floatVolumeRange(opened, nifti, options),
         });
         return { instances: records };
       }

@@ -2,13 +2,16 @@
 // per slice, so DICOMweb clients (OHIF, Cornerstone3D) see it as any CT or MR series. The DICOM
 // attributes are synthesised from the header: geometry per slice from the sform/qform (RAS ->
 // LPS: ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness), Rows and
-// Columns, the stored sample type, Rescale Slope/Intercept from scl_slope/scl_inter; UIDs are
+// Columns, the stored sample type (float volumes as int16 with a per-volume rescale), Rescale
+// Slope/Intercept from scl_slope/scl_inter; UIDs are
 // derived from the object key and version, so a replaced file becomes a new study. Modality and
 // descriptive attributes come from a BIDS-style sidecar `<name>.json` when one exists, else from
 // --nifti-modality and the file name (docs/catalog.md, "NIfTI").
 
 import type { DicomJson, DicomJsonAttribute } from '../dicom/json.js';
 import { sliceGeometry } from '../volumes/affine.js';
+import type { FloatRange } from '../volumes/nifti-float.js';
+import { FLOAT_BYTES, floatRescale } from '../volumes/nifti-float.js';
 import type { NiftiHeader } from '../volumes/nifti-header.js';
 import { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pick } from './levels.js';
 import { derivedUid, type InstanceRecord } from './record.js';
@@ -71,7 +74,7 @@ export interface NiftiObject {
 export function niftiRecords(
   object: NiftiObject,
   header: NiftiHeader,
-  options: { namespace: string; modality: string; sidecar?: NiftiSidecar },
+  options: { namespace: string; modality: string; sidecar?: NiftiSidecar; floatRange?: FloatRange },
 ): InstanceRecord[] {
   const dim = header.dim;
   const at = (i: number) => (i <= dim[0] ? dim[i] : 1);
@@ -92,8 +95,21 @@ export function niftiRecords(
   const sopClassUid = SOP_CLASS[modality] ?? SECONDARY_CAPTURE;
   const signed = INTEGER_TYPES[header.datatype];
   const integer = signed !== undefined;
-  const bits = integer ? header.bitpix : 32;
-  const slope = Number.isFinite(header.sclSlope) && header.sclSlope !== 0 ? header.sclSlope : undefined;
+  // Float volumes are served as int16 with a per-volume rescale (volumes/nifti-float.ts).
+  const isFloat = FLOAT_BYTES[header.datatype] !== undefined;
+  if (isFloat && !options.floatRange) throw new Error('a float NIfTI volume needs its value range');
+  const float =
+    isFloat && options.floatRange
+      ? { ...floatRescale(options.floatRange), min: options.floatRange.min }
+      : undefined;
+  const bits = integer ? header.bitpix : float ? 16 : 32;
+  let slope = Number.isFinite(header.sclSlope) && header.sclSlope !== 0 ? header.sclSlope : undefined;
+  let intercept = slope !== undefined && Number.isFinite(header.sclInter) ? header.sclInter : 0;
+  if (float) {
+    // real = scl_slope * (slope * q + intercept) + scl_inter
+    intercept = (slope ?? 1) * float.intercept + intercept;
+    slope = (slope ?? 1) * float.slope;
+  }
   const spacingK = Math.hypot(header.affine[2], header.affine[6], header.affine[10]);
   const studyDate = sidecar.StudyDate?.replace(/-/g, '') ?? dicomDate(object.lastModified);
 
@@ -127,11 +143,10 @@ export function niftiRecords(
     '00280100': num('US', bits),
     '00280101': num('US', bits),
     '00280102': num('US', bits - 1),
-    '00280103': num('US', integer && signed ? 1 : 0),
+    '00280103': num('US', (integer && signed) || float ? 1 : 0),
   };
-  if (!integer) common['00280103'] = num('US', 0); // float samples: served converted (WADO-RS)
   if (slope !== undefined) {
-    common['00281052'] = ds(Number.isFinite(header.sclInter) ? header.sclInter : 0);
+    common['00281052'] = ds(intercept);
     common['00281053'] = ds(slope);
   }
   const warnings = [`synthesised from a NIfTI-${header.version} header (${header.affineSource} affine)`];
@@ -171,6 +186,7 @@ export function niftiRecords(
           littleEndian: header.littleEndian,
           gzip: header.gzip,
           dims: [columns, rows, slices],
+          ...(float ? { float } : {}),
         },
       },
       warnings,

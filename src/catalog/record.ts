@@ -54,6 +54,8 @@ export interface NiftiSliceLocation {
     gzip: boolean;
     /** Columns (i), rows (j), slices (k). */
     dims: [number, number, number];
+    /** Float volumes: served as int16 q with stored value = slope * q + intercept; NaN/Inf -> min. */
+    float?: { slope: number; intercept: number; min: number };
   };
 }
 

@@ -3,7 +3,8 @@
 // cannot be ranged, so it is decompressed once, streaming, into a bounded on-disk cache
 // (`<data-dir>/nifti-cache`, least recently used files evicted past --nifti-cache bytes) and its
 // slices are read from there. Concurrent first requests share one decompression. Integer sample
-// types only (uint8, int8, int16, uint16, int32, uint32); big-endian volumes are swapped. The same
+// types (uint8, int8, int16, uint16, int32, uint32) as stored, big-endian ones swapped; float32 and
+// float64 as int16 by the catalog's per-volume rescale (nifti-float.ts). The same
 // cache holds deflated DICOM objects inflated (`deflatedDicom`: meta group + inflated data set), so
 // their frames and bulk data are range reads too, after one full read of the stored object.
 
@@ -16,6 +17,7 @@ import { createGunzip, createInflateRaw } from 'node:zlib';
 import type { NiftiSliceLocation } from '../catalog/record.js';
 import { CorruptFile, NotImplemented } from '../errors.js';
 import type { ByteSource } from '../storage/types.js';
+import { FLOAT_BYTES, quantizeFloatSlice } from './nifti-float.js';
 
 /** What a cached file is made from: a gzip object, or a DICOM object deflated from `dataOffset`. */
 type Compression = { gzip: true } | { deflatedFrom: number };
@@ -45,10 +47,12 @@ export class NiftiSliceReader {
     location: NiftiSliceLocation,
     signal?: AbortSignal,
   ): Promise<Uint8Array> {
-    const { datatype, voxOffset, littleEndian, gzip, dims, slice } = location.nifti;
-    const size = INTEGER_BYTES[datatype];
+    const { datatype, voxOffset, littleEndian, gzip, dims, slice, float } = location.nifti;
+    const size = INTEGER_BYTES[datatype] ?? (float ? FLOAT_BYTES[datatype] : undefined);
     if (size === undefined)
-      throw new NotImplemented(`NIfTI datatype ${datatype}: only integer volumes are served as frames yet`);
+      throw new NotImplemented(
+        `NIfTI datatype ${datatype} is not served as frames${FLOAT_BYTES[datatype] ? ' (indexed before float volumes were: re-index it)' : ''}`,
+      );
     const sliceBytes = dims[0] * dims[1] * size;
     const offset = voxOffset + slice * sliceBytes;
     let bytes: Uint8Array;
@@ -69,6 +73,7 @@ export class NiftiSliceReader {
         await handle.close();
       }
     }
+    if (float) return quantizeFloatSlice(bytes, datatype, littleEndian, float, float.min);
     if (littleEndian || size === 1) return bytes;
     const swapped = new Uint8Array(bytes.length);
     for (let i = 0; i < bytes.length; i += size)
