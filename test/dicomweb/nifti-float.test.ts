@@ -3,7 +3,7 @@
 // minimum), integer-valued floats stay exact, scl_slope/scl_inter compose with the rescale, and
 // rendered images and volume.nii.gz still work.
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -54,6 +54,9 @@ print(json.dumps(refs))`;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'nifti-float-'));
   references = python<Record<string, Reference>>(WRITE, [dir]);
+  // A float volume cut short: its value range cannot be found, so it is an index error.
+  const whole = await readFile(path.join(dir, 'floats.nii.gz'));
+  await writeFile(path.join(dir, 'cut.nii.gz'), whole.subarray(0, whole.length - 200));
   server = await startIndexedServer(dir, ['--nifti-modality', 'MR']);
 });
 
@@ -120,6 +123,12 @@ describe('float NIfTI volumes', () => {
         if (name === 'scaled') expect(slope).toBeGreaterThan(1 / 65535); // 2 x the volume's own step
       }
     }
+  });
+
+  it('records a truncated float volume as an index error', async () => {
+    const res = await request(server, '/admin/index/errors');
+    const problems = (res.json() as { problems: { key: string; reason: string }[] }).problems;
+    expect(problems.map((p) => [p.key, p.reason.split(':')[0]])).toEqual([['cut.nii.gz', 'corrupt_file']]);
   });
 
   it('renders a float slice and answers volume.nii.gz as the stored volume', async () => {
