@@ -1,0 +1,59 @@
+// Small native (explicit VR little endian) CT instances written by pydicom, one per series, with
+// binary values of every byte-swapped width (SS/US, UL, FL, FD, AT, a sequence's items) and
+// known pixels: the sources test/dicomweb/big-endian.test.ts and deflated.test.ts convert with
+// dcmtk's dcmconv.
+
+import { python } from '../volumes/python.js';
+
+/** Per series: bits stored, signed. */
+export type NativeSeriesSpec = readonly (readonly [number, boolean])[];
+
+/** Writes `<dir>/native-<k>.dcm` for series k = 1.. of `series`, in study `study`. */
+export function writeNativeSeries(
+  dir: string,
+  study: string,
+  series: NativeSeriesSpec,
+  patientId: string,
+  patientName: string,
+): void {
+  python(
+    `import json, sys, numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
+out = sys.argv[1]
+for k, (bits, signed) in enumerate(json.loads(sys.argv[2]), 1):
+    ds = Dataset(); fm = FileMetaDataset()
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+    fm.MediaStorageSOPInstanceUID = f'${study}.{k}.1'
+    ds.file_meta = fm
+    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = '${study}'; ds.SeriesInstanceUID = f'${study}.{k}'
+    ds.Modality = 'CT'; ds.PatientID = '${patientId}'; ds.PatientName = '${patientName}'
+    ds.SeriesNumber = k; ds.InstanceNumber = 1
+    ds.ImagePositionPatient = [0, 0, 0]; ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.5, 0.5]; ds.SliceThickness = 3
+    ds.Rows = 40; ds.Columns = 24; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+    ds.BitsAllocated = 16 if bits > 8 else 8; ds.BitsStored = bits; ds.HighBit = bits - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.WindowCenter = 40; ds.WindowWidth = 400; ds.RescaleSlope = 1; ds.RescaleIntercept = -1024
+    # Binary numbers of every swapped width: SS/US, UL, FL, FD, AT, and a sequence's items.
+    ds.add_new(0x00280106, 'SS' if signed else 'US', -3 if signed else 3)
+    ds.add_new(0x00289001, 'UL', 123456789)
+    ds.add_new(0x00700253, 'FL', 1.5)
+    ds.add_new(0x00189306, 'FD', 0.625)
+    ds.add_new(0x00280009, 'AT', 0x00181063)
+    item = Dataset(); item.ReferencedSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+    item.ReferencedSOPInstanceUID = f'${study}.{k}.9'; item.add_new(0x00189306, 'FD', 2.25)
+    ds.ReferencedImageSequence = Sequence([item])
+    y, x = np.mgrid[0:40, 0:24]
+    a = (x * 37 + y * 53 + (x * y) % 17) % (1 << bits)
+    if signed: a = a - (1 << (bits - 1))
+    ds.PixelData = a.astype(('<i2' if signed else '<u2') if bits > 8 else 'u1').tobytes()
+    ds.is_little_endian = True; ds.is_implicit_VR = False
+    ds.save_as(f'{out}/native-{k}.dcm', write_like_original=False)
+print(json.dumps(True))`,
+    [dir, JSON.stringify(series)],
+  );
+}
