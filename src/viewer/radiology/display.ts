@@ -27,7 +27,6 @@ import {
   ZoomTool,
 } from '@cornerstonejs/tools';
 import type { LoadedSeries } from './series.js';
-import { applyStages } from './stages.js';
 
 export type Layout = 'stack' | 'mpr';
 export type MouseTool = 'wl' | 'pan' | 'zoom' | 'length' | 'crosshairs';
@@ -71,8 +70,6 @@ export class SeriesDisplay {
   readonly samples: RenderSample[] = [];
   /** When the last frame of the series arrived (performance.now()). */
   completeAt?: number;
-  /** Whether the series loads with the progressive stages. */
-  stages = false;
   private readonly viewportIds: string[];
   private readonly groupId: string;
   private readonly volumeId?: string;
@@ -120,13 +117,9 @@ export class SeriesDisplay {
     elements: HTMLDivElement[],
     events: DisplayEvents,
     initial: { slice?: number; ww?: number; wc?: number },
-    /** Load with the progressive stages (stages.ts) rather than plain /frames/. */
-    stages = false,
   ): Promise<SeriesDisplay> {
     const d = new SeriesDisplay(series, layout, elements, events);
-    d.stages = stages;
     try {
-      applyStages(stages, layout, d.volumeId);
       await d.load(initial);
     } catch (err) {
       events.onError(messageOf(err));
