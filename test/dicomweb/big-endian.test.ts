@@ -16,7 +16,7 @@ import { Tag, tag } from '../../src/dicom/tags.js';
 import { CorruptFile } from '../../src/errors.js';
 import { BytesSource } from '../support/file-source.js';
 import { request, startIndexedServer } from '../support/server.js';
-import { writeNativeSeries } from '../support/native-series.js';
+import { bodyOfPart, pydicomNativePixels, writeNativeSeries } from '../support/native-series.js';
 import { python } from '../volumes/python.js';
 
 const STUDY = '1.2.826.0.1.3680043.8.498.5151';
@@ -55,26 +55,9 @@ afterAll(async () => {
 
 /** pydicom's decode of files, as native little-endian bytes each. */
 function pydicomPixels(paths: string[]): Buffer[] {
-  const out = python<{ pixels: string[]; syntaxes: string[] }>(
-    `import base64, json, sys, pydicom
-r = []; s = []
-for f in sys.argv[1:]:
-    d = pydicom.dcmread(f)
-    a = d.pixel_array
-    t = ('<i' if d.PixelRepresentation else '<u') + str(d.BitsAllocated // 8)
-    r.append(base64.b64encode(a.astype(t).tobytes()).decode())
-    s.append(str(d.file_meta.TransferSyntaxUID))
-print(json.dumps({"pixels": r, "syntaxes": s}))`,
-    paths,
-  );
+  const out = pydicomNativePixels(paths);
   expect(out.syntaxes.every((s) => s === BE)).toBe(true);
-  return out.pixels.map((p) => Buffer.from(p, 'base64'));
-}
-
-function bodyOfPart(res: { body: Buffer; headers: Headers }): Buffer {
-  const text = res.body.toString('latin1');
-  const boundary = /boundary=([^;]+)/.exec(res.headers.get('content-type')!)![1];
-  return res.body.subarray(text.indexOf('\r\n\r\n') + 4, text.lastIndexOf(`\r\n--${boundary}--`));
+  return out.pixels;
 }
 
 describe('explicit VR big endian', () => {

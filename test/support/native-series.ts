@@ -1,7 +1,7 @@
 // Small native (explicit VR little endian) CT instances written by pydicom, one per series, with
 // binary values of every byte-swapped width (SS/US, UL, FL, FD, AT, a sequence's items) and
 // known pixels: the sources test/dicomweb/big-endian.test.ts and deflated.test.ts convert with
-// dcmtk's dcmconv.
+// dcmtk's dcmconv; and what both suites read back (pydicom's decode, a single-part frame body).
 
 import { python } from '../volumes/python.js';
 
@@ -56,4 +56,28 @@ for k, (bits, signed) in enumerate(json.loads(sys.argv[2]), 1):
 print(json.dumps(True))`,
     [dir, JSON.stringify(series)],
   );
+}
+
+/** pydicom's decode of `paths`, as native little-endian bytes each, with each file's transfer syntax. */
+export function pydicomNativePixels(paths: string[]): { pixels: Buffer[]; syntaxes: string[] } {
+  const out = python<{ pixels: string[]; syntaxes: string[] }>(
+    `import base64, json, sys, pydicom
+r = []; s = []
+for f in sys.argv[1:]:
+    d = pydicom.dcmread(f)
+    a = d.pixel_array
+    t = ('<i' if d.PixelRepresentation else '<u') + str(d.BitsAllocated // 8)
+    r.append(base64.b64encode(a.astype(t).tobytes()).decode())
+    s.append(str(d.file_meta.TransferSyntaxUID))
+print(json.dumps({"pixels": r, "syntaxes": s}))`,
+    paths,
+  );
+  return { pixels: out.pixels.map((p) => Buffer.from(p, 'base64')), syntaxes: out.syntaxes };
+}
+
+/** The body of the one part of a multipart/related answer. */
+export function bodyOfPart(res: { body: Buffer; headers: Headers }): Buffer {
+  const text = res.body.toString('latin1');
+  const boundary = /boundary=([^;]+)/.exec(res.headers.get('content-type')!)![1];
+  return res.body.subarray(text.indexOf('\r\n\r\n') + 4, text.lastIndexOf(`\r\n--${boundary}--`));
 }
