@@ -1,6 +1,7 @@
 // Entry point of codecs/: `createCodecs()` builds the object that turns stored tile bytes into
 // pixels (`decodeTile`) and owns the JPEG 2000 worker pool. It is built once in cli/ and passed
-// down (no global state); `prepareJpeg` and `decodesCleanly` are re-exported for JPEG passthrough.
+// down (no global state); `prepareJpeg`, `scansCleanly` and `decodesCleanly` are re-exported for
+// JPEG passthrough.
 
 import { Cancelled, DecodeError, UnsupportedFormat, throwIfAborted } from '../errors.js';
 import { CharlsOpenjphDecoder } from './charls-openjph.js';
@@ -12,6 +13,7 @@ import type { WorkerPoolStats } from './worker-pool.js';
 import type { DecodeOptions, DecodedImage, TileEncoding } from './types.js';
 
 export { decodesCleanly, prepareJpeg } from './jpeg.js';
+export { scansCleanly } from './jpeg-scan.js';
 export { supportedCompressions } from './registry.js';
 
 export interface CodecsOptions extends Jp2kDecoderOptions {

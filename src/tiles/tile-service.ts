@@ -11,7 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Sharp } from 'sharp';
-import { decodesCleanly, prepareJpeg, type Codecs } from '../codecs/index.js';
+import { decodesCleanly, prepareJpeg, scansCleanly, type Codecs } from '../codecs/index.js';
 import { Compression, type DecodedImage } from '../codecs/types.js';
 import { BadRequest, NotFound } from '../errors.js';
 import type { SlideLevel } from '../formats/slide.js';
@@ -136,8 +136,12 @@ export class TileService {
             const body = prepareJpeg(stored, grid.encoding);
             // Passed through only when it decodes cleanly (test/server/corruption.test.ts): noise or
             // an early end is decoded and re-encoded below, or refused there with a typed error.
-            const clean = await timings.time('decode', () =>
-              decodesCleanly(body, this.options.maxRegionPixels),
+            // The entropy-level scan shows that for ordinary tiles without decoding them; a stream
+            // it cannot vouch for (progressive, unusual markers, damage) gets the full decode check.
+            const max = this.options.maxRegionPixels;
+            const clean = await timings.time(
+              'decode',
+              async () => scansCleanly(body, max) || (await decodesCleanly(body, max)),
             );
             if (clean) return { body: Buffer.from(body), passthrough: true };
           }
