@@ -20,6 +20,7 @@
 //   BENCH_SHORT=1          short settings (3 s runs, 1 round, fewer regions) for development
 //   BENCH_DURATION=10      seconds per wrk run          BENCH_ROUNDS=2    interleaved rounds
 //   BENCH_CONNECTIONS=16,64                             BENCH_BIG=1       include the 60000x45000 SVS
+//   BENCH_TILES=warm,cold  compare-tiles: which tile runs (cold = the tile-cache-off rows only)
 
 import { chmod, readFile, rm, mkdtemp, mkdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -52,6 +53,8 @@ import { percentile, ServerProcess } from './tiles.js';
 const env = process.env;
 const { short: SHORT, durationS: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS } = LOAD_SETTINGS;
 const BIG = env.BENCH_BIG !== '0';
+/** compare-tiles: which tile runs (`BENCH_TILES=cold` for the cold rows only). */
+const TILE_CACHES = (env.BENCH_TILES ?? 'warm,cold').split(',');
 const REGION_CONCURRENCY = 2;
 
 const S3RVER = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
@@ -154,7 +157,7 @@ const compareTiles: Benchmark = {
     const staticRoot = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-static-'));
     await chmod(staticRoot, 0o755); // nginx's workers run as an unprivileged user
     try {
-      if (nginxBin) {
+      if (nginxBin && TILE_CACHES.includes('warm')) {
         await mirrorAsFiles(
           msWarm.url,
           warmTiles.map((t) => routes.iiif3(slide.id, t)),
@@ -174,6 +177,7 @@ const compareTiles: Benchmark = {
           ['warm', warmTiles, msWarm, msWarm2, iipWarm],
           ['cold', coldTiles, msCold, msCold2, iipCold],
         ] as const) {
+          if (!TILE_CACHES.includes(cache)) continue;
           variants[key(cache, c, 'MedStream native, 2 workers')] = {
             base: ms2.url,
             urls: tiles.map((t) => routes.native(slide.id, t)),

@@ -13,7 +13,7 @@ import type { WorkerPoolStats } from './worker-pool.js';
 import type { DecodeOptions, DecodedImage, TileEncoding } from './types.js';
 
 export { decodesCleanly, prepareJpeg } from './jpeg.js';
-export { scansCleanly } from './jpeg-scan.js';
+export { JpegScanner, scansCleanly } from './jpeg-scan.js';
 export { supportedCompressions } from './registry.js';
 
 export interface CodecsOptions extends Jp2kDecoderOptions {

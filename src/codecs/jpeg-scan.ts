@@ -22,10 +22,14 @@ const APP14 = 0xee;
 const COM = 0xfe;
 const RST0 = 0xd0;
 /**
- * Bits of the direct lookup table per Huffman table: a code and its value bits that fit in 10
+ * Bits of the direct lookup table per Huffman table: a code and its value bits that fit in 12
  * bits are consumed in one step (libjpeg-turbo's "full lookahead").
  */
-const LOOKAHEAD = 10;
+const LOOKAHEAD = 12;
+/** Look-up entries of a code whose value bits do not fit: bits 0-4 its length, 5-12 its symbol. */
+const CODE_ONLY = 0x8000;
+/** Tables kept by a `JpegScanner` (a slide has a few; JPEGTables repeat them in every tile). */
+const MAX_CACHED_TABLES = 64;
 const LOOK_MASK = (1 << LOOKAHEAD) - 1;
 /** libjpeg's D_MAX_BLOCKS_IN_MCU. */
 const MAX_BLOCKS_IN_MCU = 10;
@@ -33,9 +37,10 @@ const MAX_BLOCKS_IN_MCU = 10;
 /** A Huffman table ready for decoding, as libjpeg's d_derived_tbl. */
 interface HuffTable {
   /**
-   * For every 10-bit prefix that starts with a code whose length plus its value bits fit in 10
+   * For every 12-bit prefix that starts with a code whose length plus its value bits fit in 12
    * bits: the bits to consume (bits 0-4) and how far the coefficient index moves (bits 5-11: r + 1
-   * for a coefficient, 16 for ZRL, 64 for end of block); 0 otherwise.
+   * for a coefficient, 16 for ZRL, 64 for end of block). For a code of ≤ 12 bits whose value bits
+   * do not fit: CODE_ONLY | symbol << 5 | length. 0 for the prefixes of longer codes.
    */
   look: Uint16Array;
   /** Largest code of each length (index 1..16), -1 for none. */
@@ -69,11 +74,11 @@ function buildTable(counts: Uint8Array, symbols: Uint8Array, isDc: boolean): Huf
         const symbol = symbols[p];
         const size = symbol & 15;
         const total = isDc ? length + symbol : length + size;
-        if (total > LOOKAHEAD || (isDc && symbol > 15)) continue;
+        if (length > LOOKAHEAD || (isDc && symbol > 15)) continue;
         const run = symbol >> 4;
         const advance = isDc ? 0 : size !== 0 ? run + 1 : run === 15 ? 16 : 64;
         const shift = LOOKAHEAD - length;
-        const entry = (advance << 5) | total;
+        const entry = total <= LOOKAHEAD ? (advance << 5) | total : CODE_ONLY | (symbol << 5) | length;
         for (let fill = 0; fill < 1 << shift; fill++) look[(code << shift) | fill] = entry;
       }
       maxcode[length] = code - 1;
@@ -94,6 +99,33 @@ function buildTable(counts: Uint8Array, symbols: Uint8Array, isDc: boolean): Huf
  * stream may still decode cleanly (progressive, arithmetic, unusual markers) and needs a decode.
  */
 export function scansCleanly(stream: Uint8Array, maxPixels: number): boolean {
+  return new JpegScanner().scansCleanly(stream, maxPixels);
+}
+
+/**
+ * `scansCleanly` with the Huffman tables it builds kept (bounded): the tiles of one slide carry
+ * the same tables (TIFF JPEGTables), so a table is built once, not once per tile.
+ */
+export class JpegScanner {
+  private readonly tables = new Map<string, HuffTable | undefined>();
+
+  /** See `scansCleanly`. */
+  scansCleanly(stream: Uint8Array, maxPixels: number): boolean {
+    return scan(stream, maxPixels, (definition, isDc) => {
+      const key = `${isDc ? 'd' : 'a'}${Buffer.from(definition.buffer, definition.byteOffset, definition.length).toString('latin1')}`;
+      if (this.tables.has(key)) return this.tables.get(key);
+      if (this.tables.size >= MAX_CACHED_TABLES) this.tables.clear();
+      const table = buildTable(definition.subarray(0, 16), definition.slice(16), isDc);
+      this.tables.set(key, table);
+      return table;
+    });
+  }
+}
+
+/** A Huffman table from its DHT definition (16 counts, then the symbols). */
+type TableSource = (definition: Uint8Array, isDc: boolean) => HuffTable | undefined;
+
+function scan(stream: Uint8Array, maxPixels: number, tableOf: TableSource): boolean {
   const n = stream.length;
   if (n < 4 || stream[0] !== 0xff || stream[1] !== SOI) return false;
   const dc: (HuffTable | undefined)[] = [];
@@ -135,7 +167,7 @@ export function scansCleanly(stream: Uint8Array, maxPixels: number): boolean {
         let total = 0;
         for (const c of counts) total += c;
         if (total > 256 || p + 17 + total > end) return false;
-        const table = buildTable(counts, stream.slice(p + 17, p + 17 + total), tc === 0);
+        const table = tableOf(stream.subarray(p + 1, p + 17 + total), tc === 0);
         if (!table) return false;
         (tc === 0 ? dc : ac)[th] = table;
         p += 17 + total;
@@ -292,21 +324,27 @@ function walkMcus(
           }
         }
         const entry = count >= LOOKAHEAD ? table.look[(buf >>> (count - LOOKAHEAD)) & LOOK_MASK] : 0;
-        if (entry !== 0) {
+        if (entry !== 0 && entry < CODE_ONLY) {
           count -= entry & 31;
           k += k === 0 ? 1 : entry >> 5;
         } else {
-          // A long code, or fewer than 10 bits before a marker: one bit at a time, as libjpeg's
+          // A code whose value bits did not fit in the look-up (its symbol is in the entry), a long
+          // code, or fewer than 12 bits before a marker: the code one bit at a time, as libjpeg's
           // jpeg_huff_decode, so only the bits the code really has are required.
-          let code = 0;
           let symbol = -1;
-          for (let length = 1; length <= 16; length++) {
-            if (count === 0) return false; // the data runs into a marker (JWRN_HIT_MARKER)
-            count--;
-            code = (code << 1) | ((buf >>> count) & 1);
-            if (code <= table.maxcode[length]) {
-              symbol = table.symbols[table.valoffset[length] + code];
-              break;
+          if (entry !== 0) {
+            count -= entry & 31;
+            symbol = (entry >> 5) & 0xff;
+          } else {
+            let code = 0;
+            for (let length = 1; length <= 16; length++) {
+              if (count === 0) return false; // the data runs into a marker (JWRN_HIT_MARKER)
+              count--;
+              code = (code << 1) | ((buf >>> count) & 1);
+              if (code <= table.maxcode[length]) {
+                symbol = table.symbols[table.valoffset[length] + code];
+                break;
+              }
             }
           }
           if (symbol < 0) return false; // no such code (JWRN_HUFF_BAD_CODE)

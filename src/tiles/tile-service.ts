@@ -11,7 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Sharp } from 'sharp';
-import { decodesCleanly, prepareJpeg, scansCleanly, type Codecs } from '../codecs/index.js';
+import { decodesCleanly, JpegScanner, prepareJpeg, type Codecs } from '../codecs/index.js';
 import { Compression, type DecodedImage } from '../codecs/types.js';
 import { BadRequest, NotFound } from '../errors.js';
 import type { SlideLevel } from '../formats/slide.js';
@@ -94,6 +94,8 @@ export class TileService {
     { body: Buffer; contentType: string; passthrough: boolean; etag: string }
   >;
   private readonly flight = new SharedFlight<string, ImageResult>();
+  /** The check before a stored JPEG tile passes through (keeps the slides' Huffman tables). */
+  private readonly scanner = new JpegScanner();
   /** Images computed (not answered by either cache). */
   private rendered = 0;
   readonly registry: SlideRegistry;
@@ -141,7 +143,7 @@ export class TileService {
             const max = this.options.maxRegionPixels;
             const clean = await timings.time(
               'decode',
-              async () => scansCleanly(body, max) || (await decodesCleanly(body, max)),
+              async () => this.scanner.scansCleanly(body, max) || (await decodesCleanly(body, max)),
             );
             if (clean) return { body: Buffer.from(body), passthrough: true };
           }
