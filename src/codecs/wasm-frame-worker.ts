@@ -94,7 +94,7 @@ interface LosslessJpegDecoder {
 }
 let losslessModule: { Decoder: new () => LosslessJpegDecoder } | undefined;
 
-/** A lossless (process 14, SOF3) JPEG frame's samples, by jpeg-lossless-decoder-js. */
+/** A lossless (process 14, SOF3) JPEG frame's samples (1 component, or 3 of 8 bits), by jpeg-lossless-decoder-js. */
 function losslessJpegSamples(bytes: Uint8Array, precision: number, maxBytes: number): WasmFrameResult {
   losslessModule ??= createRequire(import.meta.url)('jpeg-lossless-decoder-js') as {
     Decoder: new () => LosslessJpegDecoder;
@@ -110,15 +110,18 @@ function losslessJpegSamples(bytes: Uint8Array, precision: number, maxBytes: num
   const width = decoder.frame.dimX ?? 0;
   const height = decoder.frame.dimY ?? 0;
   const components = decoder.frame.numComp ?? 0;
-  if (components !== 1)
-    throw new UnsupportedError(`lossless JPEG frames of ${components} components are not decoded to samples`);
-  const length = width * height * size;
+  if (components !== 1 && !(components === 3 && size === 1))
+    throw new UnsupportedError(
+      `lossless JPEG frames of ${components} components of ${precision} bits are not decoded`,
+    );
+  const length = width * height * size * components;
   if (length > maxBytes)
     throw new UnsupportedError(`JPEG frame of ${width}x${height} exceeds the decode limit`);
   if (decoded.byteLength < length)
     throw new DecoderReportedError('decoder produced fewer samples than the frame holds');
   const data = new Uint8Array(decoded.buffer.slice(decoded.byteOffset, decoded.byteOffset + length));
-  return { data, width, height, channels: 1, bitsPerSample: precision };
+  // Components come out interleaved, as stored (no colour transform).
+  return { data, width, height, channels: components, bitsPerSample: precision };
 }
 
 /** The decoder said no (bad data) without trapping: the module is still good. */
@@ -129,8 +132,7 @@ function decode(mod: CodecModule, codec: WasmFrameCodec, task: WasmFrameTask): W
   if (codec === 'jpeg') {
     const header = jpegFrameHeader(task.bytes);
     if (header === undefined) throw new DecoderReportedError('no JPEG start of frame marker');
-    if (header.marker === 0xc3 && task.samples)
-      return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
+    if (header.marker === 0xc3) return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
     if (header.marker !== 0xc0 && header.marker !== 0xc1)
       throw new UnsupportedError(
         `JPEG process of marker 0xFF${header.marker.toString(16).toUpperCase()} is not decoded`,
