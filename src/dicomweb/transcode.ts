@@ -2,7 +2,8 @@
 // grayscale frames of JPEG 2000, HTJ2K, JPEG-LS, JPEG (8-bit baseline/extended, lossless process
 // 14) and RLE are decoded at their stored precision (volumes/frame-samples.ts, worker pools),
 // explicit VR big endian frames are byte-swapped, and all are answered as explicit VR little
-// endian native pixels (BitsAllocated 8 or 16, signed or not as stored). 8-bit colour frames are
+// endian native pixels (BitsAllocated 8 or 16, signed or not as stored; 12-bit DCT JPEG by
+// codecs/jpeg12.ts). 8-bit colour frames are
 // decoded by colour.ts (photometric interpretation as colour.ts decodedPhotometric says). What
 // cannot be produced is refused: negotiation answers 406, saying why.
 
@@ -42,8 +43,9 @@ export function transcodeRefusal(instance: StoredInstance): string | undefined {
   }
   if (samples !== 1) return `frames of ${samples} samples per pixel are not transcoded`;
   if (bits !== 8 && bits !== 16) return `frames of BitsAllocated ${bits} are not transcoded (8 or 16)`;
-  if (DCT_JPEG.has(syntax) && (jsonNumber(instance.json, '00280101') ?? 8) > 8) {
-    return '12-bit DCT JPEG (process 4) frames are not decoded: only 8-bit DCT and lossless JPEG';
+  const stored = jsonNumber(instance.json, '00280101') ?? 8;
+  if (DCT_JPEG.has(syntax) && stored > 12) {
+    return `DCT JPEG frames of BitsStored ${stored} are not decoded (8 or 12 bits of precision)`;
   }
   return undefined;
 }
