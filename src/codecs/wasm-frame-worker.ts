@@ -1,6 +1,7 @@
 // Worker thread body shared by the DICOM-only codecs: JPEG-LS (CharLS, @cornerstonejs/codec-charls),
 // HTJ2K (OpenJPH, @cornerstonejs/codec-openjph) and DICOM JPEG frames (libjpeg-turbo 8-bit,
-// @cornerstonejs/codec-libjpeg-turbo-8bit; lossless process 14 streams by jpeg-lossless-decoder-js),
+// @cornerstonejs/codec-libjpeg-turbo-8bit; lossless process 14 streams by jpeg-lossless-decoder-js;
+// 12-bit DCT by the JS decoder of @cornerstonejs/dicom-image-loader, jpeg12.ts),
 // all synchronous decoders run off the main thread like JPEG 2000 (jp2k-worker.ts). One codec per
 // thread: two embind modules in one thread collide ("Cannot register multiple overloads"), so
 // jpegls-worker.ts, htj2k-worker.ts and jpeg-worker.ts each start this with their own codec.
@@ -9,6 +10,7 @@
 import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
 import type { WorkerReply } from './worker-pool.js';
+import { decodeJpeg12, Jpeg12Unsupported, loadJpeg12, type JpegImageClass } from './jpeg12.js';
 import { ycbcrToRgbInPlace } from './ycbcr.js';
 
 export type WasmFrameCodec = 'jpegls' | 'htj2k' | 'jpeg';
@@ -94,7 +96,7 @@ interface LosslessJpegDecoder {
 }
 let losslessModule: { Decoder: new () => LosslessJpegDecoder } | undefined;
 
-/** A lossless (process 14, SOF3) JPEG frame's samples, by jpeg-lossless-decoder-js. */
+/** A lossless (process 14, SOF3) JPEG frame's samples (1 component, or 3 of 8 bits), by jpeg-lossless-decoder-js. */
 function losslessJpegSamples(bytes: Uint8Array, precision: number, maxBytes: number): WasmFrameResult {
   losslessModule ??= createRequire(import.meta.url)('jpeg-lossless-decoder-js') as {
     Decoder: new () => LosslessJpegDecoder;
@@ -110,31 +112,47 @@ function losslessJpegSamples(bytes: Uint8Array, precision: number, maxBytes: num
   const width = decoder.frame.dimX ?? 0;
   const height = decoder.frame.dimY ?? 0;
   const components = decoder.frame.numComp ?? 0;
-  if (components !== 1)
-    throw new UnsupportedError(`lossless JPEG frames of ${components} components are not decoded to samples`);
-  const length = width * height * size;
+  if (components !== 1 && !(components === 3 && size === 1))
+    throw new UnsupportedError(
+      `lossless JPEG frames of ${components} components of ${precision} bits are not decoded`,
+    );
+  const length = width * height * size * components;
   if (length > maxBytes)
     throw new UnsupportedError(`JPEG frame of ${width}x${height} exceeds the decode limit`);
   if (decoded.byteLength < length)
     throw new DecoderReportedError('decoder produced fewer samples than the frame holds');
   const data = new Uint8Array(decoded.buffer.slice(decoded.byteOffset, decoded.byteOffset + length));
-  return { data, width, height, channels: 1, bitsPerSample: precision };
+  // Components come out interleaved, as stored (no colour transform).
+  return { data, width, height, channels: components, bitsPerSample: precision };
 }
 
 /** The decoder said no (bad data) without trapping: the module is still good. */
 class DecoderReportedError extends Error {}
 class UnsupportedError extends Error {}
 
-function decode(mod: CodecModule, codec: WasmFrameCodec, task: WasmFrameTask): WasmFrameResult {
+function decode(
+  mod: CodecModule,
+  codec: WasmFrameCodec,
+  task: WasmFrameTask,
+  jpeg12?: JpegImageClass,
+): WasmFrameResult {
   if (codec === 'jpeg') {
     const header = jpegFrameHeader(task.bytes);
     if (header === undefined) throw new DecoderReportedError('no JPEG start of frame marker');
-    if (header.marker === 0xc3 && task.samples)
-      return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
+    if (header.marker === 0xc3) return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
     if (header.marker !== 0xc0 && header.marker !== 0xc1)
       throw new UnsupportedError(
         `JPEG process of marker 0xFF${header.marker.toString(16).toUpperCase()} is not decoded`,
       );
+    if (header.precision === 12 && task.samples && jpeg12) {
+      try {
+        const { data, width, height } = decodeJpeg12(jpeg12, task.bytes, task.maxBytes);
+        return { data, width, height, channels: 1, bitsPerSample: 12 };
+      } catch (e) {
+        if (e instanceof Jpeg12Unsupported) throw new UnsupportedError(e.message);
+        throw new DecoderReportedError((e as Error).message);
+      }
+    }
     if (header.precision !== 8)
       throw new UnsupportedError(
         `${header.precision}-bit JPEG (extended, process 4) is not decoded: only 8-bit DCT`,
@@ -202,6 +220,10 @@ export function serveWasmFrameDecoder(codec: WasmFrameCodec): void {
   const factory = createRequire(import.meta.url)(spec.module) as Factory;
   const load = () => factory({ print: () => undefined, printErr: () => undefined });
   let module = load();
+  // 12-bit DCT JPEG: the JS decoder (jpeg12.ts), loaded with the thread; its failure to load only
+  // leaves 12-bit frames refused.
+  const jpeg12: Promise<JpegImageClass | undefined> =
+    codec === 'jpeg' ? loadJpeg12().catch(() => undefined) : Promise.resolve(undefined);
 
   parentPort?.on('message', (message: { id: number; request: WasmFrameTask }) => {
     const { id, request } = message;
@@ -209,10 +231,10 @@ export function serveWasmFrameDecoder(codec: WasmFrameCodec): void {
       const reply: WorkerReply<WasmFrameResult> = { id, ok: false, error: { code, message: text } };
       parentPort?.postMessage(reply);
     };
-    module.then(
-      (mod) => {
+    Promise.all([module, jpeg12]).then(
+      ([mod, jpeg]) => {
         try {
-          const result = decode(mod, codec, request);
+          const result = decode(mod, codec, request, jpeg);
           const reply: WorkerReply<WasmFrameResult> = { id, ok: true, result };
           parentPort?.postMessage(reply, [result.data.buffer as ArrayBuffer]);
         } catch (e) {
@@ -229,7 +251,7 @@ export function serveWasmFrameDecoder(codec: WasmFrameCodec): void {
 
   // The pool's time limit for a task runs from here (a failed load still answers every task).
   const ready: WorkerReply<WasmFrameResult> = { ready: true };
-  void module.then(
+  void Promise.all([module, jpeg12]).then(
     () => parentPort?.postMessage(ready),
     () => parentPort?.postMessage(ready),
   );

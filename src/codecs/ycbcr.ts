@@ -1,4 +1,4 @@
-// YCbCr -> RGB conversion with the fixed-point tables libjpeg and OpenSlide use (JFIF / ITU-R
+// YCbCr <-> RGB conversion with the fixed-point tables libjpeg and OpenSlide use (JFIF / ITU-R
 // BT.601 full range, TIFF 6.0 section 21), so pixels decoded from Aperio 33003 JPEG 2000 tiles
 // match OpenSlide's `openslide-decode-jp2k.c` exactly instead of within a rounding step.
 
@@ -30,5 +30,17 @@ export function ycbcrToRgbInPlace(pixels: Uint8Array): void {
     pixels[i] = clamp(y + R_FROM_CR[cr]);
     pixels[i + 1] = clamp(y + ((G_FROM_CB[cb] + G_FROM_CR[cr]) >> SCALE_BITS));
     pixels[i + 2] = clamp(y + B_FROM_CB[cb]);
+  }
+}
+
+/** Converts interleaved 8-bit RGB samples to YCbCr (JFIF full range, rounded) in place. */
+export function rgbToYcbcrInPlace(pixels: Uint8Array): void {
+  for (let i = 0; i + 2 < pixels.length; i += 3) {
+    const r = pixels[i];
+    const g = pixels[i + 1];
+    const b = pixels[i + 2];
+    pixels[i] = clamp(Math.round(0.299 * r + 0.587 * g + 0.114 * b));
+    pixels[i + 1] = clamp(Math.round(-0.168736 * r - 0.331264 * g + 0.5 * b + 128));
+    pixels[i + 2] = clamp(Math.round(0.5 * r - 0.418688 * g - 0.081312 * b + 128));
   }
 }

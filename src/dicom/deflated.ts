@@ -3,12 +3,17 @@
 // the header parser inflates a growing prefix of it (read in doubling compressed chunks) only as
 // far as it needs, in memory, bounded by its header limit. Offsets are those of the inflated file
 // (meta group + inflated data set): what the catalog records and the frame cache serves.
+// `inflateToFile` writes that inflated object out, streaming (STOW-RS checks its pixel data there).
 
-import { constants, inflateRawSync } from 'node:zlib';
+import { createWriteStream } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { constants, createInflateRaw, inflateRawSync } from 'node:zlib';
 import { CorruptFile, UnsupportedFormat } from '../errors.js';
 import type { ByteSource, ReadOptions } from '../storage/types.js';
 
 const FIRST_CHUNK = 16 * 1024;
+const STREAM_CHUNK = 4 * 1024 * 1024;
 
 /** The inflated view of a deflated object, filled on demand (`fill`), never past `limit` bytes. */
 export class InflatingView implements ByteSource {
@@ -91,4 +96,46 @@ export async function deflatedDataOffset(source: ByteSource, signal?: AbortSigna
       `${source.key}: deflated object without a usable File Meta Information Group Length`,
     );
   return end;
+}
+
+/**
+ * Writes a deflated object as the file it would be inflated (meta group + inflated data set, the
+ * offsets the parser reports with `inflate`) to `target`, streaming, refusing past `limit` bytes
+ * (`UnsupportedFormat`) and a stream that does not inflate to its end (`CorruptFile`). Returns its size.
+ */
+export async function inflateToFile(
+  source: ByteSource,
+  dataOffset: number,
+  target: string,
+  limit: number,
+  signal?: AbortSignal,
+): Promise<number> {
+  let written = dataOffset;
+  async function* compressed() {
+    for (let at = dataOffset; at < source.size; at += STREAM_CHUNK) {
+      yield Buffer.from(
+        await source.read(at, Math.min(STREAM_CHUNK, source.size - at), { purpose: 'data', signal }),
+      );
+    }
+  }
+  const bounded = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      written += chunk.length;
+      if (written > limit)
+        done(new UnsupportedFormat(`${source.key}: deflated data set inflates past ${limit} bytes`));
+      else done(null, chunk);
+    },
+  });
+  const meta = await source.read(0, dataOffset, { purpose: 'metadata', signal });
+  const out = createWriteStream(target);
+  out.write(Buffer.from(meta));
+  try {
+    await pipeline(Readable.from(compressed()), createInflateRaw(), bounded, out, { signal });
+  } catch (e) {
+    if (e instanceof UnsupportedFormat || (e as Error).name === 'AbortError') throw e;
+    throw new CorruptFile(`${source.key}: deflated data set cannot be inflated: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return written;
 }

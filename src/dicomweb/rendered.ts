@@ -1,5 +1,5 @@
 // WADO-RS rendered images and thumbnails (PS3.18 §10.4.1.1.3, Table 8.3.5-1). Colour frames (RGB,
-// YBR_FULL, YBR_FULL_422; colour.ts) are shown as stored. Grayscale frames:
+// YBR_FULL, YBR_FULL_422, YBR_RCT, YBR_ICT; colour.ts) are shown as stored. Grayscale frames:
 // the frame is decoded to real-world values (Modality LUT: Rescale Slope / Intercept), windowed
 // (`window=center,width[,linear|linear-exact|sigmoid]`, else the instance's first
 // WindowCenter/Width, else the frame's min..max), inverted for MONOCHROME1, fitted into
@@ -10,7 +10,7 @@ import type { StoredInstance } from '../catalog/catalog.js';
 import { jsonNumber } from '../dicom/json.js';
 import { BadRequest, NotAcceptable, UnsupportedFormat } from '../errors.js';
 import { VOLUME_TRANSFER_SYNTAXES, type FrameSampleDecoder } from '../volumes/frame-samples.js';
-import { colourFrameRgb } from './colour.js';
+import { COLOUR_PHOTOMETRICS, colourFrameRgb } from './colour.js';
 import { parseAccept } from './frames.js';
 
 export interface RenderOptions {
@@ -117,10 +117,7 @@ export async function renderFrame(
   const rows = jsonNumber(instance.json, '00280010') ?? 0;
   const columns = jsonNumber(instance.json, '00280011') ?? 0;
   const photometric = text(instance, '00280004') ?? 'MONOCHROME2';
-  if (
-    (jsonNumber(instance.json, '00280002') ?? 1) === 3 &&
-    ['RGB', 'YBR_FULL', 'YBR_FULL_422'].includes(photometric)
-  ) {
+  if ((jsonNumber(instance.json, '00280002') ?? 1) === 3 && COLOUR_PHOTOMETRICS.has(photometric)) {
     // Colour: shown as stored (no window).
     const rgb = await colourFrameRgb(decoder, instance, frame, signal);
     return encode(
@@ -133,7 +130,7 @@ export async function renderFrame(
   }
   if ((jsonNumber(instance.json, '00280002') ?? 1) !== 1 || !photometric.startsWith('MONOCHROME')) {
     throw new UnsupportedFormat(
-      `rendering ${photometric} images is not supported (grayscale, RGB, YBR_FULL, YBR_FULL_422)`,
+      `rendering ${photometric} images is not supported (grayscale, ${[...COLOUR_PHOTOMETRICS].join(', ')})`,
     );
   }
   if (!VOLUME_TRANSFER_SYNTAXES.includes(instance.transferSyntax)) {

@@ -13,7 +13,8 @@ import { instanceRecord } from '../catalog/record.js';
 import type { DicomJson } from '../dicom/json.js';
 import { checkPixelDataComplete } from '../dicom/integrity.js';
 import { parseDicomHeader } from '../dicom/parser.js';
-import { Tag } from '../dicom/tags.js';
+import { deflatedDataOffset, inflateToFile } from '../dicom/deflated.js';
+import { Tag, TransferSyntax } from '../dicom/tags.js';
 import { isMedStreamError, NotImplemented, StorageUnavailable, UnsupportedFormat } from '../errors.js';
 import { LocalStorage } from '../storage/local.js';
 import type { Storage } from '../storage/types.js';
@@ -196,11 +197,30 @@ export class StowService {
     let header;
     const source = await spool.open(name);
     try {
-      header = await parseDicomHeader(source, { signal: options.signal });
-      await checkPixelDataComplete(source, header, options.signal);
+      // Deflated objects: the header is read from the inflating stream, the pixel data checked in
+      // an inflated copy (offsets are the inflated object's, as the catalog records them).
+      header = await parseDicomHeader(source, { signal: options.signal, inflate: true });
+      if (header.transferSyntax === TransferSyntax.DeflatedExplicitVrLittleEndian) {
+        const inflated = `${name}.inflated`;
+        try {
+          const from = await deflatedDataOffset(source, options.signal);
+          await inflateToFile(source, from, `${path}.inflated`, this.options.maxBytes, options.signal);
+          await checkPixelDataComplete(await spool.open(inflated), header, options.signal);
+        } finally {
+          await fs.rm(`${path}.inflated`, { force: true });
+        }
+      } else await checkPixelDataComplete(source, header, options.signal);
     } catch (e) {
-      const message = isMedStreamError(e) ? e.message.replace(`${name}: `, '') : 'unreadable';
-      return { failure: { reason: FailureReason.CannotUnderstand, comment: message } };
+      const message = isMedStreamError(e)
+        ? e.message.replace(`${name}.inflated: `, '').replace(`${name}: `, '')
+        : 'unreadable';
+      const tooLarge = e instanceof UnsupportedFormat && /inflates past/.test(e.message);
+      return {
+        failure: {
+          reason: tooLarge ? FailureReason.OutOfResources : FailureReason.CannotUnderstand,
+          comment: message,
+        },
+      };
     }
     const d = header.dataset;
     const outcome: Outcome = {

@@ -141,9 +141,10 @@ export class FrameSampleDecoder {
   }
 
   /**
-   * One 8-bit colour frame of a WASM-decoded syntax (JPEG, JPEG-LS, HTJ2K) as interleaved
-   * samples as the codec leaves them: RGB for JPEG (libjpeg applies its colour transform) and for
-   * HTJ2K/JPEG-LS with a component transform; otherwise the stored components.
+   * One 8-bit colour frame of a compressed syntax (DCT and lossless JPEG, JPEG-LS, JPEG 2000,
+   * HTJ2K) as interleaved samples as the codec leaves them: RGB for DCT JPEG (libjpeg applies its
+   * colour transform) and for JPEG 2000 / HTJ2K with a component transform (the decoder inverts
+   * it); otherwise the stored components.
    */
   async decodeColour(
     bytes: Uint8Array,
@@ -151,6 +152,20 @@ export class FrameSampleDecoder {
     info: { rows: number; columns: number },
     signal?: AbortSignal,
   ): Promise<Uint8Array> {
+    if (JP2K.has(transferSyntax)) {
+      const result = await this.jp2kSamples(bytes, info.rows * info.columns * 3, signal);
+      if (
+        result.width !== info.columns ||
+        result.height !== info.rows ||
+        result.components !== 3 ||
+        result.bitsPerSample > 8
+      ) {
+        throw new DecodeError(
+          `JPEG 2000 frame is ${result.width}x${result.height}x${result.components} of ${result.bitsPerSample} bits, the instance says ${info.columns}x${info.rows}x3 of 8`,
+        );
+      }
+      return result.data;
+    }
     const codec = WASM_CODEC.get(transferSyntax);
     if (codec === undefined)
       throw new UnsupportedFormat(`colour frames of ${transferSyntax} are not decoded`);
@@ -184,11 +199,11 @@ export class FrameSampleDecoder {
     return pool;
   }
 
-  private async decodeJp2k(
+  private jp2kSamples(
     bytes: Uint8Array,
-    info: FramePixelInfo,
+    maxSamples: number,
     signal?: AbortSignal,
-  ): Promise<Int32Array> {
+  ): Promise<Jp2kSampleResult> {
     this.pool ??= new WorkerPool<Jp2kSampleTask, Jp2kSampleResult>({
       script: codecScript('jp2k-worker'),
       size: Math.max(1, this.options.workers || os.availableParallelism()),
@@ -197,11 +212,15 @@ export class FrameSampleDecoder {
       name: 'medstream-frames-jp2k',
     });
     const copy = bytes.slice();
-    const result = await this.pool.run(
-      { bytes: copy, samples: true, maxSamples: info.rows * info.columns },
-      [copy.buffer],
-      signal,
-    );
+    return this.pool.run({ bytes: copy, samples: true, maxSamples }, [copy.buffer], signal);
+  }
+
+  private async decodeJp2k(
+    bytes: Uint8Array,
+    info: FramePixelInfo,
+    signal?: AbortSignal,
+  ): Promise<Int32Array> {
+    const result = await this.jp2kSamples(bytes, info.rows * info.columns, signal);
     if (result.width !== info.columns || result.height !== info.rows || result.components !== 1) {
       throw new DecodeError(
         `JPEG 2000 frame is ${result.width}x${result.height}x${result.components}, the instance says ${info.columns}x${info.rows}x1`,
