@@ -9,7 +9,6 @@ import {
   eventTarget,
   imageLoader,
   init as coreInit,
-  ProgressiveRetrieveImages,
   RenderingEngine,
   utilities,
   volumeLoader,
@@ -20,6 +19,7 @@ import {
 import { init as loaderInit } from '@cornerstonejs/dicom-image-loader';
 import { dicomwebClient } from '../../src/viewer/radiology/dicomweb.js';
 import { loadSeries } from '../../src/viewer/radiology/series.js';
+import { retrieveConfiguration } from '../../src/viewer/radiology/stages.js';
 
 type Options = Record<string, unknown>;
 
@@ -40,25 +40,6 @@ export interface RunResult {
 const FULL = Enums.ImageQualityStatus.FULL_RESOLUTION;
 let imageIds: string[] = [];
 let engine: RenderingEngine | undefined;
-
-function retrieveConfiguration(layout: RunRequest['layout'], req: RunRequest) {
-  const fast = req.fast ?? req.final;
-  const retrieveOptions = {
-    default: fast,
-    single: req.final,
-    singleFast: fast,
-    singleFinal: req.final,
-    multipleFast: fast,
-    multipleFinal: req.final,
-  };
-  if (layout === 'volume') return { ...ProgressiveRetrieveImages.interleavedRetrieveStages, retrieveOptions };
-  return {
-    ...(req.fast
-      ? ProgressiveRetrieveImages.sequentialRetrieveStages
-      : ProgressiveRetrieveImages.singleRetrieveStages),
-    retrieveOptions,
-  };
-}
 
 /** Page start: Cornerstone, the series metadata, and one decode per codec on the warm-up series. */
 async function prepare(
@@ -101,7 +82,7 @@ function element(): HTMLDivElement {
 async function run(req: RunRequest): Promise<RunResult> {
   engine = new RenderingEngine('bench');
   const el = element();
-  const config = retrieveConfiguration(req.layout, req);
+  const config = retrieveConfiguration(req.layout, req.fast, req.final);
   let first = NaN;
   let final = NaN;
   let complete = NaN;

@@ -246,6 +246,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       },
       ai,
       segmentation: segmentation.service,
+      derived,
       aiMaxUploadBytes: config.aiMaxUploadBytes,
       ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
       accessLog: config.accessLog,

@@ -30,6 +30,10 @@ export interface DerivedCacheOptions {
   onStoreError?: (error: unknown) => void;
 }
 
+/** The layers a derived frame is found in, nearest first. */
+export const DERIVED_CACHE_LAYERS = ['memory', 'shared', 'disk', 'store'] as const;
+export type DerivedCacheLayer = (typeof DERIVED_CACHE_LAYERS)[number];
+
 export interface DerivedCacheStats {
   memoryBytes: number;
   diskFiles: number;
@@ -37,6 +41,10 @@ export interface DerivedCacheStats {
   diskMaxBytes: number;
   storeHits: number;
   storeWrites: number;
+  /** Lookups answered, per layer (the nearest that had the frame). */
+  hits: Record<DerivedCacheLayer, number>;
+  /** Lookups no layer answered. */
+  misses: number;
 }
 
 const KEY = /^[0-9a-f]{16,64}$/;
@@ -47,8 +55,9 @@ export class DerivedCache {
   private readonly files = new Map<string, number>();
   private diskBytes = 0;
   private adopted: Promise<void> | undefined;
-  private storeHits = 0;
   private storeWrites = 0;
+  private readonly hits: Record<DerivedCacheLayer, number> = { memory: 0, shared: 0, disk: 0, store: 0 };
+  private misses = 0;
 
   constructor(private readonly options: DerivedCacheOptions) {
     this.memory = new ByteLru({ maxBytes: options.memoryBytes ?? 0, sizeOf: (b) => b.length });
@@ -62,9 +71,13 @@ export class DerivedCache {
   async get(key: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
     checkKey(key);
     const hot = this.memory.get(key);
-    if (hot) return hot;
+    if (hot) {
+      this.hits.memory++;
+      return hot;
+    }
     const shared = await this.options.shared?.get(`derived:${key}`, signal);
     if (shared) {
+      this.hits.shared++;
       const bytes = new Uint8Array(shared.body);
       this.memory.set(key, bytes);
       return bytes;
@@ -84,6 +97,7 @@ export class DerivedCache {
         this.touch(key, bytes.length);
         await this.evict(disk, key);
         this.memory.set(key, bytes);
+        this.hits.disk++;
         return bytes;
       } catch {
         this.forget(key);
@@ -95,7 +109,7 @@ export class DerivedCache {
         const source = await store.storage.open(store.prefix + key, { signal });
         if (source.size > 0) {
           const bytes = await source.read(0, source.size, { purpose: 'data', signal });
-          this.storeHits++;
+          this.hits.store++;
           this.memory.set(key, bytes);
           if (disk) await this.writeDisk(disk, key, bytes).catch(() => undefined);
           return bytes;
@@ -104,6 +118,7 @@ export class DerivedCache {
         if (!(e instanceof NotFound) && !(e instanceof MedStreamError)) throw e;
       }
     }
+    this.misses++;
     return undefined;
   }
 
@@ -148,8 +163,10 @@ export class DerivedCache {
       diskFiles: this.files.size,
       diskBytes: this.diskBytes,
       diskMaxBytes: this.disk ? this.options.maxBytes : 0,
-      storeHits: this.storeHits,
+      storeHits: this.hits.store,
       storeWrites: this.storeWrites,
+      hits: { ...this.hits },
+      misses: this.misses,
     };
   }
 

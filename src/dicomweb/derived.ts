@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import type { StoredInstance } from '../catalog/catalog.js';
 import { jsonNumber } from '../dicom/json.js';
+import { DECODE_BUCKETS_MS } from '../codecs/decode-stats.js';
 import { parseJ2kCodestream, rpclViolations } from '../codecs/j2k-markers.js';
 import type { WasmEncodeCodec, WasmEncodeResult, WasmEncodeTask } from '../codecs/wasm-encode-worker.js';
 import { WorkerPool, type WorkerPoolStats } from '../codecs/worker-pool.js';
@@ -17,7 +18,7 @@ import { DecodeError, UnsupportedFormat } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedTask } from '../io/shared-flight.js';
 import { FrameSampleDecoder, unpackNative, type FramePixelInfo } from '../volumes/frame-samples.js';
-import type { DerivedCache } from './derived-cache.js';
+import type { DerivedCache, DerivedCacheStats } from './derived-cache.js';
 
 /** The alternate frame paths Cornerstone3D's `framesPath` names, and what each serves. */
 export const DERIVED_KINDS = ['htj2k', 'htj2kThumbnail', 'jls', 'jlsThumbnail', 'lossy'] as const;
@@ -35,6 +36,25 @@ export interface DerivedFrame {
   mediaType: string;
   /** Cache key (hex digest): also the strong validator of these bytes. */
   key: string;
+}
+
+/** Per kind: encodes started, their times (successful ones) and what failed, for /metrics. */
+export interface DerivedKindStats {
+  encodes: number;
+  /** Successful encodes' seconds in the encoder pool (queue wait included): count, sum, buckets. */
+  encodeCount: number;
+  encodeSumMs: number;
+  /** Cumulative counts per bucket of DECODE_BUCKETS_MS. */
+  encodeCumulative: number[];
+  /** Frames that could not be made: the stored frame did not decode, or the encoder failed. */
+  failures: { decode: number; encode: number };
+}
+
+export interface DerivedFramesStats {
+  kinds: Record<string, DerivedKindStats>;
+  /** Requests that joined an encode already in flight for the same frame. */
+  joined: number;
+  cache: DerivedCacheStats;
 }
 
 export interface DerivedFramesOptions {
@@ -76,6 +96,8 @@ function workerScript(name: string): URL {
 export class DerivedFrames {
   /** Encodes run (not served from a cache): what the "encode once" tests count. */
   encodes = 0;
+  private joined = 0;
+  private readonly byKind = new Map<DerivedKind, DerivedKindStats>();
   private readonly pools = new Map<WasmEncodeCodec, WorkerPool<WasmEncodeTask, WasmEncodeResult>>();
   private readonly flights = new Map<string, SharedTask<Uint8Array>>();
   private readonly decoder: FrameSampleDecoder;
@@ -129,7 +151,7 @@ export class DerivedFrames {
           () => this.flights.delete(key),
         );
         this.flights.set(key, flight);
-      }
+      } else this.joined++;
       bytes = await flight.join(signal);
     }
     return { bytes, key, ...describe(kind, bytes) };
@@ -145,18 +167,24 @@ export class DerivedFrames {
     frame?: number,
   ): Promise<Uint8Array> {
     const info = pixelInfo(instance);
+    const stats = this.kindStats(kind);
     let samples: ArrayLike<number>;
-    if (frame === undefined) samples = await this.samplesOf(instance, stored, info, signal);
-    else {
-      const key = `${instance.objectKey}\0${instance.version}\0${frame}`;
-      let decoding = this.decoded.get(key);
-      if (!decoding) {
-        decoding = this.samplesOf(instance, stored, info, signal);
-        this.decoded.set(key, decoding);
-        // A failed or cancelled decode is not kept.
-        decoding.catch(() => this.decoded.delete(key));
+    try {
+      if (frame === undefined) samples = await this.samplesOf(instance, stored, info, signal);
+      else {
+        const key = `${instance.objectKey}\0${instance.version}\0${frame}`;
+        let decoding = this.decoded.get(key);
+        if (!decoding) {
+          decoding = this.samplesOf(instance, stored, info, signal);
+          this.decoded.set(key, decoding);
+          // A failed or cancelled decode is not kept.
+          decoding.catch(() => this.decoded.delete(key));
+        }
+        samples = await decoding;
       }
-      samples = await decoding;
+    } catch (e) {
+      if (!signal?.aborted) stats.failures.decode++;
+      throw e;
     }
     let width = info.columns;
     let height = info.rows;
@@ -178,8 +206,51 @@ export class DerivedFrames {
       quantizationStep: kind === 'lossy' ? (this.options.lossyStep ?? 0.002) : undefined,
     };
     this.encodes++;
-    const result = await this.pool(codec).run(task, [packed.buffer as ArrayBuffer], signal);
+    stats.encodes++;
+    const started = performance.now();
+    let result: WasmEncodeResult;
+    try {
+      result = await this.pool(codec).run(task, [packed.buffer as ArrayBuffer], signal);
+    } catch (e) {
+      if (!signal?.aborted) stats.failures.encode++;
+      throw e;
+    }
+    const ms = performance.now() - started;
+    stats.encodeCount++;
+    stats.encodeSumMs += ms;
+    DECODE_BUCKETS_MS.forEach((bound, i) => {
+      if (ms <= bound) stats.encodeCumulative[i]++;
+    });
     return result.bytes;
+  }
+
+  private kindStats(kind: DerivedKind): DerivedKindStats {
+    let stats = this.byKind.get(kind);
+    if (!stats) {
+      stats = {
+        encodes: 0,
+        encodeCount: 0,
+        encodeSumMs: 0,
+        encodeCumulative: DECODE_BUCKETS_MS.map(() => 0),
+        failures: { decode: 0, encode: 0 },
+      };
+      this.byKind.set(kind, stats);
+    }
+    return stats;
+  }
+
+  /** Counters for /metrics: per kind, joined requests, and the cache layers'. */
+  stats(): DerivedFramesStats {
+    return {
+      kinds: Object.fromEntries(
+        [...this.byKind].map(([kind, t]) => [
+          kind,
+          { ...t, encodeCumulative: [...t.encodeCumulative], failures: { ...t.failures } },
+        ]),
+      ),
+      joined: this.joined,
+      cache: this.options.cache.stats(),
+    };
   }
 
   private async samplesOf(

@@ -14,6 +14,8 @@ import type { BucketHistogram } from '../ai/histogram.js';
 import type { TileService } from '../tiles/tile-service.js';
 import type { SegmentationService } from '../segment/service.js';
 import { JOB_STATES } from '../jobs/queue.js';
+import type { DerivedFrames } from '../dicomweb/derived.js';
+import { renderDerivedMetrics } from './derived-metrics.js';
 
 export interface MetricSources {
   readStats?: ReadStats;
@@ -23,6 +25,8 @@ export interface MetricSources {
   ai?: AiService;
   /** Segmentation jobs (queue counts, seconds per slice per engine). */
   segmentation?: SegmentationService;
+  /** Derived frames of progressive loading (cache hits per layer, encodes, failures). */
+  derived?: DerivedFrames;
 }
 
 export interface Metrics {
@@ -266,6 +270,7 @@ function renderLayerMetrics(sources: MetricSources): string {
     }
   }
   if (sources.ai) renderAiMetrics(out, sources.ai);
+  if (sources.derived) renderDerivedMetrics(out, sources.derived);
   return out.toString();
 }
 

@@ -1,7 +1,8 @@
 // The radiology viewer with DICOMweb tokens on (--auth-enabled) over the fixture CT and a NIfTI
 // MR volume: the token from the link's hash goes with every request (studies, thumbnails,
-// metadata, frames), a page without one shows the server's refusal, the NIfTI-backed series
-// opens like a DICOM one (and its auto window changes the pixels), and the phone layout puts the
+// metadata, frames, the progressive stages' HTJ2K byte ranges and streaming), none is refused, a
+// page without one shows the server's refusal, the NIfTI-backed series opens like a DICOM one
+// (through the stages, and its auto window changes the pixels), and the phone layout puts the
 // series list above a viewport that shows the image.
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -77,6 +78,42 @@ async function spread(page: Page): Promise<{ mean: number; sd: number }> {
   return { mean: sum / data.length, sd: Math.sqrt(sq / data.length - (sum / data.length) ** 2) };
 }
 
+/** The page's DICOMweb requests: URL, Authorization, Range, and the answer's status once it comes. */
+interface DicomwebRequest {
+  url: string;
+  auth: string | undefined;
+  range: string | undefined;
+  status?: number;
+}
+
+function recordDicomweb(page: Page): DicomwebRequest[] {
+  const requests: DicomwebRequest[] = [];
+  const byRequest = new Map<unknown, DicomwebRequest>();
+  page.on('request', (r) => {
+    if (!r.url().includes('/dicomweb/')) return;
+    const e = { url: r.url(), auth: r.headers()['authorization'], range: r.headers()['range'] };
+    requests.push(e);
+    byRequest.set(r, e);
+  });
+  page.on('response', (res) => {
+    const e = byRequest.get(res.request());
+    if (e) e.status = res.status();
+  });
+  return requests;
+}
+
+/** Every request carried the token, as a Bearer header or `?token=`, and none was refused. */
+function expectAuthorized(requests: DicomwebRequest[]): void {
+  for (const r of requests) {
+    expect(r.auth === `Bearer ${token}` || r.url.includes(`token=${encodeURIComponent(token)}`), r.url).toBe(
+      true,
+    );
+    expect([401, 403], r.url).not.toContain(r.status);
+  }
+}
+
+const FRAME = /\/instances\/[^/]+\/(frames|htj2k)\/\d+/;
+
 async function studies(): Promise<Json[]> {
   const res = await fetch(`${server.url}/dicomweb/studies`, {
     headers: { authorization: `Bearer ${token}` },
@@ -88,10 +125,7 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
   it('sends the token from the link with every request; without one it shows the refusal', async () => {
     const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
     const log = watch(page);
-    const dicomweb: { url: string; auth: string | undefined }[] = [];
-    page.on('request', (r) => {
-      if (r.url().includes('/dicomweb/')) dicomweb.push({ url: r.url(), auth: r.headers()['authorization'] });
-    });
+    const dicomweb = recordDicomweb(page);
     await page.goto(`${server.url}/radiology/#token=${token}`);
     await page.locator('li.rad-study').nth(1).waitFor({ timeout: T });
     // The token left the address bar (it stays in the tab's session storage).
@@ -104,12 +138,11 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     await page.locator('.rad-series-link').first().click();
     await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
     await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
-    expect(dicomweb.some((r) => r.url.includes('/frames/'))).toBe(true);
-    for (const r of dicomweb)
-      expect(
-        r.auth === `Bearer ${token}` || r.url.includes(`token=${encodeURIComponent(token)}`),
-        r.url,
-      ).toBe(true);
+    // The stack loads through the progressive stages: HTJ2K, its first range of 64,000 bytes.
+    expect(await page.evaluate('document.body.dataset.stages')).toBe('on');
+    expect(dicomweb.some((r) => r.url.includes('/htj2k/') && r.range === 'bytes=0-63999')).toBe(true);
+    expect(dicomweb.some((r) => FRAME.test(r.url))).toBe(true);
+    expectAuthorized(dicomweb);
     expect(foreignRequests(log, server.url)).toEqual([]);
     expect(log.errors).toEqual([]);
     await page.close();
@@ -146,10 +179,15 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     expect(mr).toBeDefined();
     const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
     const log = watch(page);
+    const dicomweb = recordDicomweb(page);
     await page.goto(`${server.url}/radiology/#study=${mr['0020000D'].Value![0] as string}&token=${token}`);
     await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
     await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
     await page.waitForTimeout(300);
+    // Its slices come as HTJ2K made from the NIfTI volume, by byte range with the token.
+    expect(await page.evaluate('document.body.dataset.stages')).toBe('on');
+    expect(dicomweb.some((r) => r.url.includes('/htj2k/') && r.range === 'bytes=0-63999')).toBe(true);
+    expect(dicomweb.filter((r) => r.url.includes('/frames/'))).toEqual([]);
     const first = await spread(page);
     expect(first.sd).toBeGreaterThan(5);
     await page.keyboard.press('4'); // brain 80/40: far too narrow for MR values
@@ -161,6 +199,29 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     await page.waitForTimeout(300);
     const auto = await spread(page);
     expect(Math.abs(auto.mean - brain.mean) + Math.abs(auto.sd - brain.sd)).toBeGreaterThan(5);
+    expect(await page.locator('#rad-error').isHidden()).toBe(true);
+    expectAuthorized(dicomweb);
+    expect(log.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('with a token, the MPR volume loads every slice by HTJ2K streaming, none refused', async () => {
+    const ct = (await studies()).find((s) => (s['00080061']?.Value ?? []).includes('CT'))!;
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    const log = watch(page);
+    const dicomweb = recordDicomweb(page);
+    await page.goto(
+      `${server.url}/radiology/#study=${ct['0020000D'].Value![0] as string}&layout=mpr&token=${token}`,
+    );
+    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n === 20);
+    expect(await page.evaluate('document.body.dataset.stages')).toBe('on');
+    const frames = dicomweb.filter((r) => FRAME.test(r.url));
+    expect(frames.filter((r) => r.url.includes('/htj2k/')).length).toBeGreaterThanOrEqual(20);
+    expect(frames.filter((r) => r.url.includes('/frames/'))).toEqual([]);
+    // Streaming requests go through beforeSend: the Bearer header, not the URL.
+    expect(frames.every((r) => r.range !== undefined || r.auth === `Bearer ${token}`)).toBe(true);
+    expectAuthorized(dicomweb);
     expect(await page.locator('#rad-error').isHidden()).toBe(true);
     expect(log.errors).toEqual([]);
     await page.close();

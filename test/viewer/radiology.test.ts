@@ -85,6 +85,9 @@ interface Sample {
   lit: number;
 }
 
+/** Frame requests, from /frames/ or the progressive stages' /htj2k/ (the viewer's default). */
+const FRAMES = /\/instances\/[^/]+\/(frames|htj2k)\/\d+/;
+
 const LOADED = 'window.medstreamRadiology.view?.display?.loadedCount ?? 0';
 
 function clean(log: PageLog): void {
@@ -234,7 +237,7 @@ describe('radiology viewer in Chromium', () => {
     const log = watch(page);
     // Frames answer one after another, 120 ms apart: the volume fills over ~2.4 s.
     let n = 0;
-    await page.route('**/frames/**', async (route) => {
+    await page.route(FRAMES, async (route) => {
       await new Promise((r) => setTimeout(r, 120 * ++n));
       await route.continue();
     });
@@ -277,7 +280,7 @@ describe('radiology viewer in Chromium', () => {
   it('a frame that fails shows its error instead of a black viewport', async () => {
     const page = await browser.newPage({ viewport: { width: 900, height: 600 } });
     const log = watch(page);
-    await page.route('**/frames/**', (route) =>
+    await page.route(FRAMES, (route) =>
       route.fulfill({
         status: 503,
         contentType: 'application/json',

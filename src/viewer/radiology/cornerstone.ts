@@ -25,6 +25,9 @@ export function startCornerstone(client: DicomwebClient): void {
   loaderInit({
     // Two decode workers: a CT slice decodes in a few ms, and the page shares the machine.
     maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)),
+    // Returned, not set on the XHR: the XHR requests (which set what is returned) and the streaming
+    // ones (`beforeSend(null, ...)`, no XHR) both send these. Byte-range requests never call it
+    // and carry the token as `?token=` (stages.ts).
     beforeSend: () => client.headers(),
   });
   toolsInit();

@@ -27,6 +27,7 @@ import {
   ZoomTool,
 } from '@cornerstonejs/tools';
 import type { LoadedSeries } from './series.js';
+import { applyStages, type StagesOptions } from './stages.js';
 
 export type Layout = 'stack' | 'mpr';
 export type MouseTool = 'wl' | 'pan' | 'zoom' | 'length' | 'crosshairs';
@@ -70,6 +71,8 @@ export class SeriesDisplay {
   readonly samples: RenderSample[] = [];
   /** When the last frame of the series arrived (performance.now()). */
   completeAt?: number;
+  /** Whether the series loads with the progressive stages. */
+  stages = false;
   private readonly viewportIds: string[];
   private readonly groupId: string;
   private readonly volumeId?: string;
@@ -117,9 +120,13 @@ export class SeriesDisplay {
     elements: HTMLDivElement[],
     events: DisplayEvents,
     initial: { slice?: number; ww?: number; wc?: number },
+    /** Load with the progressive stages (stages.ts) rather than plain /frames/; undefined: off. */
+    stages?: StagesOptions,
   ): Promise<SeriesDisplay> {
     const d = new SeriesDisplay(series, layout, elements, events);
+    d.stages = stages !== undefined;
     try {
+      applyStages(stages, layout, d.volumeId);
       await d.load(initial);
     } catch (err) {
       events.onError(messageOf(err));

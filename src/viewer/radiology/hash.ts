@@ -1,4 +1,4 @@
-// Deep links of the radiology viewer: `#study=…&series=…&slice=…&ww=…&wc=…&layout=mpr`.
+// Deep links of the radiology viewer: `#study=…&series=…&slice=…&ww=…&wc=…&layout=mpr&stages=off`.
 // The hash (never sent to the server) also carries a DICOMweb token given as `#token=…`.
 
 export interface ViewState {
@@ -9,6 +9,8 @@ export interface ViewState {
   ww?: number;
   wc?: number;
   layout?: 'stack' | 'mpr';
+  /** `off`: plain /frames/ instead of the progressive stages (stages.ts). */
+  stages?: 'off';
 }
 
 export function parseHash(hash: string): ViewState {
@@ -28,6 +30,7 @@ export function parseHash(hash: string): ViewState {
     ww: ww !== undefined && ww > 0 ? ww : undefined,
     wc: n('wc'),
     layout: p.get('layout') === 'mpr' ? 'mpr' : p.get('layout') === 'stack' ? 'stack' : undefined,
+    stages: p.get('stages') === 'off' ? 'off' : undefined,
   };
 }
 
@@ -39,6 +42,7 @@ export function formatHash(s: ViewState): string {
   if (s.ww !== undefined) p.set('ww', String(Math.round(s.ww)));
   if (s.wc !== undefined) p.set('wc', String(Math.round(s.wc)));
   if (s.layout === 'mpr') p.set('layout', 'mpr');
+  if (s.stages === 'off') p.set('stages', 'off');
   const q = p.toString();
   return q ? `#${q}` : '';
 }

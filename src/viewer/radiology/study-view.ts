@@ -10,6 +10,7 @@ import { messageOf, SeriesDisplay, type Layout, type MouseTool } from './display
 import { formatHash, type ViewState } from './hash.js';
 import { autoWindow, PRESETS, toRange } from './presets.js';
 import { loadSeries, type LoadedSeries } from './series.js';
+import { derivedAvailable } from './stages.js';
 
 const TOOLS: { id: MouseTool; label: string; key: string }[] = [
   { id: 'wl', label: 'Window', key: 'w' },
@@ -150,6 +151,10 @@ export async function showStudy(
   }
 
   const loadedSeries = new Map<string, LoadedSeries>();
+  // Progressive stages unless the link says `stages=off`; per series, only where the server makes
+  // HTJ2K of it (asked once, on its first frame).
+  const stagesWanted = state.stages !== 'off';
+  const stagesBySeries = new Map<string, Promise<boolean>>();
   const open = async (seriesUid: string, layout: Layout, initial: ViewState = {}): Promise<void> => {
     view.display?.destroy();
     view.display = undefined;
@@ -180,7 +185,14 @@ export async function showStudy(
       viewportsEl.replaceChildren(...elements);
       for (const [l, b] of Object.entries(layoutButtons))
         b.setAttribute('aria-pressed', String(l === layout));
-      current = { study: studyUid, series: seriesUid, layout };
+      let stages = stagesBySeries.get(seriesUid);
+      if (!stages) {
+        stages = stagesWanted ? derivedAvailable(client, s.imageIds[0]) : Promise.resolve(false);
+        stagesBySeries.set(seriesUid, stages);
+      }
+      const stagesOn = await stages;
+      document.body.dataset.stages = stagesOn ? 'on' : stagesWanted ? 'unavailable' : 'off';
+      current = { study: studyUid, series: seriesUid, layout, stages: state.stages };
       view.display = await SeriesDisplay.open(
         s,
         layout,
@@ -194,6 +206,7 @@ export async function showStudy(
           onError: showError,
         },
         { slice: initial.slice, ww: initial.ww, wc: initial.wc },
+        stagesOn ? { token: client.token } : undefined,
       );
       setTool(layout === 'mpr' ? 'crosshairs' : 'wl');
       document.body.dataset.layout = layout;
