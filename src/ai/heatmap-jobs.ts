@@ -83,6 +83,7 @@ const PYRAMID = /^heatmaps\/([0-9a-f-]{36})\.tif$/;
 
 export class HeatmapJobs {
   private readonly queue: HeatmapQueue;
+  private readonly slides = new Map<string, string>();
 
   constructor(
     private readonly ai: AiService,
@@ -127,6 +128,19 @@ export class HeatmapJobs {
     const record = await this.queue.get(id);
     if (!record) throw new NotFound(`no heatmap job ${JSON.stringify(id)}`);
     return this.view(record);
+  }
+
+  /** The slide job `id` was made over, or undefined (auth: a viewer token of that slide reads it). */
+  async slideOf(id: string): Promise<string | undefined> {
+    const known = this.slides.get(id);
+    if (known !== undefined) return known;
+    const slide = (await this.queue.get(id).catch(() => undefined))?.payload.request.slide;
+    if (slide !== undefined) {
+      // A job's slide never changes: remembered (bounded, oldest forgotten first).
+      this.slides.set(id, slide);
+      if (this.slides.size > 1000) this.slides.delete(this.slides.keys().next().value as string);
+    }
+    return slide;
   }
 
   async cancel(id: string): Promise<HeatmapJob> {
