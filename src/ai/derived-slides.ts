@@ -2,7 +2,9 @@
 // and served by the slide registry like any stored slide: `overlay(storage)` is the storage the
 // registry opens from, answering `stat`/`open` for derived keys itself and passing every other
 // key (and every listing) to the real store. So tiles, IIIF and Deep Zoom of a heat map go
-// through the unchanged tile path, and a derived slide never appears in a slide listing.
+// through the unchanged tile path, and a derived slide never appears in a slide listing. A key
+// this process does not hold is asked of a loader (`load`): heat-map pyramids are rebuilt from
+// their job's grid, which every replica can read, so any replica serves any map.
 
 import { createHash } from 'node:crypto';
 import { InvalidRange, NotFound } from '../errors.js';
@@ -17,11 +19,21 @@ interface Derived {
   lastModified: Date;
 }
 
+/** Rebuilds a derived slide this process does not hold, by name; undefined: there is none. */
+export type DerivedLoader = (name: string) => Promise<Uint8Array | undefined>;
+
 export class DerivedSlides {
   private readonly objects = new Map<string, Derived>();
+  private readonly loading = new Map<string, Promise<Derived>>();
+  private loader?: DerivedLoader;
 
   /** Most derived slides kept (oldest dropped first). */
   constructor(private readonly keep = 100) {}
+
+  /** Where missing keys are rebuilt from (the AI service sets it once). */
+  load(loader: DerivedLoader): void {
+    this.loader = loader;
+  }
 
   /** Stores `bytes` (a pyramidal TIFF) as `<prefix><name>`; returns the slide id. */
   put(name: string, bytes: Uint8Array): string {
@@ -33,19 +45,34 @@ export class DerivedSlides {
     return key;
   }
 
+  /** The derived slide at `key`: held, or rebuilt once by the loader (concurrent asks share it). */
+  private async get(key: string): Promise<Derived> {
+    const held = this.objects.get(key);
+    if (held) return held;
+    let pending = this.loading.get(key);
+    if (!pending) {
+      const loader = this.loader;
+      pending = (async () => {
+        const bytes = loader ? await loader(key.slice(DERIVED_PREFIX.length)) : undefined;
+        if (!bytes)
+          throw new NotFound(`no derived slide ${key} (heat maps are kept for a while, then dropped)`);
+        this.put(key.slice(DERIVED_PREFIX.length), bytes);
+        return this.objects.get(key)!;
+      })().finally(() => this.loading.delete(key));
+      this.loading.set(key, pending);
+    }
+    return pending;
+  }
+
   /** The storage the slide registry reads from: derived keys here, everything else from `base`. */
   overlay(base: Storage): Storage {
-    const get = (key: string): Derived => {
-      const d = this.objects.get(key);
-      if (!d) throw new NotFound(`no derived slide ${key} (heat maps are kept for a while, then dropped)`);
-      return d;
-    };
+    const get = (key: string): Promise<Derived> => this.get(key);
     return {
       kind: base.kind,
       description: base.description,
       async stat(key, options) {
         if (!key.startsWith(DERIVED_PREFIX)) return base.stat(key, options);
-        const d = get(key);
+        const d = await get(key);
         return {
           key,
           size: d.bytes.length,
@@ -55,7 +82,7 @@ export class DerivedSlides {
       },
       async open(key, options) {
         if (!key.startsWith(DERIVED_PREFIX)) return base.open(key, options);
-        return memorySource(key, get(key));
+        return memorySource(key, await get(key));
       },
       list: (options) => base.list(options),
       close: () => base.close(),

@@ -10,7 +10,9 @@ import { encodeNiftiMask } from '../volumes/nifti.js';
 import type { TileService } from '../tiles/tile-service.js';
 import type { ModelDeclaration } from './declaration.js';
 import type { DerivedSlides } from './derived-slides.js';
-import { HeatmapJobs } from './heatmap-jobs.js';
+import { MemoryJobQueue } from '../jobs/memory-queue.js';
+import type { JobHandler } from '../jobs/queue.js';
+import { HeatmapJobs, type HeatmapPayload, type HeatmapQueue, type HeatmapSummary } from './heatmap-jobs.js';
 import { readClassification, readHeatmap, readMask } from './outputs.js';
 import type { Pixels } from './preprocess.js';
 import { inferRadiology, type DicomInferSource } from './radiology-infer.js';
@@ -67,6 +69,8 @@ export interface AiServiceOptions {
   derived?: DerivedSlides;
   /** Radiology inputs (the catalog); absent: only images and slides. */
   radiology?: RadiologySource;
+  /** Builds the heat-map job queue (cli/: Redis with --redis-url); default one in this process. */
+  heatmapQueue?: (handler: JobHandler<HeatmapPayload, HeatmapSummary>) => HeatmapQueue;
 }
 
 /** Tiles a heatmap job keeps in flight: enough to fill a model's batches. */
@@ -76,7 +80,14 @@ export class AiService {
   readonly heatmaps: HeatmapJobs;
 
   constructor(private readonly options: AiServiceOptions) {
-    this.heatmaps = new HeatmapJobs(this, options.results, HEATMAP_CONCURRENCY, 100, options.derived);
+    this.heatmaps = new HeatmapJobs(
+      this,
+      options.heatmapQueue ?? ((handler) => new MemoryJobQueue({ handler, maxFinished: 100 })),
+      HEATMAP_CONCURRENCY,
+      options.derived !== undefined,
+    );
+    // Pyramids this process does not hold are rebuilt from their job's grid.
+    options.derived?.load((name) => this.heatmaps.pyramid(name));
   }
 
   get registry(): ModelRegistry {
@@ -147,7 +158,7 @@ export class AiService {
   }
 
   async close(): Promise<void> {
-    this.heatmaps.close();
+    await this.heatmaps.close();
     await this.options.registry.close();
   }
 

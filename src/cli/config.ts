@@ -463,6 +463,15 @@ export const OPTIONS = [
     max: 3_600_000,
     description: 'longest one inference batch may run (0 = no limit); models then run in child processes',
   },
+  {
+    flag: 'ai-heatmap-workers',
+    kind: 'int',
+    default: '1',
+    min: 0,
+    max: 8,
+    description:
+      'heat-map jobs this process runs at once (0 = none: with --redis-url, other replicas run them)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -555,6 +564,7 @@ export interface Config {
   segmentResultsBytes: number;
   /** Longest one batch may run, ms (0 = no limit). */
   aiBatchTimeoutMs: number;
+  aiHeatmapWorkers: number;
 }
 
 export function envName(flag: string): string {
@@ -779,6 +789,7 @@ export function parseConfig(
     segmentJobLockMs: out.segmentJobLock as number,
     segmentResultsBytes: out.segmentResults as number,
     aiBatchTimeoutMs: out.aiBatchTimeout as number,
+    aiHeatmapWorkers: out.aiHeatmapWorkers as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {
@@ -801,6 +812,9 @@ export function parseConfig(
   }
   if (config.segmentWorkers === 0 && config.redisUrl === undefined) {
     throw new ConfigError('--segment-workers 0 needs --redis-url (another replica must run the jobs)');
+  }
+  if (config.aiHeatmapWorkers === 0 && config.redisUrl === undefined) {
+    throw new ConfigError('--ai-heatmap-workers 0 needs --redis-url (another replica must run the jobs)');
   }
   const commandValues = Object.fromEntries(Object.keys(commandFlags).map((k) => [k, values[k]]));
   return { config, positionals: parsed.positionals, help: values.help === true, commandValues };

@@ -11,6 +11,7 @@ import { ResultStore } from '../ai/results.js';
 import { AiService } from '../ai/service.js';
 import { RadiologySource } from '../ai/radiology-source.js';
 import { DerivedSlides } from '../ai/derived-slides.js';
+import { heatmapQueue } from './heatmap-queue.js';
 import { createCodecs } from '../codecs/index.js';
 import { openSlide, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
@@ -192,6 +193,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxPixels: config.maxRegionPixels,
       derived: derivedSlides,
       radiology: new RadiologySource({ catalog, storage, decoder: aiDecoder, maxVoxels: config.aiMaxVoxels }),
+      heatmapQueue: heatmapQueue(config, (id, err) =>
+        pino({ level: config.logLevel }).error({ err, job: id }, 'heatmap job failed'),
+      ),
     });
     const stow = {
       storage,

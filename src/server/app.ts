@@ -146,7 +146,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
 
   // Before every route: nothing but /health and /assets/ is served without a signature.
   const auth = deps.auth ?? { enabled: false, secrets: [], clockSkewSeconds: 0 };
-  registerAuth(app, auth);
+  // A viewer token for a slide also reaches the heat maps made over it (auth.ts).
+  const ai = deps.ai;
+  registerAuth(app, ai ? { ...auth, heatmapSlide: (id) => ai.heatmaps.slideOf(id) } : auth);
   const metrics = createMetrics(app, deps);
   // Auth checks run in Fastify's hooks: with auth on, every request takes the full path.
   const fast = auth.enabled

@@ -343,6 +343,38 @@ export function isOpenRequest(request: FastifyRequest): boolean {
 
 export interface AuthOptions extends VerifierOptions {
   enabled: boolean;
+  /**
+   * The slide a heat-map job was made over (undefined: no such job). A viewer token for that
+   * slide then also reads the job (`GET /ai/jobs/{id}`, its map PNG) and its pyramid, the derived
+   * slide `_derived/ai/heatmaps/{id}.tif`: the whole-slide viewer's heat-map layer.
+   */
+  heatmapSlide?: (jobId: string) => Promise<string | undefined>;
+}
+
+/** The derived slide of a heat-map job's pyramid (ai/heatmap-jobs.ts names them so). */
+const HEATMAP_PYRAMID = /^_derived\/ai\/heatmaps\/([0-9a-f-]{36})\.tif$/;
+/** The job routes a viewer token reads (never DELETE). */
+const HEATMAP_JOB_ROUTE = /^\/ai\/jobs\/:id(\/map\.png)?$/;
+
+function hasViewerToken(request: FastifyRequest): boolean {
+  return (request.query as Record<string, unknown> | undefined)?.vt !== undefined;
+}
+
+/**
+ * The slide a viewer token must be for: the route's slide, except that a heat-map pyramid (and,
+ * on /ai/, a heat-map job read with GET) takes the token of the slide the job was made over.
+ */
+async function tokenSlideOf(request: FastifyRequest, options: AuthOptions): Promise<string | undefined> {
+  if (!options.heatmapSlide || !hasViewerToken(request)) return slideIdOfRequest(request);
+  const pattern = request.routeOptions?.url ?? '';
+  if (HEATMAP_JOB_ROUTE.test(pattern)) {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return undefined;
+    const id = (request.params as Record<string, unknown> | undefined)?.id;
+    return typeof id === 'string' ? options.heatmapSlide(id) : undefined;
+  }
+  const slide = slideIdOfRequest(request);
+  const job = slide === undefined ? null : HEATMAP_PYRAMID.exec(slide);
+  return job ? options.heatmapSlide(job[1]) : slide;
 }
 
 /**
@@ -356,7 +388,7 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions): void {
     // DICOMweb carries bearer tokens instead (dicomweb-auth.ts, checked by its own hook).
     if (isOpenRequest(request) || isDicomwebUrl(request.url)) return;
     if (/^\/ai\//.test(request.url)) return verifyAi(request, verifier, options);
-    verifier.verify(request.url, slideIdOfRequest(request));
+    verifier.verify(request.url, await tokenSlideOf(request, options));
   });
 }
 
@@ -370,7 +402,11 @@ const BY_TOKEN = Symbol('aiByDicomwebToken');
  * scoped to, or a signed URL, which reaches the studies its signed `study` parameters name
  * (none without one). Either way the routes check studies with `assertStudyAccess`.
  */
-function verifyAi(request: FastifyRequest, verifier: RequestVerifier, options: VerifierOptions): void {
+async function verifyAi(
+  request: FastifyRequest,
+  verifier: RequestVerifier,
+  options: AuthOptions,
+): Promise<void> {
   const token = tokenOfRequest(request);
   if (token !== undefined) {
     const now = options.now ? Math.floor(options.now() / 1000) : undefined;
@@ -381,7 +417,7 @@ function verifyAi(request: FastifyRequest, verifier: RequestVerifier, options: V
     (request as unknown as Record<symbol, boolean>)[BY_TOKEN] = true;
     return;
   }
-  verifier.verify(request.url, slideIdOfRequest(request));
+  verifier.verify(request.url, await tokenSlideOf(request, options));
   const study = (request.query as Record<string, unknown> | undefined)?.study;
   const studies = (Array.isArray(study) ? study : [study]).filter((s): s is string => typeof s === 'string');
   setAccess(request, { studies, write: false, exp: Number.MAX_SAFE_INTEGER });

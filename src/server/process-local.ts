@@ -1,7 +1,8 @@
 // Routes whose state lives in one process: with `--workers N` (cli/cluster.ts) the next request
 // may reach another worker, which does not know the job or result. Such routes answer a typed
-// 409 in every worker instead of a 404 one time in N: AI heat-map jobs and results always (kept
-// in each process's memory), segmentation jobs unless --redis-url shares them.
+// 409 in every worker instead of a 404 one time in N: AI inference results always (kept in each
+// process's memory), heat-map jobs and their pyramids and segmentation jobs unless --redis-url
+// shares them.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Conflict } from '../errors.js';
@@ -9,19 +10,23 @@ import { Conflict } from '../errors.js';
 export interface ProcessLocalOptions {
   /** HTTP worker processes sharing the port. */
   workers: number;
-  /** Segmentation jobs are shared through Redis (--redis-url). */
+  /** Segmentation and heat-map jobs are shared through Redis (--redis-url). */
   sharedJobs: boolean;
 }
 
-const AI_LOCAL = /^\/ai\/(jobs|results)\/|^\/ai\/models\/[^/]+\/slides\/[^/]+\/heatmap$/;
-// Heat-map pyramids are slides under ai/derived-slides.ts' reserved key prefix.
+const AI_RESULTS = /^\/ai\/results\//;
+const AI_JOBS = /^\/ai\/jobs\/|^\/ai\/models\/[^/]+\/slides\/[^/]+\/heatmap$/;
+// Heat-map pyramids are slides under ai/derived-slides.ts' reserved key prefix (rebuilt from the
+// job's grid by any process once jobs are shared).
 const DERIVED_SLIDE = /_derived(\/|%2F)ai(\/|%2F)/i;
 
 /** The reason a request cannot be answered consistently in this process, or undefined. */
 export function processLocalRefusal(path: string, options: ProcessLocalOptions): string | undefined {
   if (options.workers <= 1) return undefined;
-  if (AI_LOCAL.test(path) || DERIVED_SLIDE.test(path))
-    return `AI jobs and results are kept in one process's memory, and this server runs ${options.workers} HTTP workers: serve them with --workers 1`;
+  if (AI_RESULTS.test(path))
+    return `AI inference results are kept in one process's memory, and this server runs ${options.workers} HTTP workers: serve them with --workers 1`;
+  if (!options.sharedJobs && (AI_JOBS.test(path) || DERIVED_SLIDE.test(path)))
+    return `heat-map jobs are kept in one process's memory unless Redis shares them, and this server runs ${options.workers} HTTP workers: add --redis-url, or serve with --workers 1`;
   if (!options.sharedJobs && path.startsWith('/segmentations'))
     return `segmentation jobs are shared between the ${options.workers} HTTP workers through Redis: add --redis-url, or serve with --workers 1`;
   return undefined;

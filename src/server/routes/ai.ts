@@ -10,7 +10,8 @@
 //   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
 //                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
 //   GET  /ai/jobs/{id}              its progress, and when done its grid and map
-//   DELETE /ai/jobs/{id}            cancels it
+//   GET  /ai/jobs/{id}/map.png      the grid as a PNG, one pixel per cell
+//   DELETE /ai/jobs/{id}            cancels it (202 while it stops, 200 once final)
 // A client that hangs up leaves the model's queue (its slide reads are cancelled too).
 // With auth on (auth.ts, docs/ai.md "Access"), radiology inference and its results need access to
 // the study (a DICOMweb token scoped to it, or a signed URL with `study=`); a DICOMweb token
@@ -115,11 +116,19 @@ export async function registerAiRoutes(
     );
     scope.get<{ Params: { id: string } }>('/ai/jobs/:id', async (request) => {
       assertNotByToken(request, 'slide heat maps');
-      return jobJson(ai.heatmaps.get(request.params.id));
+      return jobJson(await ai.heatmaps.get(request.params.id));
     });
-    scope.delete<{ Params: { id: string } }>('/ai/jobs/:id', async (request) => {
+    scope.get<{ Params: { id: string } }>('/ai/jobs/:id/map.png', async (request, reply) => {
       assertNotByToken(request, 'slide heat maps');
-      return jobJson(ai.heatmaps.cancel(request.params.id));
+      reply.header('Cache-Control', 'private, max-age=3600');
+      return reply.type('image/png').send(await ai.heatmaps.mapPng(request.params.id));
+    });
+    scope.delete<{ Params: { id: string } }>('/ai/jobs/:id', async (request, reply) => {
+      assertNotByToken(request, 'slide heat maps');
+      const job = await ai.heatmaps.cancel(request.params.id);
+      // 202: a running job stops between tiles (cancelRequested); 200: it is final.
+      if (job.state === 'queued' || job.state === 'running') reply.code(202);
+      return jobJson(job);
     });
 
     scope.get<{ Params: { file: string }; Querystring: { class?: string } }>(
@@ -156,12 +165,12 @@ export async function registerAiRoutes(
 }
 
 function jobJson(job: HeatmapJob): Record<string, unknown> {
-  const { values, mapId, overlay, ...rest } = job;
+  const { values, overlay, ...rest } = job;
   const id = overlay ? encodeURIComponent(overlay.slide) : '';
   return {
     ...rest,
     progress: job.tiles - job.background === 0 ? 1 : job.done / (job.tiles - job.background),
-    ...(job.state === 'done' ? { values, map: `/ai/results/${mapId}.png` } : {}),
+    ...(job.state === 'done' ? { values, map: `/ai/jobs/${job.id}/map.png` } : {}),
     // The map as a slide: the same routes as any slide serve it.
     ...(job.state === 'done' && overlay
       ? {
@@ -169,7 +178,7 @@ function jobJson(job: HeatmapJob): Record<string, unknown> {
             ...overlay,
             dzi: `/slides/${id}/dzi`,
             iiif: `/iiif/3/${id}/info.json`,
-            tiles: `/slides/${id}/tile/{level}/{x}/{y}`,
+            tiles: `/tiles/${id}/{level}/{x}/{y}.png`,
           },
         }
       : {}),
