@@ -187,13 +187,13 @@ export class MemoryJobQueue<P, S> implements JobQueue<P, S> {
           record.progress = { ...record.progress, ...values };
         },
       });
-      if (controller.signal.aborted) this.finish(entry, 'cancelled');
-      else {
-        record.summary = output.summary;
-        entry.files = output.files;
-        record.files = Object.keys(output.files);
-        this.finish(entry, 'done');
-      }
+      // A handler that returned has finished: it checks its signal between steps, and a cancel
+      // that lands after its last check (while a segmentation's SEG is being stored) is too late;
+      // calling the job cancelled would leave its stored result behind a cancelled record.
+      record.summary = output.summary;
+      entry.files = output.files;
+      record.files = Object.keys(output.files);
+      this.finish(entry, 'done');
     } catch (e) {
       if (controller.signal.aborted) this.finish(entry, 'cancelled');
       else {

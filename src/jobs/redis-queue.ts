@@ -282,7 +282,8 @@ export class RedisJobQueue<P, S> implements JobQueue<P, S> {
         },
       });
       await saving;
-      if (controller.signal.aborted) throw controller.signal.reason;
+      // A handler that returned has finished (see memory-queue.ts): done, even if a cancel landed
+      // after its last check.
       const multi = this.redis.multi();
       for (const [name, bytes] of Object.entries(output.files))
         multi.set(this.key(id, `:file:${name}`), Buffer.from(bytes), 'PX', this.options.ttlMs);

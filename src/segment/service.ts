@@ -265,10 +265,13 @@ export class SegmentationService {
       });
     }
     const encoded = performance.now();
+    // The last point a cancel stops the job. Storing is not aborted half-way (a fraction of a
+    // second): a cancel that lands during it is too late, and the job ends done with its SEG
+    // stored, never cancelled with a SEG left in the study.
     throwIfAborted(signal);
     let stored: SegmentationSummary['stored'];
     if (r.store && files['seg.dcm'] && this.options.storeSeg)
-      stored = await this.options.storeSeg(files['seg.dcm'], payload.studyUid, signal);
+      stored = await this.options.storeSeg(files['seg.dcm'], payload.studyUid, new AbortController().signal);
     const done = performance.now();
     const seconds = (a: number, b: number) => Number(((b - a) / 1000).toFixed(3));
     return {

@@ -130,6 +130,34 @@ describe('MemoryJobQueue', () => {
     expect(await q.cancel('no-such-job')).toBeUndefined();
   });
 
+  it('ends a job done when the cancel lands after its last check (its result is committed)', async () => {
+    let committing!: () => void;
+    const inCommit = new Promise<void>((r) => (committing = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const committed: string[] = [];
+    const q = new MemoryJobQueue<Step, { name: string }>({
+      handler: async (payload, context) => {
+        throwIfAborted(context.signal);
+        // The point of no return (a SEG being stored): the handler no longer looks at its signal.
+        committing();
+        await released;
+        committed.push(payload.name);
+        return { summary: { name: payload.name }, files: { 'out.txt': new Uint8Array([1]) } };
+      },
+    });
+    queues.push(q);
+    const job = await q.submit({ name: 'store', steps: 1 });
+    await inCommit;
+    expect(await q.cancel(job.job.id)).toMatchObject({ state: 'running', cancelRequested: true });
+    release();
+    await q.drained();
+    expect(committed).toEqual(['store']);
+    const ended = await q.get(job.job.id);
+    expect(ended).toMatchObject({ state: 'done', files: ['out.txt'], summary: { name: 'store' } });
+    expect(ended?.cancelRequested).toBeUndefined();
+  });
+
   it('keeps typed failures and hides untyped ones', async () => {
     const internal: unknown[] = [];
     const log: string[] = [];

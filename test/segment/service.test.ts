@@ -98,6 +98,51 @@ describe('SegmentationService.run', () => {
     expect(stored).toBe(1);
   });
 
+  it('a cancel that lands while the SEG is stored is too late: the job ends done, its SEG stored once', async () => {
+    let storing!: () => void;
+    const inStore = new Promise<void>((r) => (storing = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const stores: { aborted: boolean }[] = [];
+    const slow = new SegmentationService({
+      catalog: undefined as unknown as Catalog,
+      storage,
+      decoder,
+      engines: new LazyEngines(),
+      maxVoxels: 1_000_000,
+      storeSeg: async (_bytes, studyUid, signal) => {
+        storing();
+        await released;
+        stores.push({ aborted: signal.aborted });
+        return { studyUid, seriesUid: '1.2.9', sopUid: '1.2.9.1' };
+      },
+      queue: (handler) => new MemoryJobQueue({ handler }),
+    });
+    try {
+      const { job } = await slow.submit(payload());
+      await inStore;
+      expect(await slow.queue.cancel(job.id)).toMatchObject({ state: 'running', cancelRequested: true });
+      release();
+      let ended = await slow.queue.get(job.id);
+      while (ended && (ended.state === 'running' || ended.state === 'queued')) {
+        await new Promise((r) => setTimeout(r, 10));
+        ended = await slow.queue.get(job.id);
+      }
+      expect(ended?.state).toBe('done');
+      expect(ended?.summary?.stored).toEqual({
+        studyUid: ct.studyUid,
+        seriesUid: '1.2.9',
+        sopUid: '1.2.9.1',
+      });
+      expect(ended?.files.sort()).toEqual(['mask.nii.gz', 'seg.dcm']);
+      // The store ran to its end, not aborted half-way, exactly once.
+      expect(stores).toEqual([{ aborted: false }]);
+    } finally {
+      release();
+      await slow.close();
+    }
+  });
+
   it('answers 409 naming what to install for an engine it cannot load', async () => {
     const engines = new LazyEngines();
     const error = await engines.get('medsam2').catch((e: unknown) => e);

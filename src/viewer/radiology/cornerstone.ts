@@ -10,6 +10,7 @@ import {
   init as toolsInit,
   LengthTool,
   PanTool,
+  RectangleROITool,
   StackScrollTool,
   WindowLevelTool,
   ZoomTool,
@@ -31,6 +32,14 @@ export function startCornerstone(client: DicomwebClient): void {
     beforeSend: () => client.headers(),
   });
   toolsInit();
-  for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, CrosshairsTool])
+  for (const tool of [
+    WindowLevelTool,
+    PanTool,
+    ZoomTool,
+    StackScrollTool,
+    LengthTool,
+    CrosshairsTool,
+    RectangleROITool,
+  ])
     addTool(tool);
 }

@@ -20,6 +20,7 @@ import {
   Enums as ToolEnums,
   LengthTool,
   PanTool,
+  RectangleROITool,
   StackScrollTool,
   ToolGroupManager,
   utilities as toolUtilities,
@@ -30,7 +31,7 @@ import type { LoadedSeries } from './series.js';
 import { applyStages, type StagesOptions } from './stages.js';
 
 export type Layout = 'stack' | 'mpr';
-export type MouseTool = 'wl' | 'pan' | 'zoom' | 'length' | 'crosshairs';
+export type MouseTool = 'wl' | 'pan' | 'zoom' | 'length' | 'crosshairs' | 'box';
 
 const TOOL_NAMES: Record<MouseTool, string> = {
   wl: WindowLevelTool.toolName,
@@ -38,6 +39,7 @@ const TOOL_NAMES: Record<MouseTool, string> = {
   zoom: ZoomTool.toolName,
   length: LengthTool.toolName,
   crosshairs: CrosshairsTool.toolName,
+  box: RectangleROITool.toolName,
 };
 
 const ENGINE_ID = 'medstream-radiology';
@@ -73,7 +75,8 @@ export class SeriesDisplay {
   completeAt?: number;
   /** Whether the series loads with the progressive stages. */
   stages = false;
-  private readonly viewportIds: string[];
+  /** The viewports shown (the stack, or axial, sagittal, coronal): overlays attach to these. */
+  readonly viewportIds: string[];
   private readonly groupId: string;
   private readonly volumeId?: string;
   private primary: MouseTool = 'wl';
@@ -157,7 +160,9 @@ export class SeriesDisplay {
   private setupTools(): void {
     const group = ToolGroupManager.createToolGroup(this.groupId);
     if (!group) throw new Error('tool group exists');
-    const names = [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool].map((t) => t.toolName);
+    const names = [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, RectangleROITool].map(
+      (t) => t.toolName,
+    );
     if (this.layout === 'mpr') names.push(CrosshairsTool.toolName);
     for (const n of names) group.addTool(n);
     for (const id of this.viewportIds) group.addViewport(id, this.engine.id);
@@ -166,6 +171,7 @@ export class SeriesDisplay {
     group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: B.Secondary }] });
     group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: B.Wheel }] });
     group.setToolPassive(LengthTool.toolName);
+    group.setToolPassive(RectangleROITool.toolName);
     this.setTool('wl');
   }
 

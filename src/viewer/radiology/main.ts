@@ -2,6 +2,7 @@
 // hash names a study (deep links, see hash.ts). The DICOMweb token, when auth is on, comes from
 // the page's hash (`#token=…`, never sent to the server) or its `?token=` and is kept for the tab.
 
+import { metaData } from '@cornerstonejs/core';
 import { readConfig } from '../common.js';
 import { dicomwebClient } from './dicomweb.js';
 import { parseHash } from './hash.js';
@@ -84,5 +85,7 @@ Object.assign(window, {
     get view() {
       return view;
     },
+    /** An image's plane geometry as Cornerstone sees it (the segmentation test places boxes with it). */
+    imagePlane: (imageId: string): unknown => metaData.get('imagePlaneModule', imageId),
   },
 });

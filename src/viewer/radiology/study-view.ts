@@ -9,6 +9,7 @@ import { dicomDate, personName, str, TAG, type DicomwebClient } from './dicomweb
 import { messageOf, SeriesDisplay, type Layout, type MouseTool } from './display.js';
 import { formatHash, type ViewState } from './hash.js';
 import { autoWindow, PRESETS, toRange } from './presets.js';
+import { SegmentationPanel } from './segmentation-tool.js';
 import { loadSeries, type LoadedSeries } from './series.js';
 import { derivedAvailable } from './stages.js';
 
@@ -18,10 +19,13 @@ const TOOLS: { id: MouseTool; label: string; key: string }[] = [
   { id: 'zoom', label: 'Zoom', key: 'z' },
   { id: 'length', label: 'Length', key: 'l' },
   { id: 'crosshairs', label: 'Crosshairs', key: 'c' },
+  { id: 'box', label: 'Box', key: 'b' },
 ];
 
 export interface StudyView {
   display?: SeriesDisplay;
+  /** The box tool's jobs and the segmentation overlays (segmentation-tool.ts). */
+  segmentation: SegmentationPanel;
   /** Frames loaded per series UID (for the progress bars and the tests). */
   progress: Map<string, { loaded: number; total: number }>;
   /** Shows another series of the study, or the same one in another layout. */
@@ -42,6 +46,7 @@ export async function showStudy(
   const seriesList = el('ul', 'rad-series-list', undefined, { id: 'series-list' });
   const studyInfo = el('div', 'rad-study-info', undefined, { id: 'study-info' });
   side.append(studyInfo, seriesList);
+  const segmentationPanel = new SegmentationPanel(side, client, studyUid);
   const mainEl = el('section', 'rad-main');
   const toolbar = el('div', 'rad-toolbar', undefined, { role: 'toolbar', 'aria-label': 'Viewer tools' });
   const viewportsEl = el('div', 'rad-viewports', undefined, { id: 'viewports' });
@@ -54,11 +59,13 @@ export async function showStudy(
 
   const view: StudyView = {
     progress: new Map(),
+    segmentation: segmentationPanel,
     open: (seriesUid, layout, initial) => open(seriesUid, layout, initial),
     destroy() {
       clearInterval(timer);
       window.removeEventListener('keydown', onKey);
       window.removeEventListener('resize', onResize);
+      segmentationPanel.detach();
       view.display?.destroy();
     },
   };
@@ -156,6 +163,7 @@ export async function showStudy(
   const stagesWanted = state.stages !== 'off';
   const stagesBySeries = new Map<string, Promise<boolean>>();
   const open = async (seriesUid: string, layout: Layout, initial: ViewState = {}): Promise<void> => {
+    segmentationPanel.detach();
     view.display?.destroy();
     view.display = undefined;
     errorEl.hidden = true;
@@ -209,6 +217,7 @@ export async function showStudy(
         stagesOn ? { token: client.token } : undefined,
       );
       setTool(layout === 'mpr' ? 'crosshairs' : 'wl');
+      await segmentationPanel.attach(view.display);
       document.body.dataset.layout = layout;
       document.body.dataset.state = 'ready';
     } catch (err) {

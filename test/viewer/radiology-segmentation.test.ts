@@ -1,0 +1,221 @@
+// The radiology viewer's box-prompted segmentation, end to end in Debian's Chromium against a real
+// server over the fixture CT (9 of its JPEG 2000 slices, classical engine): a box drawn with the mouse
+// around the liver on slice 9 becomes a job with the box in that slice's pixel indices, the key
+// slice's instance and the window on screen; the job's SEG is shown as a labelmap overlay that
+// covers the liver on the key slice and the slices above and below (its voxels, and coloured
+// pixels on the canvas); accepted, the SEG is stored and QIDO lists it as a series of the study;
+// shown again from the study's SEG series; in MPR the overlay is on all three planes.
+import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { fixture } from '../support/fixtures.js';
+import { startIndexedServer } from '../support/server.js';
+import { foreignRequests, launchChromium, T, watch } from './helpers.js';
+
+/**
+ * The liver on slice 9 of the fixture CT (docs/segmentation.md). The test serves its 9 slices
+ * 5..13 (files sorted by name run head to feet: names 6..14), so the job reads and segments half
+ * the series, and the key slice is 4 of 9.
+ */
+const KEY = 4;
+const BOX = [102, 191, 274, 379] as const;
+
+const RESULTS = path.resolve('test-results');
+let dir: string;
+let server: RunningServer;
+let browser: Browser;
+let study: string;
+let series: string;
+/** Series slice index → SOP Instance UID, in slice-position order. */
+let sops: string[];
+
+type Json = Record<string, { Value?: unknown[] }>;
+const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
+
+beforeAll(async () => {
+  await mkdir(RESULTS, { recursive: true });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-radseg-'));
+  await mkdir(path.join(dir, 'ct'));
+  const names = (await readdir(fixture('volumes/ct-dicom-j2k'))).sort().slice(6, 15);
+  for (const name of names)
+    await cp(path.join(fixture('volumes/ct-dicom-j2k'), name), path.join(dir, 'ct', name));
+  [server, browser] = await Promise.all([startIndexedServer(dir), launchChromium()]);
+  const [s] = (await (await fetch(`${server.url}/dicomweb/studies`)).json()) as Json[];
+  study = first(s, '0020000D') as string;
+  const [se] = (await (await fetch(`${server.url}/dicomweb/studies/${study}/series`)).json()) as Json[];
+  series = first(se, '0020000E') as string;
+  const meta = (await (
+    await fetch(`${server.url}/dicomweb/studies/${study}/series/${series}/metadata`)
+  ).json()) as Json[];
+  sops = meta
+    .map((m) => ({ z: Number(m['00200032'].Value![2]), sop: first(m, '00080018') as string }))
+    .sort((a, b) => a.z - b.z)
+    .map((m) => m.sop);
+}, T);
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = (await page.evaluate(js)) as R;
+    if (ok(r)) return r;
+    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
+    await page.waitForTimeout(100);
+  }
+}
+
+const VIEW = 'window.medstreamRadiology.view';
+
+/**
+ * Page coordinates of the centre of pixel (x, y) of series slice `k` in viewport `n`, through the
+ * image's geometry (Cornerstone's metadata) and the viewport's worldToCanvas.
+ */
+function pagePoint(page: Page, k: number, x: number, y: number, n = 0): Promise<[number, number]> {
+  return page.evaluate(`(() => {
+    const d = ${VIEW}.display;
+    const vp = d.viewports()[${n}];
+    const id = d.series.imageIds[${k}];
+    const el = document.querySelectorAll('.rad-viewport')[${n}];
+    const m = window.medstreamRadiology.imagePlane(id);
+    const w = [0, 1, 2].map((i) => m.imagePositionPatient[i] + ${x} * m.columnPixelSpacing * m.rowCosines[i] + ${y} * m.rowPixelSpacing * m.columnCosines[i]);
+    const c = vp.worldToCanvas(w);
+    const r = el.getBoundingClientRect();
+    return [r.left + c[0], r.top + c[1]];
+  })()`) as Promise<[number, number]>;
+}
+
+/** Canvas pixels of each viewport that carry the overlay's green (and CT grey never does). */
+const GREEN = `[...document.querySelectorAll('.rad-viewport canvas.cornerstone-canvas')].map((canvas) => {
+  const { width, height } = canvas;
+  const data = canvas.getContext('2d', { willReadFrequently: true }).getImageData(0, 0, width, height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i + 1] > data[i] + 40 && data[i + 1] > data[i + 2] + 40) n++;
+  return n;
+})`;
+
+describe('box-prompted segmentation in the radiology viewer', () => {
+  it(
+    'draws a box, runs the job, overlays the mask on the key slice and its neighbours, stores the SEG',
+    async () => {
+      const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      const log = watch(page);
+      const posts: string[] = [];
+      page.on('request', (r) => {
+        if (r.method() === 'POST' && r.url().endsWith('/segmentations')) posts.push(r.postData() ?? '');
+      });
+      const t0 = Date.now();
+      const mark = (what: string) => console.log(`${what}: ${Date.now() - t0} ms`);
+      try {
+        await page.goto(`${server.url}/radiology/#study=${study}&series=${series}&slice=${KEY}&ww=400&wc=40`);
+        await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+        await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
+        expect(await page.evaluate(GREEN)).toEqual([0]);
+
+        mark('stack ready');
+        await page.keyboard.press('b');
+        const [ax, ay] = await pagePoint(page, KEY, BOX[0], BOX[1]);
+        const [bx, by] = await pagePoint(page, KEY, BOX[2], BOX[3]);
+        await page.mouse.move(ax, ay);
+        await page.mouse.down();
+        await page.mouse.move(ax + 2, ay + 2);
+        await page.mouse.move(bx, by, { steps: 8 });
+        await page.mouse.up();
+
+        type Item = { state: string; message: string; placed?: unknown; job: string };
+        const item = await until<Item>(
+          page,
+          `(() => { const i = ${VIEW}.segmentation.items[0]; return i && { state: i.state, message: i.message, placed: i.placed, job: i.job && i.job.id }; })()`,
+          (i) =>
+            !!i && (i.state === 'failed' || i.state === 'cancelled' || (i.state === 'done' && !!i.placed)),
+        );
+        mark('job done and shown');
+        expect(item.state, JSON.stringify(item)).toBe('done');
+
+        // The request: the key slice's instance, the box in its pixel indices, the window on screen.
+        expect(posts).toHaveLength(1);
+        const sent = JSON.parse(posts[0]) as {
+          instance: string;
+          box: number[];
+          window: number[];
+          store: boolean;
+        };
+        expect(sent.instance).toBe(sops[KEY]);
+        sent.box.forEach((v, i) => expect(Math.abs(v - BOX[i]), `box ${sent.box}`).toBeLessThanOrEqual(1));
+        expect(sent.window).toEqual([-160, 240]);
+        expect(sent.store).toBe(false);
+
+        // The overlay's voxels: on the key slice and the slices above and below, inside the box.
+        const perSlice = (await page.evaluate(
+          `${VIEW}.segmentation.voxelsPerSlice('medstream-seg-1')`,
+        )) as number[];
+        expect(perSlice).toHaveLength(sops.length);
+        for (const k of [KEY - 2, KEY - 1, KEY, KEY + 1, KEY + 2])
+          expect(perSlice[k], `slice ${k}`).toBeGreaterThan(3000);
+        const job = (await (await fetch(`${server.url}/segmentations/${item.job}`)).json()) as {
+          result: { voxels: number };
+          timings: Record<string, unknown>;
+        };
+        mark(`job timings ${JSON.stringify(job.timings)}`);
+        expect(perSlice.reduce((a, b) => a + b, 0)).toBe(job.result.voxels);
+
+        // On screen: green pixels on the key slice and on its neighbours, none where it was grey before.
+        await page.waitForTimeout(200);
+        const onKey = ((await page.evaluate(GREEN)) as number[])[0];
+        expect(onKey).toBeGreaterThan(2000);
+        await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-stack.png') });
+        for (const k of [KEY - 1, KEY + 1]) {
+          await page.evaluate(`${VIEW}.display.setSlice(${k})`);
+          await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === k);
+          await until(page, GREEN, (g: number[]) => g[0] > 1000);
+        }
+
+        // Accept: the SEG goes into the study (STOW-RS) and QIDO lists it.
+        expect(
+          (await (
+            await fetch(`${server.url}/dicomweb/studies/${study}/series?Modality=SEG`)
+          ).json()) as unknown[],
+        ).toHaveLength(0);
+        await page.click('#seg-list [data-action=accept]');
+        await page.locator('#seg-study-list [data-seg-series]').waitFor({ timeout: T });
+        const segSeries = (await (
+          await fetch(`${server.url}/dicomweb/studies/${study}/series?Modality=SEG`)
+        ).json()) as Json[];
+        expect(segSeries).toHaveLength(1);
+        expect(first(segSeries[0], '00080060')).toBe('SEG');
+
+        // The stored SEG, read back over WADO-RS, as an overlay of its own: the same voxels.
+        await page.click('#seg-study-list [data-action=show-seg]');
+        const stored = await until(
+          page,
+          `(() => { const i = ${VIEW}.segmentation.items.find((x) => x.kind === 'study'); return i && { state: i.state, voxels: i.placed && i.placed.voxels }; })()`,
+          (i: { state: string } | undefined) => !!i && (i.state === 'shown' || i.state === 'failed'),
+        );
+        expect(stored).toEqual({ state: 'shown', voxels: job.result.voxels });
+
+        mark('accepted and stored SEG shown');
+        // MPR: the overlays follow, on all three planes.
+        await page.keyboard.press('m');
+        await until(page, 'document.body.dataset.layout', (l: string) => l === 'mpr');
+        await until(page, `${VIEW}.display.loadedCount`, (n: number) => n === sops.length);
+        await page.evaluate(`${VIEW}.display.setSlice(${KEY})`);
+        const planes = await until(page, GREEN, (g: number[]) => g.length === 3 && g.every((n) => n > 50));
+        expect(planes[0]).toBeGreaterThan(1000);
+        mark('MPR overlays');
+        await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-mpr.png') });
+
+        expect(foreignRequests(log, server.url)).toEqual([]);
+        expect(log.errors).toEqual([]);
+      } finally {
+        await page.close();
+      }
+    },
+    3 * T,
+  );
+});
