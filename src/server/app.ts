@@ -12,6 +12,7 @@ import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
 import { AccessLogController } from './access-log.js';
+import { serializeRequest } from './log-redact.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { CachedImagePath } from './fast-path.js';
 import type { CachePolicy } from './image-reply.js';
@@ -84,6 +85,8 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     logger: {
       level: deps.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
+      // Fastify's own request serializer, with credentials taken out of the URL.
+      serializers: { req: serializeRequest },
     },
     // Honour an upstream request id (load balancer, gateway) so logs line up end to end.
     requestIdHeader: 'x-request-id',
