@@ -5,7 +5,7 @@
 // asset plugin, served from a temporary folder by a static server on 127.0.0.1).
 
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -26,12 +26,18 @@ export interface BenchData {
   dataDir: string;
 }
 
+/** The representations prepared ahead (every configuration's paths). */
+const PREPARED = 'htj2k,thumbnails,jls,lossy';
+
 /** Generates and prepares the data unless a previous run left it complete. */
 export async function benchData(): Promise<BenchData> {
   const storage = path.join(PROGRESSIVE_CACHE, 'data');
   const dataDir = path.join(PROGRESSIVE_CACHE, 'server');
   const done = path.join(PROGRESSIVE_CACHE, 'prepared');
-  if (await stat(done).catch(() => undefined)) return { storage, dataDir };
+  const marker = await readFile(done, 'utf8').catch(() => undefined);
+  if (marker?.split('\n')[1] === PREPARED) return { storage, dataDir };
+  // Data from a run that prepared fewer representations: prepare the rest (resumable).
+  if (marker !== undefined) return prepare(storage, dataDir, done);
   await rm(PROGRESSIVE_CACHE, { recursive: true, force: true });
   await mkdir(path.join(storage, 'warmup'), { recursive: true });
   console.log('generating the 3036² image and the 174-slice series (pydicom)…');
@@ -40,13 +46,17 @@ export async function benchData(): Promise<BenchData> {
   });
   for (const f of await readdir(CT_DIR))
     await copyFile(path.join(CT_DIR, f), path.join(storage, 'warmup', f));
-  console.log('medstream index --prepare htj2k,thumbnails,jls (once; cached)…');
+  return prepare(storage, dataDir, done);
+}
+
+async function prepare(storage: string, dataDir: string, done: string): Promise<BenchData> {
+  console.log(`medstream index --prepare ${PREPARED} (once; cached)…`);
   execFileSync(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'index', storage, '--prepare', 'htj2k,thumbnails,jls', '--data-dir', dataDir],
+    ['--import', 'tsx', MAIN, 'index', storage, '--prepare', PREPARED, '--data-dir', dataDir],
     { stdio: ['ignore', 'inherit', 'inherit'], cwd: ROOT },
   );
-  await writeFile(done, `${new Date().toISOString()}\n`);
+  await writeFile(done, `${new Date().toISOString()}\n${PREPARED}\n`);
   return { storage, dataDir };
 }
 

@@ -18,6 +18,7 @@ type Layout = 'stack' | 'volume';
 type Network = '4g' | 'local';
 
 const SUBRESOLUTION = 6; // Cornerstone3D's ImageQualityStatus.SUBRESOLUTION
+const LOSSY = 7; // ImageQualityStatus.LOSSY
 const FOUR_G = { latency: 10, downloadThroughput: 30e6 / 8, uploadThroughput: 5e6 / 8 };
 
 interface Config {
@@ -39,19 +40,26 @@ export const CONFIGS: Config[] = [
   {
     key: 'htj2k-range',
     label: 'HTJ2K byte range (64000, then rest)',
-    fast: { framesPath: '/htj2k/', rangeIndex: 0, chunkSize: 64000 },
-    final: { framesPath: '/htj2k/', rangeIndex: -1, chunkSize: 64000 },
+    // Cornerstone3D 5.14 sizes the first range by initialChunkSize (default 131,072).
+    fast: { framesPath: '/htj2k/', rangeIndex: 0, initialChunkSize: 64000, chunkSize: 64000 },
+    final: { framesPath: '/htj2k/', rangeIndex: -1, initialChunkSize: 64000, chunkSize: 64000 },
   },
   {
     key: 'htj2k-range-16k',
     label: 'MedStream: HTJ2K byte range (16000, then rest)',
-    fast: { framesPath: '/htj2k/', rangeIndex: 0, chunkSize: 16000 },
-    final: { framesPath: '/htj2k/', rangeIndex: -1, chunkSize: 16000 },
+    fast: { framesPath: '/htj2k/', rangeIndex: 0, initialChunkSize: 16000, chunkSize: 16000 },
+    final: { framesPath: '/htj2k/', rangeIndex: -1, initialChunkSize: 16000, chunkSize: 16000 },
   },
   {
     key: 'htj2k-thumbnail',
     label: 'MedStream: htj2kThumbnail, then htj2k',
     fast: { framesPath: '/htj2kThumbnail/', imageQualityStatus: SUBRESOLUTION },
+    final: { framesPath: '/htj2k/' },
+  },
+  {
+    key: 'lossy',
+    label: 'MedStream: lossy HTJ2K, then htj2k',
+    fast: { framesPath: '/lossy/', imageQualityStatus: LOSSY },
     final: { framesPath: '/htj2k/' },
   },
 ];
@@ -90,6 +98,8 @@ interface Measured {
   frames: number;
   /** First frame request sent to its response finished (CDP timestamps): the network's share. */
   firstResponseMs: number;
+  /** The first frame request's Range header, if any (checked against initialChunkSize). */
+  firstRange?: string;
 }
 
 const list = <T extends string>(name: string, all: T[]): T[] =>
@@ -128,9 +138,14 @@ async function measure(
     let counting = false;
     let firstSent = NaN;
     let firstDone = NaN;
+    let firstRange: string | undefined;
     cdp.on('Network.requestWillBeSent', (e) => {
       urls.set(e.requestId, e.request.url);
-      if (counting && e.request.url.startsWith(server) && Number.isNaN(firstSent)) firstSent = e.timestamp;
+      if (counting && e.request.url.startsWith(server) && Number.isNaN(firstSent)) {
+        firstSent = e.timestamp;
+        const range = Object.entries(e.request.headers).find(([k]) => k.toLowerCase() === 'range');
+        firstRange = range ? String(range[1]) : undefined;
+      }
     });
     cdp.on('Network.loadingFinished', (e) => {
       const url = urls.get(e.requestId) ?? '';
@@ -169,8 +184,12 @@ async function measure(
     // The last responses' loadingFinished events may trail the page's own completion.
     await page.waitForTimeout(300);
     if (errors.length > 0) throw new Error(`${config.key} ${layout}: ${errors.join('; ')}`);
+    // A byte-range configuration's first request is as long as its initialChunkSize says.
+    const initial = config.fast?.initialChunkSize;
+    if (layout === 'stack' && typeof initial === 'number' && firstRange !== `bytes=0-${initial - 1}`)
+      throw new Error(`${config.key}: first request's Range ${firstRange}, expected bytes=0-${initial - 1}`);
     const firstResponseMs = (firstDone - firstSent) * 1000;
-    return { layout, network, config: config.key, ...result, bytes, requests, firstResponseMs };
+    return { layout, network, config: config.key, ...result, bytes, requests, firstResponseMs, firstRange };
   } finally {
     await context.close();
   }
@@ -249,7 +268,7 @@ const progressiveBenchmark: Benchmark = {
             const config = CONFIGS.find((c) => c.key === key)!;
             const r = await measure(browser, page.url, server.url, uids, layout, network, config);
             console.log(
-              `${layout} ${network} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests`,
+              `${layout} ${network} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests${r.firstRange ? ` (first: Range ${r.firstRange})` : ''}`,
             );
             results.push(r);
           }
