@@ -30,7 +30,7 @@ interface Case {
   name: string;
   source: Source;
   /** dcmtk / gdcm command (source and target appended), or an encoder of ours. */
-  tool: string[] | 'jp2k-rct' | 'htj2k-rct';
+  tool: string[] | 'jp2k-rct' | 'jp2k-ict' | 'htj2k-rct';
   uid: string;
   /** Photometric interpretation the transcoded frame is in. */
   sent: 'RGB' | 'YBR_FULL';
@@ -135,6 +135,14 @@ const CASES: Case[] = [
     tolerance: 0,
   },
   {
+    name: 'jpeg-2000-ict',
+    source: 'rgb',
+    tool: 'jp2k-ict',
+    uid: '1.2.840.10008.1.2.4.91',
+    sent: 'RGB',
+    tolerance: 1,
+  },
+  {
     name: 'htj2k-rct',
     source: 'rgb',
     tool: 'htj2k-rct',
@@ -235,6 +243,8 @@ print(json.dumps({"rgb": base64.b64encode(rgb.tobytes()).decode()}))`,
     const file = path.join(store, `${c.name}.dcm`);
     if (c.tool === 'jp2k-rct')
       await writeFile(file, encapsulated(k, c.uid, 'YBR_RCT', await encodeJp2k(rgb, W, H, 3)));
+    else if (c.tool === 'jp2k-ict')
+      await writeFile(file, encapsulated(k, c.uid, 'YBR_ICT', await encodeJp2k(rgb, W, H, 3, 4)));
     else if (c.tool === 'htj2k-rct')
       await writeFile(file, encapsulated(k, c.uid, 'YBR_RCT', await encodeHtj2k(rgb, W, H, 3)));
     else execFileSync(c.tool[0], [...c.tool.slice(1), source, file]);
