@@ -18,6 +18,7 @@ import { encodeJp2k } from '../codecs/jp2k-synth.js';
 import { writeDicom } from '../support/dicom-writer.js';
 import { encodeHtj2k } from '../support/frame-encoders.js';
 import { bodyOfPart } from '../support/native-series.js';
+import { dicomwebClient } from './client.js';
 import { request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 
@@ -344,6 +345,21 @@ describe('colour frames transcoded to explicit VR little endian', () => {
       expect((await sharp(thumb.body).metadata()).channels).toBe(3);
     });
   }
+
+  it('dicomweb-client gets the transcoded frames (octet-stream, explicit VR little endian)', async () => {
+    const client = dicomwebClient(`${server.url}/dicomweb`);
+    for (const name of ['jpeg-lossless-14', 'jpeg-2000-rct', 'rle-ybr']) {
+      const k = CASES.findIndex((c) => c.name === name) + 1;
+      const [frame] = (await client.retrieveInstanceFrames({
+        studyInstanceUID: STUDY,
+        seriesInstanceUID: `${STUDY}.${k}`,
+        sopInstanceUID: `${STUDY}.${k}.1`,
+        frameNumbers: [1],
+        mediaTypes: [{ mediaType: 'application/octet-stream', transferSyntaxUID: '1.2.840.10008.1.2.1' }],
+      })) as ArrayBuffer[];
+      expect(Buffer.from(frame).equals(reference[k - 1].pixels), name).toBe(true);
+    }
+  });
 
   it('still serves the stored syntax to transfer-syntax=*; 16-bit colour is 406', async () => {
     const k = CASES.findIndex((c) => c.name === 'jpeg-2000-rct') + 1;
