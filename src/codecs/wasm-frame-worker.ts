@@ -139,7 +139,12 @@ function decode(
   if (codec === 'jpeg') {
     const header = jpegFrameHeader(task.bytes);
     if (header === undefined) throw new DecoderReportedError('no JPEG start of frame marker');
-    if (header.marker === 0xc3) return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
+    if (header.marker === 0xc3) {
+      // Display pixels (not `samples`) are 8-bit.
+      if (!task.samples && header.precision > 8)
+        throw new UnsupportedError(`${header.precision}-bit lossless JPEG is decoded to samples only`);
+      return losslessJpegSamples(task.bytes, header.precision, task.maxBytes);
+    }
     if (header.marker !== 0xc0 && header.marker !== 0xc1)
       throw new UnsupportedError(
         `JPEG process of marker 0xFF${header.marker.toString(16).toUpperCase()} is not decoded`,

@@ -29,7 +29,7 @@ export interface DicomHeaderOptions {
   /**
    * Reads deflated data sets by inflating them as far as the header (default false: refused as
    * `UnsupportedFormat`). Offsets are then the inflated object's: only for callers that read
-   * pixel data through an inflated copy (the catalog and WADO-RS).
+   * pixel data through an inflated copy (the catalog, STOW-RS and WADO-RS).
    */
   inflate?: boolean;
 }

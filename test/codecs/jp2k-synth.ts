@@ -23,12 +23,14 @@ type Factory = (options: object) => Promise<{ J2KEncoder: new () => Encoder }>;
 const factory = createRequire(import.meta.url)('@cornerstonejs/codec-openjpeg/wasmjs') as Factory;
 let module: ReturnType<Factory> | undefined;
 
-/** A lossless J2K codestream of interleaved 8-bit samples (1 or 3 components). */
+/** A J2K codestream (lossless unless `lossyRatio`) of interleaved 8-bit samples (1 or 3 components). */
 export async function encodeJp2k(
   samples: Uint8Array,
   width: number,
   height: number,
   components: 1 | 3,
+  /** Irreversible (9/7 wavelet; ICT with 3 components) at this compression ratio instead of lossless. */
+  lossyRatio?: number,
 ): Promise<Uint8Array> {
   module ??= factory({ print: () => undefined, printErr: () => undefined });
   const encoder = new (await module).J2KEncoder();
@@ -38,8 +40,8 @@ export async function encodeJp2k(
       .set(samples);
     // OpenJPEG refuses more wavelet levels than the smaller side allows.
     encoder.setDecompositions(Math.min(5, Math.floor(Math.log2(Math.min(width, height)))));
-    encoder.setQuality(true, 1);
-    encoder.setCompressionRatio(0, 0);
+    encoder.setQuality(lossyRatio === undefined, 1);
+    encoder.setCompressionRatio(0, lossyRatio ?? 0);
     encoder.encode();
     return encoder.getEncodedBuffer().slice();
   } finally {

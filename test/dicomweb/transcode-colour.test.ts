@@ -18,6 +18,7 @@ import { encodeJp2k } from '../codecs/jp2k-synth.js';
 import { writeDicom } from '../support/dicom-writer.js';
 import { encodeHtj2k } from '../support/frame-encoders.js';
 import { bodyOfPart } from '../support/native-series.js';
+import { dicomwebClient } from './client.js';
 import { request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 
@@ -30,7 +31,7 @@ interface Case {
   name: string;
   source: Source;
   /** dcmtk / gdcm command (source and target appended), or an encoder of ours. */
-  tool: string[] | 'jp2k-rct' | 'htj2k-rct';
+  tool: string[] | 'jp2k-rct' | 'jp2k-ict' | 'htj2k-rct';
   uid: string;
   /** Photometric interpretation the transcoded frame is in. */
   sent: 'RGB' | 'YBR_FULL';
@@ -135,6 +136,14 @@ const CASES: Case[] = [
     tolerance: 0,
   },
   {
+    name: 'jpeg-2000-ict',
+    source: 'rgb',
+    tool: 'jp2k-ict',
+    uid: '1.2.840.10008.1.2.4.91',
+    sent: 'RGB',
+    tolerance: 1,
+  },
+  {
     name: 'htj2k-rct',
     source: 'rgb',
     tool: 'htj2k-rct',
@@ -235,6 +244,8 @@ print(json.dumps({"rgb": base64.b64encode(rgb.tobytes()).decode()}))`,
     const file = path.join(store, `${c.name}.dcm`);
     if (c.tool === 'jp2k-rct')
       await writeFile(file, encapsulated(k, c.uid, 'YBR_RCT', await encodeJp2k(rgb, W, H, 3)));
+    else if (c.tool === 'jp2k-ict')
+      await writeFile(file, encapsulated(k, c.uid, 'YBR_ICT', await encodeJp2k(rgb, W, H, 3, 4)));
     else if (c.tool === 'htj2k-rct')
       await writeFile(file, encapsulated(k, c.uid, 'YBR_RCT', await encodeHtj2k(rgb, W, H, 3)));
     else execFileSync(c.tool[0], [...c.tool.slice(1), source, file]);
@@ -334,6 +345,21 @@ describe('colour frames transcoded to explicit VR little endian', () => {
       expect((await sharp(thumb.body).metadata()).channels).toBe(3);
     });
   }
+
+  it('dicomweb-client gets the transcoded frames (octet-stream, explicit VR little endian)', async () => {
+    const client = dicomwebClient(`${server.url}/dicomweb`);
+    for (const name of ['jpeg-lossless-14', 'jpeg-2000-rct', 'rle-ybr']) {
+      const k = CASES.findIndex((c) => c.name === name) + 1;
+      const [frame] = (await client.retrieveInstanceFrames({
+        studyInstanceUID: STUDY,
+        seriesInstanceUID: `${STUDY}.${k}`,
+        sopInstanceUID: `${STUDY}.${k}.1`,
+        frameNumbers: [1],
+        mediaTypes: [{ mediaType: 'application/octet-stream', transferSyntaxUID: '1.2.840.10008.1.2.1' }],
+      })) as ArrayBuffer[];
+      expect(Buffer.from(frame).equals(reference[k - 1].pixels), name).toBe(true);
+    }
+  });
 
   it('still serves the stored syntax to transfer-syntax=*; 16-bit colour is 406', async () => {
     const k = CASES.findIndex((c) => c.name === 'jpeg-2000-rct') + 1;

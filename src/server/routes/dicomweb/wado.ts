@@ -2,8 +2,9 @@
 // storage read; gzip, ETag / 304), frames in their stored transfer syntax (multipart/related, or
 // one part when the client asks for one media type; byte ranges over the body as sent), whole
 // studies, series and instances (application/dicom, streamed from storage) and bulk data by
-// range read; rendered resources and thumbnails are rendered.ts, series as NIfTI volume.ts. HTTP
-// only: negotiation and shaping live in dicomweb/.
+// range read (little endian: big endian values swapped, dicomweb/bulkdata.ts); rendered
+// resources and thumbnails are rendered.ts, series as NIfTI volume.ts. HTTP only: negotiation and
+// shaping live in dicomweb/.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -16,6 +17,7 @@ import {
   parseFrameList,
   storedFrameTable,
 } from '../../../dicomweb/frames.js';
+import { littleEndianBulkData } from '../../../dicomweb/bulkdata.js';
 import { instanceMetadata, instanceUrl, metadataEtag } from '../../../dicomweb/metadata.js';
 import { canTranscode, transcodeFrame, transcodeRefusal } from '../../../dicomweb/transcode.js';
 import { FrameSampleDecoder, type FrameSampleDecoderOptions } from '../../../volumes/frame-samples.js';
@@ -314,8 +316,9 @@ export function registerWadoRoutes(app: FastifyInstance, options: WadoRouteOptio
       const source = await openData(instance, clientAbortSignal(reply));
       if (offset + length > source.size)
         throw new InvalidRange(`bytes ${offset}+${length} lie past the end of the instance`);
-      const bytes = await source.read(offset, length, { purpose: 'data', signal: clientAbortSignal(reply) });
-      if (bytes.length !== length) throw new CorruptFile('short read');
+      const stored = await source.read(offset, length, { purpose: 'data', signal: clientAbortSignal(reply) });
+      if (stored.length !== length) throw new CorruptFile('short read');
+      const bytes = littleEndianBulkData(instance.transferSyntax, instance.json, offset, stored);
       const accepted = parseAccept(request.headers.accept);
       if (
         accepted.some((a) => a.type === 'application/octet-stream') &&
