@@ -42,6 +42,11 @@ export interface EncodeOptions {
   quality: number;
   /** The pipeline holds only 0 and 255 (IIIF `bitonal`): PNG is written with 1 bit per pixel. */
   bitonal?: boolean;
+  /**
+   * JPEG with Huffman tables optimised for the image (default true): ~5 % smaller, but a second
+   * pass makes the encode ~1.5× as long. Region reads turn it off (as PIL's default), tiles keep it.
+   */
+  optimiseCoding?: boolean;
 }
 
 /** Wraps decoded pixels as a sharp pipeline input (callers may add resize/rotate first). */
@@ -57,7 +62,13 @@ export function sharpOf(image: DecodedImage): sharp.Sharp {
 export async function encodePipeline(pipeline: sharp.Sharp, options: EncodeOptions): Promise<Buffer> {
   switch (options.format) {
     case 'jpg':
-      return pipeline.jpeg({ quality: options.quality, chromaSubsampling: '4:2:0' }).toBuffer();
+      return pipeline
+        .jpeg({
+          quality: options.quality,
+          chromaSubsampling: '4:2:0',
+          optimiseCoding: options.optimiseCoding ?? true,
+        })
+        .toBuffer();
     case 'png':
       // Two palette entries → libvips writes bit depth 1; without dithering the palette is
       // exactly black and white, as the thresholded input.

@@ -17,8 +17,9 @@ import { BadRequest, NotFound } from '../errors.js';
 import type { SlideLevel } from '../formats/slide.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
-import { CONTENT_TYPES, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
+import { CONTENT_TYPES, encodeImage, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
 import { readGrid, readRegion } from './region.js';
+import { joinedRegion, type RegionOutput } from './region-join.js';
 import type { SharedImageCache } from './shared-cache.js';
 import { sampleBilinear } from './subpixel.js';
 import { RequestTimings } from './timings.js';
@@ -246,6 +247,34 @@ export class TileService {
         readRegion(opened.slide, this.options.codecs, index, lx, ly, lw, lh, options);
       if (Number.isInteger(ox) && Number.isInteger(oy)) return read(ox, oy, w, h);
       return sampleBilinear(await read(Math.floor(ox), Math.floor(oy), w + 1, h + 1), ox, oy, w, h);
+    });
+  }
+
+  /**
+   * `readLevelRegion` encoded (or as raw RGB bytes), for the region route: stored JPEG tiles go
+   * through one joined libvips pipeline (region-join.ts), anything else is read tile by tile.
+   */
+  levelRegion(
+    id: string,
+    level: number,
+    x: number,
+    y: number,
+    w: number,
+    h: number,
+    output: RegionOutput,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
+    return this.registry.withSlide(id, signal, async (opened) => {
+      const { grid, downsample } = levelOf(opened, level);
+      const [ox, oy] = [x / downsample, y / downsample];
+      if (grid && Number.isInteger(ox) && Number.isInteger(oy)) {
+        const maxPixels = this.options.maxRegionPixels;
+        const joined = await joinedRegion(grid, ox, oy, w, h, output, { signal, maxPixels });
+        if (joined) return joined;
+      }
+      const pixels = await this.readLevelRegion(id, level, x, y, w, h, signal);
+      if (output !== 'raw') return encodeImage(pixels, output);
+      return Buffer.from(pixels.data.buffer, pixels.data.byteOffset, pixels.data.byteLength);
     });
   }
 

@@ -9,7 +9,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DecodedImage } from '../../codecs/types.js';
 import { BadRequest } from '../../errors.js';
-import { encodeImage, parseImageFormat, parseQuality, type ImageFormat } from '../../tiles/encode.js';
+import { parseImageFormat, parseQuality, type ImageFormat } from '../../tiles/encode.js';
 import type { TileService } from '../../tiles/tile-service.js';
 import { clientAbortSignal } from '../abort.js';
 import { sendImage, type CachePolicy } from '../image-reply.js';
@@ -89,22 +89,31 @@ export function registerRegionRoutes(
       const { downsample } = slide.levels[level];
       reply.header('X-Region-Level', String(level));
       reply.header('X-Region-Downsample', String(downsample));
-      const pixels = await tiles.readLevelRegion(opened.id, level, x, y, width, height, signal);
-      if (raw) return sendRaw(reply, pixels);
+      // No second Huffman pass for JPEG: regions are for pipelines, where the encode's time counts more.
+      const output = raw
+        ? 'raw'
+        : { format, quality: quality ?? tiles.defaultQuality, optimiseCoding: false };
+      const body = await tiles.levelRegion(opened.id, level, x, y, width, height, output, signal);
+      if (raw) return sendRawBytes(reply, body, width, height);
       reply.header('Cache-Control', `public, max-age=${policy.maxAgeSeconds}`);
       reply.type(format === 'jpg' ? 'image/jpeg' : `image/${format}`);
-      return reply.send(await encodeImage(pixels, { format, quality: quality ?? tiles.defaultQuality }));
+      return reply.send(body);
     },
   );
 }
 
 function sendRaw(reply: FastifyReply, pixels: DecodedImage) {
-  reply.header('X-Region-Width', String(pixels.width));
-  reply.header('X-Region-Height', String(pixels.height));
-  reply.header('X-Region-Channels', String(pixels.channels));
+  const body = Buffer.from(pixels.data.buffer, pixels.data.byteOffset, pixels.data.byteLength);
+  return sendRawBytes(reply, body, pixels.width, pixels.height, pixels.channels);
+}
+
+function sendRawBytes(reply: FastifyReply, body: Buffer, width: number, height: number, channels = 3) {
+  reply.header('X-Region-Width', String(width));
+  reply.header('X-Region-Height', String(height));
+  reply.header('X-Region-Channels', String(channels));
   reply.header('Cache-Control', 'no-store');
   reply.type('application/octet-stream');
-  return reply.send(Buffer.from(pixels.data.buffer, pixels.data.byteOffset, pixels.data.byteLength));
+  return reply.send(body);
 }
 
 function parseInteger(
