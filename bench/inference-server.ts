@@ -26,3 +26,41 @@ export async function serve(
   );
   return { process: started, port: Number(new URL(started.url).port) };
 }
+
+/**
+ * CPU seconds (user + system) used so far by process `pid` and its descendants (the `tsx`
+ * wrapper's node child is the server): Linux /proc only, undefined elsewhere. Unlike requests/s,
+ * CPU per request barely moves when other work shares the cores.
+ */
+export async function treeCpuSeconds(pid: number): Promise<number | undefined> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  let entries: string[];
+  try {
+    entries = (await readdir('/proc')).filter((e) => /^\d+$/.test(e));
+  } catch {
+    return undefined;
+  }
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  await Promise.all(
+    entries.map(async (e) => {
+      try {
+        const text = await readFile(`/proc/${e}/stat`, 'utf8');
+        // Fields after the command (which may hold spaces) start at ") ".
+        const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+        stats.set(Number(e), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+      } catch {
+        // Gone meanwhile.
+      }
+    }),
+  );
+  if (!stats.has(pid)) return undefined;
+  let ticks = 0;
+  const todo = [pid];
+  while (todo.length) {
+    const p = todo.pop()!;
+    ticks += stats.get(p)?.ticks ?? 0;
+    for (const [child, s] of stats) if (s.ppid === p) todo.push(child);
+  }
+  // USER_HZ is 100 on Linux.
+  return ticks / 100;
+}

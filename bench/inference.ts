@@ -6,7 +6,8 @@
 // A closed-loop Node load generator (keep-alive HTTP, N clients each posting a PNG of the input
 // size and waiting for the answer) drives one model at a time at 1, 8 and 32 clients; on and off
 // alternate round by round (harness `interleaved`). Reported: requests/s, p50 and p99 latency,
-// mean batch size and batch time from /metrics; the goal check (batching >= 2x throughput at 32
+// mean batch size and batch time from /metrics, the server's CPU time per request (its process
+// tree, /proc: the figure that noise from other work on the machine moves least); the goal check (batching >= 2x throughput at 32
 // clients; p99 with batching not above p99 without it plus the configured wait plus one batch);
 // and the same closed loop without HTTP (the server stopped, callers in this process submitting
 // ready tensors to the batcher: what batching does to the queue + worker path alone).
@@ -33,7 +34,7 @@ import {
   type Suite,
 } from './harness.js';
 import { heatmapJob } from './inference-heatmap.js';
-import { CLIENTS, FIXTURES, MAX_BATCH, serve, THREADS, WAIT_MS } from './inference-server.js';
+import { CLIENTS, FIXTURES, MAX_BATCH, serve, THREADS, treeCpuSeconds, WAIT_MS } from './inference-server.js';
 import type { ServerProcess } from './tiles.js';
 
 /** The convolution models: input size and filters (compute per image ~14x apart). */
@@ -231,8 +232,13 @@ const throughput: Benchmark = {
         for (const clients of CLIENTS) {
           const runOne = (name: string) => async () => {
             const before = await scrape(port);
+            const cpu0 = await treeCpuSeconds(server!.pid);
             const load = await closedLoop(port, name, body, clients, LOAD_SETTINGS.durationS);
-            return { ...load, ...batchesBetween(before, await scrape(port), name) };
+            const cpu1 = await treeCpuSeconds(server!.pid);
+            // Server CPU per request (warm-up and drain included in both counts: approximate).
+            const cpuMs =
+              cpu0 === undefined || cpu1 === undefined ? NaN : ((cpu1 - cpu0) * 1000) / load.requests;
+            return { ...load, cpuMs, ...batchesBetween(before, await scrape(port), name) };
           };
           const results = await interleaved(LOAD_SETTINGS.rounds, {
             on: runOne(`${model}-batched`),
@@ -244,6 +250,7 @@ const throughput: Benchmark = {
             p99: median(runs.map((r) => r.p99Ms)),
             meanBatch: median(runs.map((r) => r.meanBatch)),
             meanBatchMs: median(runs.map((r) => r.meanBatchMs)),
+            cpuMs: median(runs.map((r) => r.cpuMs)),
             errors: runs.reduce((a, r) => a + r.errors, 0),
           });
           const on = summary(results.on);
@@ -260,6 +267,7 @@ const throughput: Benchmark = {
               formatMs(s.p99),
               s.meanBatch.toFixed(1),
               formatMs(s.meanBatchMs),
+              formatMs(s.cpuMs),
               String(s.errors),
             ]);
           }
@@ -267,6 +275,7 @@ const throughput: Benchmark = {
           goal.push([
             String(clients),
             formatRatio(on.rate / off.rate),
+            formatRatio(off.cpuMs / on.cpuMs),
             `${formatMs(on.p99)} vs ${formatMs(bound)}`,
             on.p99 <= bound ? 'yes' : 'no',
           ]);
@@ -283,13 +292,20 @@ const throughput: Benchmark = {
               'p99',
               'mean batch',
               'mean batch time',
+              'server CPU / request',
               'errors',
             ],
             rows,
           },
           {
             title: `${model} goal: >= 2x throughput at 32 clients; p99 (on) <= p99 (off) + max wait + one batch`,
-            columns: ['clients', 'throughput on/off', 'p99 on vs bound', 'p99 within bound'],
+            columns: [
+              'clients',
+              'throughput on/off',
+              'CPU per request off/on',
+              'p99 on vs bound',
+              'p99 within bound',
+            ],
             rows: goal,
           },
         );

@@ -67,7 +67,8 @@ export async function untilListening(child: ChildProcess, port: number, what: st
     child.once('exit', onExit);
   });
   try {
-    await Promise.race([waitForPort(port), died]);
+    // 30 s: a tsx-compiled server on a loaded 2-core machine can take over 10 s to listen.
+    await Promise.race([waitForPort(port, 30_000), died]);
   } finally {
     child.off('exit', onExit);
   }
