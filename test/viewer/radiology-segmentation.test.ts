@@ -3,8 +3,10 @@
 // around the liver on slice 9 becomes a job with the box in that slice's pixel indices, the key
 // slice's instance and the window on screen; the job's SEG is shown as a labelmap overlay that
 // covers the liver on the key slice and the slices above and below (its voxels, and coloured
-// pixels on the canvas); accepted, the SEG is stored and QIDO lists it as a series of the study;
-// shown again from the study's SEG series; in MPR the overlay is on all three planes.
+// pixels on the canvas); re-run with the box's corner dragged in, the new job gets the new box;
+// accepted, the SEG is stored and QIDO lists it as a series of the study; shown again from the
+// study's SEG series; in MPR the overlay is on all three planes; discarded, it is gone. Auth is on:
+// every request of the page to /segmentations and DICOMweb carries the page's (write) token.
 import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +14,9 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
-import { startIndexedServer } from '../support/server.js';
+import { signUrl } from '../../src/server/auth.js';
+import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
+import { request, startTestServer } from '../support/server.js';
 import { foreignRequests, launchChromium, T, watch } from './helpers.js';
 
 /**
@@ -22,6 +26,9 @@ import { foreignRequests, launchChromium, T, watch } from './helpers.js';
  */
 const KEY = 4;
 const BOX = [102, 191, 274, 379] as const;
+/** The box after its lower right corner is dragged in. */
+const SMALLER = [102, 191, 250, 360] as const;
+const SECRET = 'a-radiology-segmentation-test-secret-0123456789';
 
 const RESULTS = path.resolve('test-results');
 let dir: string;
@@ -31,6 +38,10 @@ let study: string;
 let series: string;
 /** Series slice index → SOP Instance UID, in slice-position order. */
 let sops: string[];
+let token: string;
+/** GET with the test's token. */
+const api = async <R>(p: string): Promise<R> =>
+  (await (await fetch(`${server.url}${p}`, { headers: { authorization: `Bearer ${token}` } })).json()) as R;
 
 type Json = Record<string, { Value?: unknown[] }>;
 const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
@@ -42,14 +53,20 @@ beforeAll(async () => {
   const names = (await readdir(fixture('volumes/ct-dicom-j2k'))).sort().slice(6, 15);
   for (const name of names)
     await cp(path.join(fixture('volumes/ct-dicom-j2k'), name), path.join(dir, 'ct', name));
-  [server, browser] = await Promise.all([startIndexedServer(dir), launchChromium()]);
-  const [s] = (await (await fetch(`${server.url}/dicomweb/studies`)).json()) as Json[];
+  [server, browser] = await Promise.all([
+    startTestServer(dir, ['--index-interval', '0', '--auth-enabled', '--auth-secret', SECRET]),
+    launchChromium(),
+  ]);
+  const exp = Math.floor(Date.now() / 1000) + 900;
+  const reindex = signUrl({ path: '/admin/reindex', query: 'wait=true', exp, secret: SECRET });
+  expect((await request(server, reindex.pathAndQuery, { method: 'POST' })).status).toBe(200);
+  // Writing: accepting a segment stores its SEG (STOW-RS).
+  token = issueDicomwebToken(SECRET, { expiresAt: exp, write: true });
+  const [s] = await api<Json[]>('/dicomweb/studies');
   study = first(s, '0020000D') as string;
-  const [se] = (await (await fetch(`${server.url}/dicomweb/studies/${study}/series`)).json()) as Json[];
+  const [se] = await api<Json[]>(`/dicomweb/studies/${study}/series`);
   series = first(se, '0020000E') as string;
-  const meta = (await (
-    await fetch(`${server.url}/dicomweb/studies/${study}/series/${series}/metadata`)
-  ).json()) as Json[];
+  const meta = await api<Json[]>(`/dicomweb/studies/${study}/series/${series}/metadata`);
   sops = meta
     .map((m) => ({ z: Number(m['00200032'].Value![2]), sop: first(m, '00080018') as string }))
     .sort((a, b) => a.z - b.z)
@@ -107,18 +124,23 @@ describe('box-prompted segmentation in the radiology viewer', () => {
       const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
       const log = watch(page);
       const posts: string[] = [];
+      const unauthorized: string[] = [];
       page.on('request', (r) => {
         if (r.method() === 'POST' && r.url().endsWith('/segmentations')) posts.push(r.postData() ?? '');
+        const guarded = r.url().includes('/segmentations') || r.url().includes('/dicomweb/');
+        const carries =
+          r.headers()['authorization'] === `Bearer ${token}` ||
+          r.url().includes(`token=${encodeURIComponent(token)}`);
+        if (guarded && !carries) unauthorized.push(`${r.method()} ${r.url()}`);
       });
-      const t0 = Date.now();
-      const mark = (what: string) => console.log(`${what}: ${Date.now() - t0} ms`);
       try {
-        await page.goto(`${server.url}/radiology/#study=${study}&series=${series}&slice=${KEY}&ww=400&wc=40`);
+        await page.goto(
+          `${server.url}/radiology/#study=${study}&series=${series}&slice=${KEY}&ww=400&wc=40&token=${token}`,
+        );
         await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
         await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
         expect(await page.evaluate(GREEN)).toEqual([0]);
 
-        mark('stack ready');
         await page.keyboard.press('b');
         const [ax, ay] = await pagePoint(page, KEY, BOX[0], BOX[1]);
         const [bx, by] = await pagePoint(page, KEY, BOX[2], BOX[3]);
@@ -135,7 +157,6 @@ describe('box-prompted segmentation in the radiology viewer', () => {
           (i) =>
             !!i && (i.state === 'failed' || i.state === 'cancelled' || (i.state === 'done' && !!i.placed)),
         );
-        mark('job done and shown');
         expect(item.state, JSON.stringify(item)).toBe('done');
 
         // The request: the key slice's instance, the box in its pixel indices, the window on screen.
@@ -158,11 +179,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         expect(perSlice).toHaveLength(sops.length);
         for (const k of [KEY - 2, KEY - 1, KEY, KEY + 1, KEY + 2])
           expect(perSlice[k], `slice ${k}`).toBeGreaterThan(3000);
-        const job = (await (await fetch(`${server.url}/segmentations/${item.job}`)).json()) as {
-          result: { voxels: number };
-          timings: Record<string, unknown>;
-        };
-        mark(`job timings ${JSON.stringify(job.timings)}`);
+        const job = await api<{ result: { voxels: number } }>(`/segmentations/${item.job}`);
         expect(perSlice.reduce((a, b) => a + b, 0)).toBe(job.result.voxels);
 
         // On screen: green pixels on the key slice and on its neighbours, none where it was grey before.
@@ -176,17 +193,40 @@ describe('box-prompted segmentation in the radiology viewer', () => {
           await until(page, GREEN, (g: number[]) => g[0] > 1000);
         }
 
+        // Re-run with an adjusted box: its lower right corner dragged in, on the key slice.
+        await page.evaluate(`${VIEW}.display.setSlice(${KEY})`);
+        await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
+        const [cx, cy] = await pagePoint(page, KEY, BOX[2], BOX[3]);
+        const [dx, dy] = await pagePoint(page, KEY, SMALLER[2], SMALLER[3]);
+        await page.mouse.move(cx, cy);
+        await page.mouse.down();
+        await page.mouse.move(dx, dy, { steps: 6 });
+        await page.mouse.up();
+        await page.click('#seg-list [data-action=rerun]');
+        const rerun = await until<Item>(
+          page,
+          `(() => { const i = ${VIEW}.segmentation.items[0]; return { state: i.state, message: i.message, placed: i.placed, job: i.job && i.job.id }; })()`,
+          (i) => i.job !== item.job && (i.state === 'failed' || (i.state === 'done' && !!i.placed)),
+        );
+        expect(rerun.state, JSON.stringify(rerun)).toBe('done');
+        expect(posts).toHaveLength(2);
+        const resent = JSON.parse(posts[1]) as { instance: string; box: number[] };
+        expect(resent.instance).toBe(sops[KEY]);
+        resent.box.forEach((v, i) =>
+          expect(Math.abs(v - SMALLER[i]), `box ${resent.box}`).toBeLessThanOrEqual(1),
+        );
+        const job2 = await api<{ result: { voxels: number } }>(`/segmentations/${rerun.job}`);
+        expect(job2.result.voxels).not.toBe(job.result.voxels);
+        const perSlice2 = (await page.evaluate(
+          `${VIEW}.segmentation.voxelsPerSlice('medstream-seg-1')`,
+        )) as number[];
+        expect(perSlice2.reduce((a, b) => a + b, 0)).toBe(job2.result.voxels);
+
         // Accept: the SEG goes into the study (STOW-RS) and QIDO lists it.
-        expect(
-          (await (
-            await fetch(`${server.url}/dicomweb/studies/${study}/series?Modality=SEG`)
-          ).json()) as unknown[],
-        ).toHaveLength(0);
+        expect(await api<unknown[]>(`/dicomweb/studies/${study}/series?Modality=SEG`)).toHaveLength(0);
         await page.click('#seg-list [data-action=accept]');
         await page.locator('#seg-study-list [data-seg-series]').waitFor({ timeout: T });
-        const segSeries = (await (
-          await fetch(`${server.url}/dicomweb/studies/${study}/series?Modality=SEG`)
-        ).json()) as Json[];
+        const segSeries = await api<Json[]>(`/dicomweb/studies/${study}/series?Modality=SEG`);
         expect(segSeries).toHaveLength(1);
         expect(first(segSeries[0], '00080060')).toBe('SEG');
 
@@ -197,9 +237,8 @@ describe('box-prompted segmentation in the radiology viewer', () => {
           `(() => { const i = ${VIEW}.segmentation.items.find((x) => x.kind === 'study'); return i && { state: i.state, voxels: i.placed && i.placed.voxels }; })()`,
           (i: { state: string } | undefined) => !!i && (i.state === 'shown' || i.state === 'failed'),
         );
-        expect(stored).toEqual({ state: 'shown', voxels: job.result.voxels });
+        expect(stored).toEqual({ state: 'shown', voxels: job2.result.voxels });
 
-        mark('accepted and stored SEG shown');
         // MPR: the overlays follow, on all three planes.
         await page.keyboard.press('m');
         await until(page, 'document.body.dataset.layout', (l: string) => l === 'mpr');
@@ -207,8 +246,13 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         await page.evaluate(`${VIEW}.display.setSlice(${KEY})`);
         const planes = await until(page, GREEN, (g: number[]) => g.length === 3 && g.every((n) => n > 50));
         expect(planes[0]).toBeGreaterThan(1000);
-        mark('MPR overlays');
         await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-mpr.png') });
+
+        // Discard: the job's overlay and its item are gone; the stored SEG's stays.
+        await page.click('#seg-list li[data-id="medstream-seg-1"] [data-action=discard]');
+        expect(await page.evaluate(`${VIEW}.segmentation.voxelsPerSlice('medstream-seg-1')`)).toEqual([]);
+        expect(await page.evaluate(`${VIEW}.segmentation.items.map((i) => i.kind)`)).toEqual(['study']);
+        expect(unauthorized).toEqual([]);
 
         expect(foreignRequests(log, server.url)).toEqual([]);
         expect(log.errors).toEqual([]);

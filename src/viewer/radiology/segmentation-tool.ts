@@ -6,7 +6,7 @@
 // re-run with the box as adjusted, download NIfTI / SEG; and the study's stored SEG series, which
 // can be shown as overlays too.
 
-import { eventTarget, metaData, utilities as csUtilities, type Types } from '@cornerstonejs/core';
+import { eventTarget } from '@cornerstonejs/core';
 import {
   annotation,
   Enums as ToolEnums,
@@ -16,7 +16,8 @@ import {
 import { el } from '../common.js';
 import type { DicomwebClient } from './dicomweb.js';
 import { messageOf, type SeriesDisplay } from './display.js';
-import { instanceOfImageId, Labelmaps, type PlacedOverlay } from './labelmaps.js';
+import { boxPrompt } from './box-prompt.js';
+import { Labelmaps, type PlacedOverlay } from './labelmaps.js';
 import { decodeSeg, type DecodedSeg } from './seg-decode.js';
 import { SegmentationClient, type JobRequest, type JobView } from './segmentation-client.js';
 
@@ -42,21 +43,6 @@ export interface SegmentItem {
   accepted: boolean;
   visible: boolean;
   li: HTMLLIElement;
-}
-
-/** The box of a RectangleROI annotation in pixel indices of its image, corners inclusive. */
-export function pixelBox(imageId: string, points: Types.Point3[], size: { rows: number; columns: number }) {
-  const xy = points.map((p) => csUtilities.worldToImageCoords(imageId, p) as [number, number]);
-  const xs = xy.map((p) => p[0]);
-  const ys = xy.map((p) => p[1]);
-  // worldToImageCoords puts 0 at the first pixel's outer edge: pixel i spans [i, i + 1).
-  const clamp = (v: number, n: number) => Math.max(0, Math.min(n - 1, v));
-  return [
-    clamp(Math.floor(Math.min(...xs)), size.columns),
-    clamp(Math.floor(Math.min(...ys)), size.rows),
-    clamp(Math.ceil(Math.max(...xs)) - 1, size.columns),
-    clamp(Math.ceil(Math.max(...ys)) - 1, size.rows),
-  ] as [number, number, number, number];
 }
 
 export class SegmentationPanel {
@@ -186,36 +172,15 @@ export class SegmentationPanel {
   /** The job request of a box annotation, or undefined (and a message) where it cannot be one. */
   private requestFor(a: ToolTypes.Annotation): JobRequest | undefined {
     const display = this.display!;
-    const refuse = (why: string) => {
-      this.status(why);
+    const prompt = boxPrompt(display, a);
+    if ('refused' in prompt) {
+      this.status(prompt.refused);
       if (a.annotationUID) annotation.state.removeAnnotation(a.annotationUID);
       display.engine.render();
       return undefined;
-    };
-    const main = display.mainViewport();
-    if (display.layout === 'mpr') {
-      const normal = main.getCamera().viewPlaneNormal!;
-      const n = a.metadata?.viewPlaneNormal ?? [0, 0, 0];
-      if (Math.abs(normal[0] * n[0] + normal[1] * n[1] + normal[2] * n[2]) < 0.999)
-        return refuse('Draw the box on the axial plane (or in the stack).');
     }
-    const ids = display.series.imageIds;
-    let imageId = a.metadata?.referencedImageId;
-    if (!imageId || !ids.includes(imageId))
-      imageId = (main as { getCurrentImageId?(): string }).getCurrentImageId?.();
-    if (!imageId || !ids.includes(imageId)) return refuse('The box is not on a slice of this series.');
-    const image = metaData.get('imagePlaneModule', imageId) as { rows: number; columns: number };
-    const points = (a.data.handles?.points ?? []) as Types.Point3[];
-    const box = pixelBox(imageId, points, image);
-    if (box[2] <= box[0] || box[3] <= box[1])
-      return refuse('The box is too small: draw it around the structure.');
-    const voi = main.getProperties()?.voiRange;
-    const at = instanceOfImageId(imageId);
     return {
-      series: display.series.seriesUid,
-      ...(at && at.frame === 1 ? { instance: at.sop } : { slice: ids.indexOf(imageId) }),
-      box,
-      window: voi ? [Math.round(voi.lower), Math.round(voi.upper)] : undefined,
+      ...prompt,
       engine: this.engineEl.value,
       label: this.labelEl.value.trim() || 'segment',
       store: false,
@@ -228,6 +193,7 @@ export class SegmentationPanel {
     item.accepted = false;
     item.seg = undefined;
     item.segBytes = undefined;
+    item.placed = undefined;
     this.labelmaps?.remove(item.id);
     try {
       let job = await this.api.submit(request);
