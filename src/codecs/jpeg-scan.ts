@@ -38,8 +38,8 @@ const MAX_BLOCKS_IN_MCU = 10;
 interface HuffTable {
   /**
    * For every 12-bit prefix that starts with a code whose length plus its value bits fit in 12
-   * bits: the bits to consume (bits 0-4) and how far the coefficient index moves (bits 5-11: r + 1
-   * for a coefficient, 16 for ZRL, 64 for end of block). For a code of ≤ 12 bits whose value bits
+   * bits: the bits to consume (bits 0-4) and how far the coefficient index moves (bits 5-11: 1 for
+   * a DC code, r + 1 for an AC coefficient, 16 for ZRL, 64 for end of block). For a code of ≤ 12 bits whose value bits
    * do not fit: CODE_ONLY | symbol << 5 | length. 0 for the prefixes of longer codes.
    */
   look: Uint16Array;
@@ -76,7 +76,7 @@ function buildTable(counts: Uint8Array, symbols: Uint8Array, isDc: boolean): Huf
         const total = isDc ? length + symbol : length + size;
         if (length > LOOKAHEAD || (isDc && symbol > 15)) continue;
         const run = symbol >> 4;
-        const advance = isDc ? 0 : size !== 0 ? run + 1 : run === 15 ? 16 : 64;
+        const advance = isDc ? 1 : size !== 0 ? run + 1 : run === 15 ? 16 : 64;
         const shift = LOOKAHEAD - length;
         const entry = total <= LOOKAHEAD ? (advance << 5) | total : CODE_ONLY | (symbol << 5) | length;
         for (let fill = 0; fill < 1 << shift; fill++) look[(code << shift) | fill] = entry;
@@ -326,7 +326,7 @@ function walkMcus(
         const entry = count >= LOOKAHEAD ? table.look[(buf >>> (count - LOOKAHEAD)) & LOOK_MASK] : 0;
         if (entry !== 0 && entry < CODE_ONLY) {
           count -= entry & 31;
-          k += k === 0 ? 1 : entry >> 5;
+          k += entry >> 5;
         } else {
           // A code whose value bits did not fit in the look-up (its symbol is in the entry), a long
           // code, or fewer than 12 bits before a marker: the code one bit at a time, as libjpeg's

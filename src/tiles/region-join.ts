@@ -17,6 +17,10 @@ import { encodePipeline, type EncodeOptions } from './encode.js';
 
 /** Most tiles joined by one pipeline (a 4096×4096 region of 256-px tiles is 17×17). */
 const MAX_JOINED_TILES = 400;
+/** Largest tile joined (pixels): slides with huge tiles are read tile by tile, a few at a time. */
+const MAX_JOINED_TILE_PIXELS = 1024 * 1024;
+/** Most stored pixels behind one joined region (the tiles' full area, not just the rectangle). */
+const MAX_JOINED_SOURCE_PIXELS = 64 * 1024 * 1024;
 
 /** What to make of the region: an encoded image, or interleaved RGB bytes. */
 export type RegionOutput = EncodeOptions | 'raw';
@@ -51,7 +55,8 @@ export async function joinedRegion(
   const ty0 = Math.floor(y / th);
   const across = Math.floor((x + w - 1) / tw) - tx0 + 1;
   const down = Math.floor((y + h - 1) / th) - ty0 + 1;
-  if (across * down > MAX_JOINED_TILES) return undefined;
+  if (across * down > MAX_JOINED_TILES || tw * th > MAX_JOINED_TILE_PIXELS) return undefined;
+  if (across * down * tw * th > MAX_JOINED_SOURCE_PIXELS) return undefined;
   // All reads start in the same tick so the io/ coalescer can merge neighbouring tiles.
   const reads: Promise<Uint8Array | null>[] = [];
   for (let ty = ty0; ty < ty0 + down; ty++)

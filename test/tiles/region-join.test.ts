@@ -64,6 +64,10 @@ describe('joinedRegion', () => {
     expect(await joinedRegion(grid, 0, 0, 100, 100, 'raw', { maxPixels: 99 * 100 })).toBeUndefined();
     const jp2k = await open('svs/tcga-cr-7395-01a-01-ts1.svs');
     expect(await joinedRegion(jp2k.levels[0].grid as ImageGrid, 0, 0, 10, 10, 'raw', LIMIT)).toBeUndefined();
+    // Huge tiles (here claimed 2048×1024) are decoded a few at a time by the tile-by-tile path.
+    expect(
+      await joinedRegion({ ...grid, tileWidth: 2048, tileHeight: 1024 }, 0, 0, 10, 10, 'raw', LIMIT),
+    ).toBeUndefined();
     // A sparse tile is background: left to the tile-by-tile path.
     const sparse: ImageGrid = {
       ...grid,
