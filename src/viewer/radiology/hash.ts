@@ -9,6 +9,8 @@ export interface ViewState {
   ww?: number;
   wc?: number;
   layout?: 'stack' | 'mpr';
+  /** A series result of radiology inference shown over the stack (ai-overlay.ts). */
+  ai?: string;
 }
 
 export function parseHash(hash: string): ViewState {
@@ -28,6 +30,7 @@ export function parseHash(hash: string): ViewState {
     ww: ww !== undefined && ww > 0 ? ww : undefined,
     wc: n('wc'),
     layout: p.get('layout') === 'mpr' ? 'mpr' : p.get('layout') === 'stack' ? 'stack' : undefined,
+    ai: p.get('ai') || undefined,
   };
 }
 
@@ -39,6 +42,7 @@ export function formatHash(s: ViewState): string {
   if (s.ww !== undefined) p.set('ww', String(Math.round(s.ww)));
   if (s.wc !== undefined) p.set('wc', String(Math.round(s.wc)));
   if (s.layout === 'mpr') p.set('layout', 'mpr');
+  if (s.ai) p.set('ai', s.ai);
   const q = p.toString();
   return q ? `#${q}` : '';
 }

@@ -3,7 +3,9 @@
 // overlay with slice and window, and the error banner a failed frame raises. It keeps the hash in
 // step with what is shown (deep links) and answers the keyboard shortcuts.
 
+import type { Types } from '@cornerstonejs/core';
 import { el } from '../common.js';
+import { attachAiOverlay } from './ai-overlay.js';
 import { startCornerstone } from './cornerstone.js';
 import { dicomDate, personName, str, TAG, type DicomwebClient } from './dicomweb.js';
 import { messageOf, SeriesDisplay, type Layout, type MouseTool } from './display.js';
@@ -180,7 +182,7 @@ export async function showStudy(
       viewportsEl.replaceChildren(...elements);
       for (const [l, b] of Object.entries(layoutButtons))
         b.setAttribute('aria-pressed', String(l === layout));
-      current = { study: studyUid, series: seriesUid, layout };
+      current = { study: studyUid, series: seriesUid, layout, ai: initial.ai };
       view.display = await SeriesDisplay.open(
         s,
         layout,
@@ -196,6 +198,14 @@ export async function showStudy(
         { slice: initial.slice, ww: initial.ww, wc: initial.wc },
       );
       setTool(layout === 'mpr' ? 'crosshairs' : 'wl');
+      // An AI result over the stack (ai-overlay.ts); its failure is shown, the series stays.
+      if (initial.ai && layout === 'stack')
+        await attachAiOverlay(
+          view.display.mainViewport() as Types.IStackViewport,
+          elements[0],
+          initial.ai,
+          client,
+        ).catch((e: unknown) => showError(`AI overlay: ${messageOf(e)}`));
       document.body.dataset.layout = layout;
       document.body.dataset.state = 'ready';
     } catch (err) {
