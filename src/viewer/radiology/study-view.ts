@@ -182,7 +182,7 @@ export async function showStudy(
       viewportsEl.replaceChildren(...elements);
       for (const [l, b] of Object.entries(layoutButtons))
         b.setAttribute('aria-pressed', String(l === layout));
-      current = { study: studyUid, series: seriesUid, layout, ai: initial.ai };
+      current = { study: studyUid, series: seriesUid, layout };
       view.display = await SeriesDisplay.open(
         s,
         layout,
@@ -190,7 +190,7 @@ export async function showStudy(
         {
           onView: ({ slice, slices, ww, wc }) => {
             overlay.textContent = `${slice + 1} / ${slices}${ww !== undefined ? `  W ${Math.round(ww)} L ${Math.round(wc!)}` : ''}`;
-            current = { ...current, slice, ww, wc };
+            current = { ...current, slice, ww, wc, ai: initial.ai };
             history.replaceState(null, '', formatHash(current) || '#');
           },
           onError: showError,
@@ -198,6 +198,7 @@ export async function showStudy(
         { slice: initial.slice, ww: initial.ww, wc: initial.wc },
       );
       setTool(layout === 'mpr' ? 'crosshairs' : 'wl');
+      document.body.dataset.layout = layout;
       // An AI result over the stack (ai-overlay.ts); its failure is shown, the series stays.
       if (initial.ai && layout === 'stack')
         await attachAiOverlay(
@@ -206,7 +207,6 @@ export async function showStudy(
           initial.ai,
           client,
         ).catch((e: unknown) => showError(`AI overlay: ${messageOf(e)}`));
-      document.body.dataset.layout = layout;
       document.body.dataset.state = 'ready';
     } catch (err) {
       showError(`Series failed to load: ${messageOf(err)}`);
