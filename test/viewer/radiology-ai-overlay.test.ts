@@ -12,10 +12,11 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
+import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
 import { modelsDir } from '../ai/model-dir.js';
 import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
 import { writePhantomSeries, type PhantomSeries } from '../support/phantom-series.js';
-import { request, startIndexedServer } from '../support/server.js';
+import { request, startIndexedServer, startTestServer } from '../support/server.js';
 import { launchChromium, T, waitReady } from './helpers.js';
 
 let dir: string;
@@ -188,4 +189,58 @@ describe('AI overlay in the radiology viewer', () => {
       }
     },
   );
+
+  it('fetches the result with the page DICOMweb token when auth is on', { timeout: T }, async () => {
+    const SECRET = 'ai-overlay-secret-0123456789abcdef0123456789abcdef';
+    const secured = await startTestServer(dir, [
+      '--models-dir',
+      models.dir,
+      '--index-at-start',
+      '--index-interval',
+      '0',
+      '--auth-enabled',
+      '--auth-secret',
+      SECRET,
+    ]);
+    const context = await browser.newContext({ viewport: { width: 900, height: 700 }, bypassCSP: true });
+    try {
+      const token = issueDicomwebToken(SECRET, {
+        expiresAt: Math.floor(Date.now() / 1000) + 600,
+        studies: [ct.studyUid],
+      });
+      const authorization = `Bearer ${token}`;
+      let inferred: { status: number; json(): unknown } | undefined;
+      for (let i = 0; i < 100; i++) {
+        inferred = await request(secured, '/ai/models/lesion/infer', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization },
+          body: JSON.stringify({ study: ct.studyUid, series: ct.seriesUid }),
+        });
+        if (inferred.status !== 404) break; // the catalog is still indexing
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(inferred!.status).toBe(200);
+      const id = (inferred!.json() as { result: { id: string } }).result.id;
+      // Without the token the result is refused: the page must send it.
+      expect((await request(secured, `/ai/results/${id}.json`)).status).toBe(401);
+      const page = await context.newPage();
+      const refused: string[] = [];
+      page.on('response', (r) => {
+        if (r.status() === 401 || r.status() === 403) refused.push(`${r.status()} ${r.url()}`);
+      });
+      await page.goto(
+        `${secured.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&ai=${id}&token=${token}`,
+      );
+      await waitReady(page);
+      await drawn(page);
+      expect(refused).toEqual([]);
+      // The deep link keeps the overlay (the token is taken out of it).
+      const hash = (await page.evaluate('location.hash')) as string;
+      expect(hash).toContain(`ai=${id}`);
+      expect(hash).not.toContain('token=');
+    } finally {
+      await context.close();
+      await secured.close();
+    }
+  });
 });
