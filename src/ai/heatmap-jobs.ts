@@ -5,6 +5,7 @@
 // so any replica runs them and every replica answers); the grid is the job's one result file,
 // and the map PNG and colour-mapped pyramid (heatmap-pyramid.ts) are rebuilt from it on demand.
 
+import { setMaxListeners } from 'node:events';
 import sharp from 'sharp';
 import { BadRequest, Cancelled, MedStreamError, NotFound } from '../errors.js';
 import type { JobContext, JobHandler, JobOutput, JobQueue, JobRecord } from '../jobs/queue.js';
@@ -221,6 +222,8 @@ export class HeatmapJobs {
   /** The job handler: runs on whichever replica the jobs layer hands the job to. */
   private async run(payload: HeatmapPayload, context: JobContext): Promise<JobOutput<HeatmapSummary>> {
     const { signal } = context;
+    // Every tile in flight listens to the job's signal (its reads and its batch).
+    setMaxListeners(Math.max(10, 4 * this.concurrency), signal);
     const { columns, rows } = payload;
     const tiles = columns * rows;
     const { model: name, slide, mpp, tileSize, stride, minTissue } = payload.request;

@@ -137,6 +137,31 @@ export class AiService {
     return this.options.results.slice(id, k);
   }
 
+  /**
+   * What a series result is: model, task, labels and one entry per slice (its PNG and, for DICOM
+   * series, the SOP Instance UID it lies on), for clients that overlay it (the radiology viewer).
+   */
+  resultInfo(id: string): Record<string, unknown> {
+    const v = this.options.results.volume(id);
+    const [columns, rows, slices] = v.geometry.dims;
+    const source = v.geometry.source;
+    return {
+      id,
+      model: v.model,
+      task: v.task,
+      labels: v.labels,
+      values: v.task === 'segmentation' ? 'class index' : 'round(255 * value)',
+      columns,
+      rows,
+      format: source.kind,
+      slices: Array.from({ length: slices }, (_, k) => ({
+        slice: k,
+        instance: source.kind === 'dicom' ? source.instances[k]?.sopInstanceUid : undefined,
+        png: `/ai/results/${id}/slices/${k}.png`,
+      })),
+    };
+  }
+
   /** A volume result as NIfTI-1 (.nii.gz, uint8) in the source volume's geometry. */
   resultNifti(id: string): Uint8Array {
     const v = this.options.results.volume(id);

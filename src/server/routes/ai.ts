@@ -7,6 +7,7 @@
 //                                   {study, series, instance?, frame?, window?} (radiology, catalog)
 //   GET  /ai/results/{id}.png       a mask or heat map an inference made
 //   GET  /ai/results/{id}/slices/{k}.png, {id}.nii.gz, {id}.dcm?class=K   a series result
+//   GET  /ai/results/{id}.json      what a series result is (the radiology viewer's AI overlay)
 //   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
 //                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
 //   GET  /ai/jobs/{id}              its progress, and when done its grid and map
@@ -134,10 +135,11 @@ export async function registerAiRoutes(
     scope.get<{ Params: { file: string }; Querystring: { class?: string } }>(
       '/ai/results/:file',
       async (request, reply) => {
-        const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm)$/.exec(request.params.file);
-        if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm)');
+        const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm|json)$/.exec(request.params.file);
+        if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm, .json)');
         assertResultAccess(request, ai, m[1]);
         reply.header('Cache-Control', 'private, max-age=3600');
+        if (m[2] === 'json') return ai.resultInfo(m[1]);
         if (m[2] === 'png') return reply.type('image/png').send(await ai.result(m[1]));
         if (m[2] === 'nii.gz')
           return reply

@@ -4,6 +4,8 @@
 export interface ViewState {
   study?: string;
   series?: string;
+  /** A series result of radiology inference shown over the stack (ai-overlay.ts). */
+  ai?: string;
   /** Zero-based index in the displayed stack. */
   slice?: number;
   ww?: number;
@@ -26,6 +28,7 @@ export function parseHash(hash: string): ViewState {
   return {
     study: p.get('study') || undefined,
     series: p.get('series') || undefined,
+    ai: p.get('ai') || undefined,
     slice: slice !== undefined && slice >= 0 ? Math.floor(slice) : undefined,
     ww: ww !== undefined && ww > 0 ? ww : undefined,
     wc: n('wc'),
@@ -38,6 +41,7 @@ export function formatHash(s: ViewState): string {
   const p = new URLSearchParams();
   if (s.study) p.set('study', s.study);
   if (s.series) p.set('series', s.series);
+  if (s.ai) p.set('ai', s.ai);
   if (s.slice !== undefined) p.set('slice', String(s.slice));
   if (s.ww !== undefined) p.set('ww', String(Math.round(s.ww)));
   if (s.wc !== undefined) p.set('wc', String(Math.round(s.wc)));

@@ -3,7 +3,9 @@
 // overlay with slice and window, and the error banner a failed frame raises. It keeps the hash in
 // step with what is shown (deep links) and answers the keyboard shortcuts.
 
+import type { Types } from '@cornerstonejs/core';
 import { el } from '../common.js';
+import { attachAiOverlay } from './ai-overlay.js';
 import { startCornerstone } from './cornerstone.js';
 import { dicomDate, personName, str, TAG, type DicomwebClient } from './dicomweb.js';
 import { messageOf, SeriesDisplay, type Layout, type MouseTool } from './display.js';
@@ -208,7 +210,7 @@ export async function showStudy(
         {
           onView: ({ slice, slices, ww, wc }) => {
             overlay.textContent = `${slice + 1} / ${slices}${ww !== undefined ? `  W ${Math.round(ww)} L ${Math.round(wc!)}` : ''}`;
-            current = { ...current, slice, ww, wc };
+            current = { ...current, slice, ww, wc, ai: initial.ai };
             history.replaceState(null, '', formatHash(current) || '#');
           },
           onError: showError,
@@ -219,6 +221,14 @@ export async function showStudy(
       setTool(layout === 'mpr' ? 'crosshairs' : 'wl');
       await segmentationPanel.attach(view.display);
       document.body.dataset.layout = layout;
+      // An AI result over the stack (ai-overlay.ts); its failure is shown, the series stays.
+      if (initial.ai && layout === 'stack')
+        await attachAiOverlay(
+          view.display.mainViewport() as Types.IStackViewport,
+          elements[0],
+          initial.ai,
+          client,
+        ).catch((e: unknown) => showError(`AI overlay: ${messageOf(e)}`));
       document.body.dataset.state = 'ready';
     } catch (err) {
       showError(`Series failed to load: ${messageOf(err)}`);

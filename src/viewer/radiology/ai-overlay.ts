@@ -1,0 +1,186 @@
+// The radiology viewer's AI overlay (`#…&ai={result id}`): a series result of radiology inference
+// (docs/ai.md: a segmentation's label map or a heat map's probability map, one PNG per slice,
+// described by `/ai/results/{id}.json`) drawn over the stack viewport on its own canvas. Each
+// displayed frame is matched to its result slice by SOP Instance UID and placed with the image's
+// own pixel-to-world geometry and the viewport's world-to-canvas transform, so it follows scroll,
+// zoom, pan and flips. Labels get fixed colours (class 0 clear), maps a blue-yellow-red ramp
+// (0 clear); a panel toggles it and sets its opacity. Stack layout only.
+
+import { Enums, utilities as csUtilities, type Types } from '@cornerstonejs/core';
+import type { DicomwebClient } from './dicomweb.js';
+
+interface ResultInfo {
+  model: string;
+  task: 'segmentation' | 'heatmap';
+  labels: string[];
+  columns: number;
+  rows: number;
+  slices: { slice: number; instance?: string; png: string }[];
+}
+
+/** Class colours (class k uses LABEL_COLOURS[(k - 1) % n]). */
+const LABEL_COLOURS: [number, number, number][] = [
+  [255, 64, 64],
+  [64, 200, 255],
+  [255, 200, 0],
+  [120, 255, 120],
+  [220, 100, 255],
+  [255, 140, 60],
+];
+/** The heat-map ramp (value 0..1): blue, pale yellow, red. */
+const RAMP: [number, [number, number, number]][] = [
+  [0, [44, 123, 182]],
+  [0.5, [255, 255, 191]],
+  [1, [215, 25, 28]],
+];
+
+function rampColour(v: number): [number, number, number] {
+  for (let i = 1; i < RAMP.length; i++) {
+    const [v1, c1] = RAMP[i];
+    if (v <= v1) {
+      const [v0, c0] = RAMP[i - 1];
+      const t = (v - v0) / (v1 - v0);
+      return [0, 1, 2].map((k) => Math.round(c0[k] + (c1[k] - c0[k]) * t)) as [number, number, number];
+    }
+  }
+  return RAMP[RAMP.length - 1][1];
+}
+
+/** The SOP Instance UID a WADO-RS image id names. */
+function instanceOf(imageId: string | undefined): string | undefined {
+  const m = imageId ? /\/instances\/([^/]+)\/frames\//.exec(imageId) : null;
+  return m ? decodeURIComponent(m[1]) : undefined;
+}
+
+/** Shows result `resultId` over `viewport` (the stack viewport in `element`). */
+export async function attachAiOverlay(
+  viewport: Types.IStackViewport,
+  element: HTMLDivElement,
+  resultId: string,
+  client: DicomwebClient,
+): Promise<void> {
+  const base = client.root.replace(/\/dicomweb$/, '');
+  const get = async (path: string): Promise<Response> => {
+    const res = await fetch(`${base}${path}`, { headers: client.headers() });
+    if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+    return res;
+  };
+  const info = (await (await get(`/ai/results/${encodeURIComponent(resultId)}.json`)).json()) as ResultInfo;
+  const byInstance = new Map(info.slices.filter((s) => s.instance).map((s) => [s.instance!, s]));
+  const layers = new Map<number, Promise<HTMLCanvasElement>>();
+  const layer = (slice: { slice: number; png: string }): Promise<HTMLCanvasElement> => {
+    let p = layers.get(slice.slice);
+    if (!p) {
+      p = get(slice.png)
+        .then((r) => r.blob())
+        .then((b) => createImageBitmap(b))
+        .then((bitmap) => colourise(bitmap, info.task));
+      layers.set(slice.slice, p);
+    }
+    return p;
+  };
+
+  if (getComputedStyle(element).position === 'static') element.style.position = 'relative';
+  const canvas = document.createElement('canvas');
+  canvas.className = 'rad-ai-overlay';
+  canvas.style.cssText = 'position:absolute;inset:0;width:100%;height:100%;pointer-events:none;z-index:2';
+  element.append(canvas);
+  let opacity = 0.5;
+  let shown = true;
+
+  const draw = async (): Promise<void> => {
+    const imageId = viewport.getCurrentImageId();
+    const slice = byInstance.get(instanceOf(imageId) ?? '');
+    const ctx = canvas.getContext('2d')!;
+    const ratio = window.devicePixelRatio || 1;
+    const width = Math.round(element.clientWidth * ratio);
+    const height = Math.round(element.clientHeight * ratio);
+    if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+    if (!slice || !imageId || !shown) {
+      ctx.clearRect(0, 0, width, height);
+      document.body.dataset.aiOverlay = slice ? 'hidden' : 'none';
+      return;
+    }
+    const picture = await layer(slice);
+    // The frame may have changed while the slice loaded: draw what is current.
+    if (viewport.getCurrentImageId() !== imageId) return;
+    // Image pixel corners (0,0), (columns,0), (0,rows) -> canvas: an affine map.
+    const at = (x: number, y: number): Types.Point2 =>
+      viewport.worldToCanvas(csUtilities.imageToWorldCoords(imageId, [x, y]) as Types.Point3);
+    const [o, u, v] = [at(0, 0), at(info.columns, 0), at(0, info.rows)];
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    ctx.setTransform(
+      (ratio * (u[0] - o[0])) / info.columns,
+      (ratio * (u[1] - o[1])) / info.columns,
+      (ratio * (v[0] - o[0])) / info.rows,
+      (ratio * (v[1] - o[1])) / info.rows,
+      ratio * o[0],
+      ratio * o[1],
+    );
+    ctx.imageSmoothingEnabled = false;
+    ctx.globalAlpha = opacity;
+    ctx.drawImage(picture, 0, 0);
+    document.body.dataset.aiOverlay = 'ready';
+    document.body.dataset.aiSlice = String(slice.slice);
+  };
+  let drawing = Promise.resolve();
+  const redraw = (): void => {
+    drawing = drawing.then(draw).catch((e: Error) => {
+      document.body.dataset.aiOverlay = `error: ${e.message}`;
+    });
+  };
+  element.addEventListener(Enums.Events.IMAGE_RENDERED, redraw);
+  element.append(controls(info, (s, a) => ((shown = s), (opacity = a), redraw())));
+  redraw();
+}
+
+/** The gray result slice as colours: labels (class 0 clear) or the ramp (0 clear). */
+function colourise(bitmap: ImageBitmap, task: ResultInfo['task']): HTMLCanvasElement {
+  const c = document.createElement('canvas');
+  [c.width, c.height] = [bitmap.width, bitmap.height];
+  const ctx = c.getContext('2d', { willReadFrequently: true })!;
+  ctx.drawImage(bitmap, 0, 0);
+  const img = ctx.getImageData(0, 0, c.width, c.height);
+  const d = img.data;
+  for (let i = 0; i < d.length; i += 4) {
+    const value = d[i];
+    const colour =
+      value === 0
+        ? undefined
+        : task === 'segmentation'
+          ? LABEL_COLOURS[(value - 1) % LABEL_COLOURS.length]
+          : rampColour(value / 255);
+    if (colour) [d[i], d[i + 1], d[i + 2], d[i + 3]] = [...colour, 255];
+    else d[i + 3] = 0;
+  }
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+
+function controls(info: ResultInfo, onChange: (shown: boolean, opacity: number) => void): HTMLElement {
+  const box = document.createElement('div');
+  box.className = 'rad-ai-controls';
+  box.style.cssText =
+    'position:absolute;right:6px;bottom:6px;z-index:3;background:rgba(0,0,0,.6);color:#fff;padding:4px 6px;font:12px sans-serif';
+  const show = document.createElement('input');
+  show.type = 'checkbox';
+  show.checked = true;
+  show.id = 'rad-ai-show';
+  const label = document.createElement('label');
+  label.htmlFor = show.id;
+  label.textContent = ` AI: ${info.model} (${info.task === 'segmentation' ? info.labels.slice(1).join(', ') || 'mask' : 'map'}) `;
+  const opacity = document.createElement('input');
+  opacity.type = 'range';
+  opacity.id = 'rad-ai-opacity';
+  opacity.min = '0';
+  opacity.max = '1';
+  opacity.step = '0.05';
+  opacity.value = '0.5';
+  opacity.setAttribute('aria-label', 'AI overlay opacity');
+  const changed = (): void => onChange(show.checked, Number(opacity.value));
+  show.addEventListener('change', changed);
+  opacity.addEventListener('input', changed);
+  box.append(show, label, opacity);
+  return box;
+}

@@ -1,0 +1,246 @@
+// The radiology viewer's AI overlay in Chromium: a segmentation model with known weights (mask =
+// HU >= -20) runs over the phantom CT series (an ellipsoid of 60 HU in -100 HU), and the viewer
+// opened at `#study=…&series=…&ai={result}` with a window of width 2 around -20 HU shows the CT
+// white exactly where the mask is. So on screen, wherever the CT canvas is clearly white the
+// overlay canvas is coloured, and wherever it is black the overlay is clear — the layers line up,
+// checked at every probed screen pixel away from edges, on the first slice shown and after
+// scrolling to another one (which has a different mask), and zoomed in.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
+import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
+import { modelsDir } from '../ai/model-dir.js';
+import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
+import { writePhantomSeries, type PhantomSeries } from '../support/phantom-series.js';
+import { request, startIndexedServer, startTestServer } from '../support/server.js';
+import { launchChromium, T, waitReady } from './helpers.js';
+
+let dir: string;
+let models: Awaited<ReturnType<typeof modelsDir>>;
+let server: RunningServer;
+let browser: Browser;
+let ct: PhantomSeries;
+let resultId: string;
+let instances: string[];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-ai-overlay-'));
+  ct = await writePhantomSeries(path.join(dir, 'phantom'));
+  const [nx, ny] = ct.dims;
+  models = await modelsDir({
+    lesion: {
+      // x = (HU + 1000) / 2000; sigmoid(200 x - 98) >= 0.5  <=>  HU >= -20.
+      onnx: pointwiseConvSigmoid({ channels: 1, size: nx, weights: [200], bias: -98 }),
+      json: {
+        task: 'segmentation',
+        input: { name: 'image', width: nx, height: ny, channels: 1 },
+        preprocess: { scaling: { type: 'fixed', min: -1000, max: 1000 } },
+        labels: ['background', 'lesion'],
+        output: { name: 'map', activation: 'none' },
+      },
+    },
+  });
+  [server, browser] = await Promise.all([
+    startIndexedServer(dir, ['--models-dir', models.dir]),
+    launchChromium(),
+  ]);
+  const res = await request(server, '/ai/models/lesion/infer', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ study: ct.studyUid, series: ct.seriesUid }),
+  });
+  expect(res.status).toBe(200);
+  resultId = (res.json() as { result: { id: string } }).result.id;
+  const info = (await request(server, `/ai/results/${resultId}.json`)).json() as {
+    task: string;
+    slices: { instance: string }[];
+  };
+  expect(info.task).toBe('segmentation');
+  instances = info.slices.map((s) => s.instance);
+  expect(new Set(instances).size).toBe(ct.dims[2]);
+}, T);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await models?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * Screen pixels of the viewport on a grid: the CT canvas grey (0..255) and the overlay canvas
+ * alpha at the same place, skipping pixels whose 5x5 CT neighbourhood is not uniform (edges).
+ */
+async function layers(page: Page): Promise<{ white: number[]; black: number[] }> {
+  return page.evaluate(`(() => {
+    const el = document.querySelector('.rad-viewport');
+    const ct = el.querySelector('canvas:not(.rad-ai-overlay)');
+    const ai = el.querySelector('canvas.rad-ai-overlay');
+    // Both canvases as pixels in CSS space (the CT canvas may be WebGL: copy it first).
+    const w = el.clientWidth, h = el.clientHeight;
+    const copy = (src) => {
+      const c = document.createElement('canvas');
+      c.width = w; c.height = h;
+      const x = c.getContext('2d');
+      x.drawImage(src, 0, 0, w, h);
+      return x.getImageData(0, 0, w, h).data;
+    };
+    const a = copy(ct), b = copy(ai);
+    const white = [], black = [];
+    for (let y = 3; y < h - 3; y += 3) for (let x = 3; x < w - 3; x += 3) {
+      const g = (xx, yy) => a[(yy * w + xx) * 4];
+      const v = g(x, y);
+      if (v > 40 && v < 215) continue;
+      let uniform = true;
+      for (let dy = -2; dy <= 2 && uniform; dy++) for (let dx = -2; dx <= 2; dx++)
+        if ((g(x + dx, y + dy) > 127) !== (v > 127)) { uniform = false; break; }
+      if (!uniform) continue;
+      // Only the image: the black margin around it has neither.
+      (v > 127 ? white : black).push(b[(y * w + x) * 4 + 3]);
+    }
+    return { white, black };
+  })()`);
+}
+
+async function nearest(page: Page): Promise<void> {
+  await page.evaluate(`(() => {
+    const vp = window.medstreamRadiology.view.display.mainViewport();
+    vp.setProperties({ interpolationType: 0 });
+    vp.render();
+  })()`);
+}
+
+async function drawn(page: Page, slice?: number): Promise<void> {
+  await page.waitForFunction(
+    `document.body.dataset.aiOverlay === 'ready' && (${slice === undefined} || document.body.dataset.aiSlice === '${slice}')`,
+    undefined,
+    { timeout: T },
+  );
+  await page.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
+}
+
+function expectAligned(l: { white: number[]; black: number[] }, what: string): void {
+  expect(l.white.length, `${what}: white CT pixels probed`).toBeGreaterThan(20);
+  expect(l.black.length, `${what}: black CT pixels probed`).toBeGreaterThan(20);
+  // Coloured where the CT is white (opacity 0.5 -> alpha ~128), clear where it is black.
+  expect(
+    l.white.filter((a) => a < 100),
+    `${what}: clear overlay over lesion`,
+  ).toEqual([]);
+  expect(
+    l.black.filter((a) => a > 0),
+    `${what}: overlay outside the lesion`,
+  ).toEqual([]);
+}
+
+describe('AI overlay in the radiology viewer', () => {
+  it(
+    'draws the mask of each slice over the CT, aligned, and follows scrolling and zoom',
+    { timeout: T },
+    async () => {
+      const context = await browser.newContext({ viewport: { width: 900, height: 700 }, bypassCSP: true });
+      try {
+        const page = await context.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        const key = ct.keySlice;
+        await page.goto(
+          `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&ww=2&wc=-20&slice=${key}&ai=${resultId}`,
+        );
+        await waitReady(page);
+        // Crisp CT pixels (nearest neighbour), so pixel edges on screen are where the mask's are.
+        await nearest(page);
+        await drawn(page);
+        const first = Number(await page.evaluate('document.body.dataset.aiSlice'));
+        expectAligned(await layers(page), `slice ${first}`);
+
+        // Another slice two steps away: a smaller cut through the ellipsoid, its own mask.
+        await page.locator('.rad-viewport').first().hover();
+        await page.keyboard.press('ArrowDown');
+        await page.keyboard.press('ArrowDown');
+        await page.waitForFunction(`document.body.dataset.aiSlice !== '${first}'`, undefined, { timeout: T });
+        await nearest(page);
+        await drawn(page);
+        const second = Number(await page.evaluate('document.body.dataset.aiSlice'));
+        expect(Math.abs(second - first)).toBe(2);
+        expectAligned(await layers(page), `slice ${second}`);
+
+        // Zoomed 2.5x: still aligned.
+        await page.evaluate(`(() => {
+        const vp = window.medstreamRadiology.view.display.mainViewport();
+        vp.setZoom(vp.getZoom() * 2.5);
+        vp.render();
+      })()`);
+        await drawn(page);
+        expectAligned(await layers(page), 'zoomed');
+
+        // Switched off: nothing drawn.
+        await page.locator('#rad-ai-show').uncheck();
+        await page.waitForFunction(`document.body.dataset.aiOverlay === 'hidden'`, undefined, { timeout: T });
+        const off = await layers(page);
+        expect(off.white.filter((a) => a > 0)).toEqual([]);
+        expect(errors).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    },
+  );
+
+  it('fetches the result with the page DICOMweb token when auth is on', { timeout: T }, async () => {
+    const SECRET = 'ai-overlay-secret-0123456789abcdef0123456789abcdef';
+    const secured = await startTestServer(dir, [
+      '--models-dir',
+      models.dir,
+      '--index-at-start',
+      '--index-interval',
+      '0',
+      '--auth-enabled',
+      '--auth-secret',
+      SECRET,
+    ]);
+    const context = await browser.newContext({ viewport: { width: 900, height: 700 }, bypassCSP: true });
+    try {
+      const token = issueDicomwebToken(SECRET, {
+        expiresAt: Math.floor(Date.now() / 1000) + 600,
+        studies: [ct.studyUid],
+      });
+      const authorization = `Bearer ${token}`;
+      let inferred: { status: number; json(): unknown } | undefined;
+      for (let i = 0; i < 100; i++) {
+        inferred = await request(secured, '/ai/models/lesion/infer', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization },
+          body: JSON.stringify({ study: ct.studyUid, series: ct.seriesUid }),
+        });
+        if (inferred.status !== 404) break; // the catalog is still indexing
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(inferred!.status).toBe(200);
+      const id = (inferred!.json() as { result: { id: string } }).result.id;
+      // Without the token the result is refused: the page must send it.
+      expect((await request(secured, `/ai/results/${id}.json`)).status).toBe(401);
+      const page = await context.newPage();
+      const refused: string[] = [];
+      page.on('response', (r) => {
+        if (r.status() === 401 || r.status() === 403) refused.push(`${r.status()} ${r.url()}`);
+      });
+      await page.goto(
+        `${secured.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&ai=${id}&token=${token}`,
+      );
+      await waitReady(page);
+      await drawn(page);
+      expect(refused).toEqual([]);
+      // The deep link keeps the overlay (the token is taken out of it).
+      const hash = (await page.evaluate('location.hash')) as string;
+      expect(hash).toContain(`ai=${id}`);
+      expect(hash).not.toContain('token=');
+    } finally {
+      await context.close();
+      await secured.close();
+    }
+  });
+});
