@@ -123,8 +123,10 @@ export class SegmentationPanel {
     this.display = display;
     this.labelmaps = new Labelmaps(display);
     eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, this.onCompleted);
+    // An overlay that fails to show marks its segment failed; the series stays shown.
     for (const item of this.items)
-      if (item.seg && item.seriesUid === display.series.seriesUid) await this.show(item);
+      if (item.seg && item.seriesUid === display.series.seriesUid)
+        await this.show(item).catch((e: unknown) => this.update(item, 'failed', messageOf(e)));
     await this.refreshStudySegs().catch((e: unknown) => this.status(`Stored SEG series: ${messageOf(e)}`));
   }
 
