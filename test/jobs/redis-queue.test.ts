@@ -138,7 +138,7 @@ describe('RedisJobQueue', () => {
         return { summary: { name: payload.name }, files: { 'out.txt': new Uint8Array([7]) } };
       },
     });
-    const { job } = await q.submit({ name: 'store', steps: 1 });
+    const { job } = await q.submit({ name: 'store', steps: 1, stepMs: 1 });
     await inCommit;
     expect(await q.cancel(job.id)).toMatchObject({ state: 'running', cancelRequested: true });
     // Long enough for the worker's cancel poll (50 ms) to abort the handler's signal.
