@@ -197,6 +197,12 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         const onKey = ((await page.evaluate(GREEN)) as number[])[0];
         expect(onKey).toBeGreaterThan(2000);
         await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-stack.png') });
+        // Fill off: only the outline stays green; fill on again: the filled overlay is back.
+        await page.uncheck('input[name=seg-fill]');
+        const outlineOnly = await until(page, GREEN, (g: number[]) => g[0] < onKey / 3);
+        expect(outlineOnly[0]).toBeGreaterThan(100);
+        await page.check('input[name=seg-fill]');
+        await until(page, GREEN, (g: number[]) => g[0] > onKey * 0.9);
         for (const k of [KEY - 1, KEY + 1]) {
           await page.evaluate(`${VIEW}.display.setSlice(${k})`);
           await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === k);

@@ -55,6 +55,8 @@ export class SegmentationPanel {
   private readonly studyList: HTMLUListElement;
   private readonly engineEl: HTMLSelectElement;
   private readonly labelEl: HTMLInputElement;
+  /** The next segment's colour (advances through the palette after each box). */
+  private readonly colorEl: HTMLInputElement;
   private readonly statusEl: HTMLElement;
   private readonly onCompleted = (e: Event) => void this.boxDrawn(e);
 
@@ -66,6 +68,7 @@ export class SegmentationPanel {
     this.api = new SegmentationClient(dicomweb);
     const section = el('section', 'rad-seg', undefined, { id: 'seg-panel', 'aria-label': 'Segmentation' });
     this.labelEl = el('input', undefined, undefined, { name: 'seg-label', value: 'lesion', maxlength: '64' });
+    this.colorEl = el('input', undefined, undefined, { type: 'color', name: 'seg-color', value: PALETTE[0] });
     this.engineEl = el('select', undefined, undefined, { name: 'seg-engine' });
     for (const name of ['classical', 'sam', 'medsam2'])
       this.engineEl.append(el('option', undefined, name, { value: name }));
@@ -105,6 +108,7 @@ export class SegmentationPanel {
     section.append(
       el('h2', undefined, 'Segmentation'),
       label('Label ', this.labelEl),
+      label('Colour ', this.colorEl),
       label('Engine ', this.engineEl),
       label('Opacity ', opacity),
       label('Fill ', fill),
@@ -157,7 +161,7 @@ export class SegmentationPanel {
       kind: 'job',
       seriesUid: this.display.series.seriesUid,
       label: request.label,
-      color: PALETTE[(n - 1) % PALETTE.length],
+      color: this.colorEl.value,
       state: 'queued',
       message: '',
       annotationUID: a.annotationUID,
@@ -166,6 +170,7 @@ export class SegmentationPanel {
       li: el('li', 'rad-seg-item'),
     };
     request.color = item.color;
+    this.colorEl.value = PALETTE[n % PALETTE.length];
     this.items.push(item);
     this.list.append(item.li);
     await this.run(item, request);
