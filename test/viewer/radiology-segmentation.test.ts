@@ -3,12 +3,12 @@
 // around the liver on slice 9 becomes a job with the box in that slice's pixel indices, the key
 // slice's instance and the window on screen; the job's SEG is shown as a labelmap overlay that
 // covers the liver on the key slice and the slices above and below (its voxels, and coloured
-// pixels on the canvas); re-run with the box's corner dragged in, the new job gets the new box;
+// pixels on the canvas); NIfTI and SEG download; re-run with the box's corner dragged in, the new job gets the new box;
 // accepted, the SEG is stored and QIDO lists it as a series of the study; shown again from the
 // study's SEG series; in MPR the overlay is on all three planes, a box on the sagittal plane is
 // refused and one on the axial plane is sent with its slice's instance; discarded, it is gone. Auth is on:
 // every request of the page to /segmentations and DICOMweb carries the page's (write) token.
-import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -207,6 +207,19 @@ describe('box-prompted segmentation in the radiology viewer', () => {
           await page.evaluate(`${VIEW}.display.setSlice(${k})`);
           await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === k);
           await until(page, GREEN, (g: number[]) => g[0] > 1000);
+        }
+
+        // Downloads: the mask as NIfTI (gzip) and the SEG (DICM), fetched with the token.
+        for (const [action, magic, at] of [
+          ['nifti', [0x1f, 0x8b], 0],
+          ['seg', [0x44, 0x49, 0x43, 0x4d], 128],
+        ] as const) {
+          const [download] = await Promise.all([
+            page.waitForEvent('download'),
+            page.click(`#seg-list [data-action=${action}]`),
+          ]);
+          const bytes = await readFile(await download.path());
+          expect([...bytes.subarray(at, at + magic.length)], action).toEqual([...magic]);
         }
 
         // Re-run with an adjusted box: its lower right corner dragged in, on the key slice.

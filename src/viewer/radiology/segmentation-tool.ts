@@ -19,7 +19,13 @@ import { messageOf, type SeriesDisplay } from './display.js';
 import { boxPrompt } from './box-prompt.js';
 import { Labelmaps, type PlacedOverlay } from './labelmaps.js';
 import { decodeSeg, type DecodedSeg } from './seg-decode.js';
-import { SegmentationClient, type JobRequest, type JobView } from './segmentation-client.js';
+import {
+  progressText,
+  saveBytes,
+  SegmentationClient,
+  type JobRequest,
+  type JobView,
+} from './segmentation-client.js';
 
 const PALETTE = ['#00e040', '#ff8000', '#2080ff', '#e020e0', '#ffe000'];
 const POLL_MS = 250;
@@ -326,15 +332,7 @@ export class SegmentationPanel {
   private async download(item: SegmentItem, name: 'mask.nii.gz' | 'seg.dcm'): Promise<void> {
     const bytes =
       name === 'seg.dcm' && item.segBytes ? item.segBytes : await this.api.file(item.job!.id, name);
-    const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
-    const a = el('a', undefined, undefined, {
-      href: url,
-      download: `${item.label}-${item.job!.id.slice(0, 8)}-${name}`,
-    });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    saveBytes(bytes, `${item.label}-${item.job!.id.slice(0, 8)}-${name}`);
   }
 
   /** Lists the study's SEG series (QIDO-RS), each with a button that shows it as an overlay. */
@@ -374,8 +372,15 @@ export class SegmentationPanel {
       this.list.append(item.li);
     }
     try {
-      const [bytes] = await this.api.segInstances(this.studyUid, seriesUid);
-      item.seg = decodeSeg(bytes);
+      // Every instance of the series, as one overlay (a series may split its frames).
+      const [first, ...rest] = (await this.api.segInstances(this.studyUid, seriesUid)).map(decodeSeg);
+      if (!first) throw new Error('the SEG series has no instances');
+      for (const more of rest) {
+        first.frames.push(...more.frames);
+        for (const s of more.segments)
+          if (!first.segments.some((t) => t.number === s.number)) first.segments.push(s);
+      }
+      item.seg = first;
       const segColor = item.seg.segments[0]?.color;
       item.color = segColor
         ? `#${segColor.map((c) => c.toString(16).padStart(2, '0')).join('')}`
@@ -391,14 +396,6 @@ export class SegmentationPanel {
     }
     return item;
   }
-}
-
-function progressText(job: JobView): string {
-  const p = job.progress;
-  if (job.state === 'queued') return 'waiting for a worker';
-  if (p.slicesDone !== undefined) return `segmenting: ${p.slicesDone} slices`;
-  if (p.slicesTotal) return `reading ${p.slicesRead ?? 0} / ${p.slicesTotal} slices`;
-  return 'starting';
 }
 
 function hexRgb(hex: string): [number, number, number] {
