@@ -125,6 +125,30 @@ describe('RedisJobQueue', () => {
     expect((await a.get(waiting.job.id))?.state).toBe('cancelled');
   });
 
+  it('ends a job done when the cancel lands after its last check (its result is committed)', async () => {
+    let committing!: () => void;
+    const inCommit = new Promise<void>((r) => (committing = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const q = replica(`q${++queueNumber}`, 'commit', {
+      handler: async (payload) => {
+        // The point of no return (a SEG being stored): the handler no longer looks at its signal.
+        committing();
+        await released;
+        return { summary: { name: payload.name }, files: { 'out.txt': new Uint8Array([7]) } };
+      },
+    });
+    const { job } = await q.submit({ name: 'store', steps: 1, stepMs: 1 });
+    await inCommit;
+    expect(await q.cancel(job.id)).toMatchObject({ state: 'running', cancelRequested: true });
+    // Long enough for the worker's cancel poll (50 ms) to abort the handler's signal.
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    const ended = await settled(q, job.id);
+    expect(ended).toMatchObject({ state: 'done', files: ['out.txt'], summary: { name: 'store' } });
+    expect([...((await q.file(job.id, 'out.txt')) ?? [])]).toEqual([7]);
+  });
+
   it('refuses submissions beyond maxQueued (overloaded)', async () => {
     const name = `q${++queueNumber}`;
     const a = replica(name, 'A', { concurrency: 0, maxQueued: 2 });

@@ -3,11 +3,12 @@
 // around the liver on slice 9 becomes a job with the box in that slice's pixel indices, the key
 // slice's instance and the window on screen; the job's SEG is shown as a labelmap overlay that
 // covers the liver on the key slice and the slices above and below (its voxels, and coloured
-// pixels on the canvas); re-run with the box's corner dragged in, the new job gets the new box;
+// pixels on the canvas); NIfTI and SEG download; re-run with the box's corner dragged in, the new job gets the new box;
 // accepted, the SEG is stored and QIDO lists it as a series of the study; shown again from the
-// study's SEG series; in MPR the overlay is on all three planes; discarded, it is gone. Auth is on:
+// study's SEG series; in MPR the overlay is on all three planes, a box on the sagittal plane is
+// refused and one on the axial plane is sent with its slice's instance; discarded, it is gone. Auth is on:
 // every request of the page to /segmentations and DICOMweb carries the page's (write) token.
-import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -108,6 +109,15 @@ function pagePoint(page: Page, k: number, x: number, y: number, n = 0): Promise<
   })()`) as Promise<[number, number]>;
 }
 
+/** A mouse drag with the primary button from `a` to `b` (page coordinates). */
+async function drag(page: Page, a: [number, number], b: [number, number]): Promise<void> {
+  await page.mouse.move(a[0], a[1]);
+  await page.mouse.down();
+  await page.mouse.move(a[0] + 2, a[1] + 2);
+  await page.mouse.move(b[0], b[1], { steps: 8 });
+  await page.mouse.up();
+}
+
 /** Canvas pixels of each viewport that carry the overlay's green (and CT grey never does). */
 const GREEN = `[...document.querySelectorAll('.rad-viewport canvas.cornerstone-canvas')].map((canvas) => {
   const { width, height } = canvas;
@@ -187,10 +197,29 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         const onKey = ((await page.evaluate(GREEN)) as number[])[0];
         expect(onKey).toBeGreaterThan(2000);
         await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-stack.png') });
+        // Fill off: only the outline stays green; fill on again: the filled overlay is back.
+        await page.uncheck('input[name=seg-fill]');
+        const outlineOnly = await until(page, GREEN, (g: number[]) => g[0] < onKey / 3);
+        expect(outlineOnly[0]).toBeGreaterThan(100);
+        await page.check('input[name=seg-fill]');
+        await until(page, GREEN, (g: number[]) => g[0] > onKey * 0.9);
         for (const k of [KEY - 1, KEY + 1]) {
           await page.evaluate(`${VIEW}.display.setSlice(${k})`);
           await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === k);
           await until(page, GREEN, (g: number[]) => g[0] > 1000);
+        }
+
+        // Downloads: the mask as NIfTI (gzip) and the SEG (DICM), fetched with the token.
+        for (const [action, magic, at] of [
+          ['nifti', [0x1f, 0x8b], 0],
+          ['seg', [0x44, 0x49, 0x43, 0x4d], 128],
+        ] as const) {
+          const [download] = await Promise.all([
+            page.waitForEvent('download'),
+            page.click(`#seg-list [data-action=${action}]`),
+          ]);
+          const bytes = await readFile(await download.path());
+          expect([...bytes.subarray(at, at + magic.length)], action).toEqual([...magic]);
         }
 
         // Re-run with an adjusted box: its lower right corner dragged in, on the key slice.
@@ -248,10 +277,35 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         expect(planes[0]).toBeGreaterThan(1000);
         await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-mpr.png') });
 
+        // A box on the sagittal plane has no key slice: refused, nothing sent.
+        await page.keyboard.press('b');
+        // (Away from the crosshair lines, which stay draggable while the Box tool is on.)
+        const sag = (await page.evaluate(
+          `(() => { const r = document.querySelectorAll('.rad-viewport')[1].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`,
+        )) as number[];
+        const at = (fx: number, fy: number): [number, number] => [sag[0] + fx * sag[2], sag[1] + fy * sag[3]];
+        await drag(page, at(0.1, 0.65), at(0.35, 0.85));
+        await page.locator('#seg-status', { hasText: 'axial plane' }).waitFor({ timeout: T });
+        expect(posts).toHaveLength(2);
+        // A box on the axial plane: the displayed slice's instance and the box in its pixels.
+        const shown = (await page.evaluate(`${VIEW}.display.mainViewport().getCurrentImageId()`)) as string;
+        await drag(page, await pagePoint(page, KEY, 110, 200), await pagePoint(page, KEY, 200, 300));
+        for (let i = 0; i < 100 && posts.length < 3; i++) await page.waitForTimeout(100);
+        expect(posts).toHaveLength(3);
+        const onAxial = JSON.parse(posts[2]) as { instance: string; box: number[] };
+        expect(shown).toContain(`/instances/${sops[KEY]}/`);
+        expect(onAxial.instance).toBe(sops[KEY]);
+        onAxial.box.forEach((v, i) =>
+          expect(Math.abs(v - [110, 200, 200, 300][i]), `box ${onAxial.box}`).toBeLessThanOrEqual(1),
+        );
+
         // Discard: the job's overlay and its item are gone; the stored SEG's stays.
         await page.click('#seg-list li[data-id="medstream-seg-1"] [data-action=discard]');
         expect(await page.evaluate(`${VIEW}.segmentation.voxelsPerSlice('medstream-seg-1')`)).toEqual([]);
-        expect(await page.evaluate(`${VIEW}.segmentation.items.map((i) => i.kind)`)).toEqual(['study']);
+        expect(await page.evaluate(`${VIEW}.segmentation.items.map((i) => i.id)`)).not.toContain(
+          'medstream-seg-1',
+        );
+        expect(await page.evaluate(`${VIEW}.segmentation.items.map((i) => i.kind)`)).toContain('study');
         expect(unauthorized).toEqual([]);
 
         expect(foreignRequests(log, server.url)).toEqual([]);

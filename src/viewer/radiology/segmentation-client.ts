@@ -1,7 +1,7 @@
 // The radiology viewer's side of the segmentation API (docs/segmentation.md): submit a box as a
 // job, poll it, fetch its files, cancel it; store an accepted SEG into the study over STOW-RS;
-// list the study's SEG series over QIDO-RS and fetch one over WADO-RS. Every request carries the
-// page's DICOMweb token (Bearer) when there is one.
+// list the study's SEG series over QIDO-RS and fetch one over WADO-RS; save a file. Every request
+// carries the page's DICOMweb token (Bearer) when there is one.
 
 import { errorOf } from '../common.js';
 import { str, TAG, type DicomJson, type DicomwebClient } from './dicomweb.js';
@@ -130,4 +130,25 @@ export class SegmentationClient {
     if (!res.ok) throw await errorOf(res);
     return new Uint8Array(await res.arrayBuffer());
   }
+}
+
+/** A job's progress in words (the segment list). */
+export function progressText(job: JobView): string {
+  const p = job.progress;
+  if (job.state === 'queued') return 'waiting for a worker';
+  if (p.slicesDone !== undefined) return `segmenting: ${p.slicesDone} slices`;
+  if (p.slicesTotal) return `reading ${p.slicesRead ?? 0} / ${p.slicesTotal} slices`;
+  return 'starting';
+}
+
+/** Hands `bytes` to the browser as a download named `name`. */
+export function saveBytes(bytes: Uint8Array, name: string): void {
+  const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }

@@ -19,7 +19,13 @@ import { messageOf, type SeriesDisplay } from './display.js';
 import { boxPrompt } from './box-prompt.js';
 import { Labelmaps, type PlacedOverlay } from './labelmaps.js';
 import { decodeSeg, type DecodedSeg } from './seg-decode.js';
-import { SegmentationClient, type JobRequest, type JobView } from './segmentation-client.js';
+import {
+  progressText,
+  saveBytes,
+  SegmentationClient,
+  type JobRequest,
+  type JobView,
+} from './segmentation-client.js';
 
 const PALETTE = ['#00e040', '#ff8000', '#2080ff', '#e020e0', '#ffe000'];
 const POLL_MS = 250;
@@ -55,6 +61,8 @@ export class SegmentationPanel {
   private readonly studyList: HTMLUListElement;
   private readonly engineEl: HTMLSelectElement;
   private readonly labelEl: HTMLInputElement;
+  /** The next segment's colour (advances through the palette after each box). */
+  private readonly colorEl: HTMLInputElement;
   private readonly statusEl: HTMLElement;
   private readonly onCompleted = (e: Event) => void this.boxDrawn(e);
 
@@ -66,6 +74,7 @@ export class SegmentationPanel {
     this.api = new SegmentationClient(dicomweb);
     const section = el('section', 'rad-seg', undefined, { id: 'seg-panel', 'aria-label': 'Segmentation' });
     this.labelEl = el('input', undefined, undefined, { name: 'seg-label', value: 'lesion', maxlength: '64' });
+    this.colorEl = el('input', undefined, undefined, { type: 'color', name: 'seg-color', value: PALETTE[0] });
     this.engineEl = el('select', undefined, undefined, { name: 'seg-engine' });
     for (const name of ['classical', 'sam', 'medsam2'])
       this.engineEl.append(el('option', undefined, name, { value: name }));
@@ -105,6 +114,7 @@ export class SegmentationPanel {
     section.append(
       el('h2', undefined, 'Segmentation'),
       label('Label ', this.labelEl),
+      label('Colour ', this.colorEl),
       label('Engine ', this.engineEl),
       label('Opacity ', opacity),
       label('Fill ', fill),
@@ -123,8 +133,10 @@ export class SegmentationPanel {
     this.display = display;
     this.labelmaps = new Labelmaps(display);
     eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, this.onCompleted);
+    // An overlay that fails to show marks its segment failed; the series stays shown.
     for (const item of this.items)
-      if (item.seg && item.seriesUid === display.series.seriesUid) await this.show(item);
+      if (item.seg && item.seriesUid === display.series.seriesUid)
+        await this.show(item).catch((e: unknown) => this.update(item, 'failed', messageOf(e)));
     await this.refreshStudySegs().catch((e: unknown) => this.status(`Stored SEG series: ${messageOf(e)}`));
   }
 
@@ -155,7 +167,7 @@ export class SegmentationPanel {
       kind: 'job',
       seriesUid: this.display.series.seriesUid,
       label: request.label,
-      color: PALETTE[(n - 1) % PALETTE.length],
+      color: this.colorEl.value,
       state: 'queued',
       message: '',
       annotationUID: a.annotationUID,
@@ -164,6 +176,7 @@ export class SegmentationPanel {
       li: el('li', 'rad-seg-item'),
     };
     request.color = item.color;
+    this.colorEl.value = PALETTE[n % PALETTE.length];
     this.items.push(item);
     this.list.append(item.li);
     await this.run(item, request);
@@ -319,15 +332,7 @@ export class SegmentationPanel {
   private async download(item: SegmentItem, name: 'mask.nii.gz' | 'seg.dcm'): Promise<void> {
     const bytes =
       name === 'seg.dcm' && item.segBytes ? item.segBytes : await this.api.file(item.job!.id, name);
-    const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
-    const a = el('a', undefined, undefined, {
-      href: url,
-      download: `${item.label}-${item.job!.id.slice(0, 8)}-${name}`,
-    });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    saveBytes(bytes, `${item.label}-${item.job!.id.slice(0, 8)}-${name}`);
   }
 
   /** Lists the study's SEG series (QIDO-RS), each with a button that shows it as an overlay. */
@@ -367,8 +372,15 @@ export class SegmentationPanel {
       this.list.append(item.li);
     }
     try {
-      const [bytes] = await this.api.segInstances(this.studyUid, seriesUid);
-      item.seg = decodeSeg(bytes);
+      // Every instance of the series, as one overlay (a series may split its frames).
+      const [first, ...rest] = (await this.api.segInstances(this.studyUid, seriesUid)).map(decodeSeg);
+      if (!first) throw new Error('the SEG series has no instances');
+      for (const more of rest) {
+        first.frames.push(...more.frames);
+        for (const s of more.segments)
+          if (!first.segments.some((t) => t.number === s.number)) first.segments.push(s);
+      }
+      item.seg = first;
       const segColor = item.seg.segments[0]?.color;
       item.color = segColor
         ? `#${segColor.map((c) => c.toString(16).padStart(2, '0')).join('')}`
@@ -384,14 +396,6 @@ export class SegmentationPanel {
     }
     return item;
   }
-}
-
-function progressText(job: JobView): string {
-  const p = job.progress;
-  if (job.state === 'queued') return 'waiting for a worker';
-  if (p.slicesDone !== undefined) return `segmenting: ${p.slicesDone} slices`;
-  if (p.slicesTotal) return `reading ${p.slicesRead ?? 0} / ${p.slicesTotal} slices`;
-  return 'starting';
 }
 
 function hexRgb(hex: string): [number, number, number] {
