@@ -4,7 +4,7 @@
 //   GET /iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}
 // Parsing follows https://iiif.io/api/image/3.0/ §4 (region, size, rotation, quality, format);
 // a request that is malformed or asks for more than the limits in info.json is a 400. Tile
-// requests that equal a stored JPEG tile pass it through (tile-service.ts `storedTileFor`).
+// requests that equal a stored JPEG tile pass it through (render.ts `storedTileFor`).
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest } from '../../errors.js';
