@@ -320,6 +320,17 @@ class FragmentWalk implements FrameTable {
           `${key}: frame ${index + 1} is missing: the pixel data has only ${this.starts.length} fragments for ${this.count} frames`,
         );
       }
+      // Replicas sharing metadata blocks (Redis) walk header by header through those blocks, so
+      // that a walk one replica made costs the others no request.
+      if ((this.source as { sharesMetadata?: boolean }).sharesMetadata === true) {
+        const header = await this.itemAt(this.next, signal);
+        if (header && this.starts.length < this.count) {
+          this.starts.push(this.next);
+          this.lengths.push(header.length);
+          this.next += 8 + header.length;
+        }
+        continue;
+      }
       // Enough for the frames up to `index` (and the next header) at the mean frame size, plus a quarter.
       const mean = (size - this.origin) / this.count;
       const want = Math.ceil((index + 1 - this.starts.length) * (mean + 8) * 1.25) + 16;

@@ -2,16 +2,17 @@
 // tables) and reading level-0 tiles costs, counted at the storage under a 64 KiB block cache:
 // one header read per instance, one span read for the first frame (the item headers walked
 // and the frame served from it), one read of its own size for the frame beside it. Every
-// frame, read in a scrambled order, equals pydicom's frame of the same index.
+// frame, read in a scrambled order, equals pydicom's frame of the same index. With metadata
+// shared between replicas the walk goes header by header through the shared blocks instead.
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSeries } from '../../src/formats/dicom-wsi.js';
 import { BlockCache } from '../../src/io/block-cache.js';
 import { RangeCoalescer } from '../../src/io/coalesce.js';
 import { CachedSource } from '../../src/io/reader.js';
 import { LocalStorage } from '../../src/storage/local.js';
-import { ReadCounter } from '../support/file-source.js';
+import { BytesSource, ReadCounter } from '../support/file-source.js';
 import { fixture } from '../support/fixtures.js';
 import { python } from '../volumes/python.js';
 
@@ -78,5 +79,21 @@ print(json.dumps([hashlib.sha256(f).hexdigest() for f in generate_pixel_data_fra
       ),
     );
     for (const [i, hash] of got) expect(hash, `frame ${i + 1}`).toBe(reference[i]);
+  });
+
+  it('with metadata shared between replicas, the walk reads item headers as metadata (shared blocks), never a span', async () => {
+    class SharedSource extends BytesSource {
+      readonly sharesMetadata = true;
+    }
+    const source = new SharedSource(new Uint8Array(await readFile(`${DIR}/${LEVEL0}`)), LEVEL0);
+    const slide = await openSeries([source]);
+    const grid = slide.levels[0].grid!;
+    source.reads.length = 0;
+    const tile = await grid.readTile(grid.tilesX >> 1, grid.tilesY >> 1);
+    const data = source.reads.filter((r) => r.purpose === 'data');
+    expect(data).toEqual([{ offset: expect.any(Number), length: tile!.byteLength + 8, purpose: 'data' }]);
+    const headers = source.reads.filter((r) => r.purpose === 'metadata');
+    expect(headers.length).toBeGreaterThan(1);
+    expect(headers.every((r) => r.length === 8)).toBe(true);
   });
 });
