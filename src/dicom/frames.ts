@@ -300,7 +300,7 @@ class FragmentWalk implements FrameTable {
       start + length + 8 <= this.source.size;
     if (!withNext) return this.source.read(start, length, { purpose: 'data', signal });
     const bytes = await this.source.read(start, length + 8, { purpose: 'data', signal });
-    if (this.starts.length === index + 1) this.parse({ start, bytes });
+    if (this.starts.length === index + 1) this.parse({ start, bytes }, index);
     return bytes.subarray(0, length);
   }
 
@@ -339,13 +339,17 @@ class FragmentWalk implements FrameTable {
         start: this.next,
         bytes: await this.source.read(this.next, length, { purpose: 'data', signal }),
       };
-      this.parse(span);
+      this.parse(span, index);
     }
     return span;
   }
 
-  /** Records every item header that lies whole inside `span`, from `this.next` on. */
-  private parse(span: { start: number; bytes: Uint8Array }): void {
+  /**
+   * Records every item header that lies whole inside `span`, from `this.next` on. A broken
+   * header past fragment `needed` ends the parse without an error: it fails the frame it
+   * belongs to when that one is read, not the frame asked for now.
+   */
+  private parse(span: { start: number; bytes: Uint8Array }, needed: number): void {
     const { bytes } = span;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     let rel = this.next - span.start;
@@ -357,9 +361,14 @@ class FragmentWalk implements FrameTable {
         return;
       }
       const length = view.getUint32(rel + 4, true);
-      if (t !== Tag.Item || length === UNDEFINED_LENGTH)
-        throw new CorruptFile(`${this.source.key}: expected a fragment item at byte ${pos}`);
-      checkSpan(this.source, pos + 8, length, 'a fragment');
+      try {
+        if (t !== Tag.Item || length === UNDEFINED_LENGTH)
+          throw new CorruptFile(`${this.source.key}: expected a fragment item at byte ${pos}`);
+        checkSpan(this.source, pos + 8, length, 'a fragment');
+      } catch (error) {
+        if (this.starts.length > needed) return;
+        throw error;
+      }
       this.starts.push(pos);
       this.lengths.push(length);
       this.next = pos + 8 + length;
