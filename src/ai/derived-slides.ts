@@ -85,6 +85,8 @@ export class DerivedSlides {
         return memorySource(key, await get(key));
       },
       list: (options) => base.list(options),
+      // Listed objects are never derived ones (those are not listed): the base opens them.
+      ...(base.openListed ? { openListed: base.openListed.bind(base) } : {}),
       close: () => base.close(),
     };
   }

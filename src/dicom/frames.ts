@@ -5,7 +5,8 @@
 //
 //   EOT:   entry i (8 + 8 bytes, block cached)              -> one data read of the frame
 //   BOT:   entries i, i+1 (block cached)                    -> one data read [start_i, start_i+1)
-//   none:  item headers walked from the last known fragment -> one data read of the fragment
+//   none:  item headers parsed from one span read from the last known fragment (the frame
+//          inside it served from it), else one data read of the fragment (+ next header)
 //
 // Opening costs nothing here beyond the header; a frame costs its own bytes plus, the first
 // time, the offset-table block(s) it needs (or the item headers up to it, without a table).
@@ -19,6 +20,9 @@ import { Tag } from './tags.js';
 const UNDEFINED_LENGTH = 0xffffffff;
 /** A frame larger than this is refused as corrupt (no slide stores 1 GiB frames). */
 const MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+/** Bounds of one read of a fragment walk (no offset table). */
+const WALK_SPAN_MIN = 64 * 1024;
+const WALK_SPAN_MAX = 8 * 1024 * 1024;
 
 export interface FrameTable {
   readonly count: number;
@@ -242,24 +246,29 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 /**
  * No offset table: fragment k is frame k (one fragment per frame, as every WSI writer stores
- * them; a single-frame instance takes all fragments). Item headers are read one at a time
- * (through the block cache, so small frames share a block) from the last one known, and the
- * positions found are kept, so each header is read once for the life of the open slide.
+ * them; a single-frame instance takes all fragments). The item headers are found by reading
+ * the pixel data from the last one known in large spans (sized from the mean frame size to
+ * reach the frame asked for, 64 KiB to 8 MiB) and parsing every header inside a span, so
+ * reaching frame k costs one request, not one per 64 KiB block; a frame inside the span just
+ * read is served from it. Reading a frame also reads the next item header (8 more bytes), so
+ * the frame after it needs no walk. Positions found are kept for the life of the open slide.
  */
 class FragmentWalk implements FrameTable {
   readonly method = 'fragment-walk' as const;
   /** Offset of fragment k's item tag, and its value length. */
   private readonly starts: number[] = [];
   private readonly lengths: number[] = [];
+  private readonly origin: number;
   private next: number;
   private ended = false;
-  private walking: Promise<void> = Promise.resolve();
+  private walking: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly source: ByteSource,
     origin: number,
     readonly count: number,
   ) {
+    this.origin = origin;
     this.next = origin;
   }
 
@@ -271,26 +280,99 @@ class FragmentWalk implements FrameTable {
       // One walk at a time; concurrent readers wait for the walk and then find their frame.
       const walk = this.walking.then(() => this.walkTo(index, signal));
       this.walking = walk.catch(() => undefined);
-      await walk;
+      const span = await walk;
+      const start = this.starts[index] + 8;
+      const length = this.lengths[index];
+      if (length === 0) throw new CorruptFile(`${key}: frame ${index + 1} is empty`);
+      if (span && start >= span.start && start + length <= span.start + span.bytes.length) {
+        // A copy: the span (up to 8 MiB) is not kept alive by the frame's bytes.
+        return span.bytes.slice(start - span.start, start - span.start + length);
+      }
     }
+    const start = this.starts[index] + 8;
     const length = this.lengths[index];
     if (length === 0) throw new CorruptFile(`${key}: frame ${index + 1} is empty`);
-    return this.source.read(this.starts[index] + 8, length, { purpose: 'data', signal });
+    // The next frame's item header rides along when it is not known yet.
+    const withNext =
+      index + 1 === this.starts.length &&
+      !this.ended &&
+      index + 1 < this.count &&
+      start + length + 8 <= this.source.size;
+    if (!withNext) return this.source.read(start, length, { purpose: 'data', signal });
+    const bytes = await this.source.read(start, length + 8, { purpose: 'data', signal });
+    if (this.starts.length === index + 1) this.parse({ start, bytes }, index);
+    return bytes.subarray(0, length);
   }
 
-  private async walkTo(index: number, signal?: AbortSignal): Promise<void> {
+  /** Reads spans until fragment `index` is located; answers the last span read, if any. */
+  private async walkTo(
+    index: number,
+    signal?: AbortSignal,
+  ): Promise<{ start: number; bytes: Uint8Array } | undefined> {
     const key = this.source.key;
+    const size = this.source.size;
+    let span: { start: number; bytes: Uint8Array } | undefined;
     while (this.starts.length <= index) {
       throwIfAborted(signal);
-      const header = this.ended ? undefined : await this.itemAt(this.next, signal);
-      if (!header) {
+      if (this.ended || this.next + 8 > size) {
+        this.ended = true;
         throw new CorruptFile(
           `${key}: frame ${index + 1} is missing: the pixel data has only ${this.starts.length} fragments for ${this.count} frames`,
         );
       }
-      this.starts.push(this.next);
-      this.lengths.push(header.length);
-      this.next += 8 + header.length;
+      // Replicas sharing metadata blocks (Redis) walk header by header through those blocks, so
+      // that a walk one replica made costs the others no request.
+      if ((this.source as { sharesMetadata?: boolean }).sharesMetadata === true) {
+        const header = await this.itemAt(this.next, signal);
+        if (header && this.starts.length < this.count) {
+          this.starts.push(this.next);
+          this.lengths.push(header.length);
+          this.next += 8 + header.length;
+        }
+        continue;
+      }
+      // Enough for the frames up to `index` (and the next header) at the mean frame size, plus a quarter.
+      const mean = (size - this.origin) / this.count;
+      const want = Math.ceil((index + 1 - this.starts.length) * (mean + 8) * 1.25) + 16;
+      const length = Math.min(size - this.next, Math.max(WALK_SPAN_MIN, Math.min(WALK_SPAN_MAX, want)));
+      span = {
+        start: this.next,
+        bytes: await this.source.read(this.next, length, { purpose: 'data', signal }),
+      };
+      this.parse(span, index);
+    }
+    return span;
+  }
+
+  /**
+   * Records every item header that lies whole inside `span`, from `this.next` on. A broken
+   * header past fragment `needed` ends the parse without an error: it fails the frame it
+   * belongs to when that one is read, not the frame asked for now.
+   */
+  private parse(span: { start: number; bytes: Uint8Array }, needed: number): void {
+    const { bytes } = span;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let rel = this.next - span.start;
+    while (rel >= 0 && rel + 8 <= bytes.length && this.starts.length < this.count && !this.ended) {
+      const pos = span.start + rel;
+      const t = ((view.getUint16(rel, true) << 16) | view.getUint16(rel + 2, true)) >>> 0;
+      if (t === Tag.SequenceDelimitation) {
+        this.ended = true;
+        return;
+      }
+      const length = view.getUint32(rel + 4, true);
+      try {
+        if (t !== Tag.Item || length === UNDEFINED_LENGTH)
+          throw new CorruptFile(`${this.source.key}: expected a fragment item at byte ${pos}`);
+        checkSpan(this.source, pos + 8, length, 'a fragment');
+      } catch (error) {
+        if (this.starts.length > needed) return;
+        throw error;
+      }
+      this.starts.push(pos);
+      this.lengths.push(length);
+      this.next = pos + 8 + length;
+      rel = this.next - span.start;
     }
   }
 

@@ -29,8 +29,8 @@ export const vendor = 'dicom-wsi';
 
 /** Instances of one series read at most (a folder with more is refused). */
 export const MAX_INSTANCES = 256;
-/** Headers parsed at the same time when opening a series. */
-const OPEN_CONCURRENCY = 8;
+/** Headers parsed at the same time when opening a series (one wave for usual series). */
+const OPEN_CONCURRENCY = 16;
 /** Tiles of one level at most (the frame map is two Int32Arrays of this many entries). */
 const MAX_TILES = 64 * 1024 * 1024;
 

@@ -194,7 +194,12 @@ export class SlideRegistry {
     const worker = async () => {
       while (next < objects.length) {
         const i = next++;
-        out[i] = this.options.wrap(await this.options.storage.open(objects[i].key, { signal }));
+        // A listing that carries each object's version (S3's ETag) opens it without a HEAD.
+        const storage = this.options.storage;
+        const opened = storage.openListed
+          ? await storage.openListed(objects[i], { signal })
+          : await storage.open(objects[i].key, { signal });
+        out[i] = this.options.wrap(opened);
       }
     };
     await Promise.all(Array.from({ length: Math.min(8, objects.length) }, worker));

@@ -391,6 +391,33 @@ describe('broken DICOM WSI instances fail with typed errors', () => {
     }
   });
 
+  it('a broken fragment after the frame asked for fails only its own frame (no offset table)', async () => {
+    for (const read of [
+      [0, 1],
+      [1, 0],
+    ]) {
+      const frame = (fill: number) =>
+        Uint8Array.from({ length: 600 }, (_, i) => (i < 2 ? [0xff, 0xd8][i] : fill));
+      const bytes = writeDicom(base({ offsets: 'none', frames: [frame(1), frame(2)] }));
+      // The walk's span from the first fragment holds the second one's item header: make it a
+      // fragment running past the end, then an item header of another tag.
+      for (const bad of ['past the end', 'wrong tag'] as const) {
+        const copy = bytes.slice(0, bytes.length - 400);
+        const second = copy.length - 8 - 600 + 400 - 8; // the item header of frame 2 (600 bytes)
+        if (bad === 'wrong tag') copy[second] = 0x11;
+        const grid = (await openBytes(copy)).levels[0].grid!;
+        for (const x of read) {
+          if (x === 0) {
+            // The frame's bytes after its SOI (an APP14 marker is inserted for RGB samples).
+            const tile = (await grid.readTile(0, 0))!;
+            expect(tile.subarray(tile.length - 598), `${bad}, order ${read}`).toEqual(frame(1).subarray(2));
+          } else
+            await expect(grid.readTile(1, 0), `${bad}, order ${read}`).rejects.toBeInstanceOf(CorruptFile);
+        }
+      }
+    }
+  });
+
   it('garbage frame data is decode_error for every codec', async () => {
     const garbage = new Uint8Array(200).fill(0x5a);
     for (const ts of [

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MedStreamError, UnsupportedFormat } from '../../src/errors.js';
 import { openSlide } from '../../src/formats/detect.js';
 import type { Slide } from '../../src/formats/slide.js';
+import { TAIL_ALLOWANCE } from '../../src/formats/tiff/tiff-file.js';
 import { openCounted, type CountedFile } from '../support/file-source.js';
 import { FIXTURES, fixture } from '../support/fixtures.js';
 
@@ -46,11 +47,16 @@ const GENERIC_MPP: Record<string, number | undefined> = {
 };
 
 /**
- * Range requests and bytes that opening costs with a 64 KiB block cache: the goal is <= 3 and
- * <= 512 KiB. tcga's header and three directories lie in four places more than 400 KiB apart
- * (IFD 0 at 2.6 MiB, IFD 1 at 3.0 MiB, IFD 2 at the end), so it needs four.
+ * Range requests and bytes that opening costs with a 64 KiB block cache: the goal is <= 2
+ * requests and <= 512 KiB of windows, plus at most one exact read of the file's last
+ * `TAIL_ALLOWANCE` bytes when a directory lies there (CMU-1-Small-Region.svs and the libvips
+ * pyramids: header, then the tail). tcga's header and directories lie in three places more
+ * than 400 KiB apart (IFD 0 at 2.6 MiB, IFD 1 at 3.0 MiB, IFD 2 near the end), so it needs three.
  */
-const MAX_OPEN_REQUESTS: Record<string, number> = { 'tcga-cr-7395-01a-01-ts1.svs': 4 };
+const MAX_OPEN_REQUESTS: Record<string, number> = {
+  'tcga-cr-7395-01a-01-ts1.svs': 3,
+  'ome-pyramid-subifd.ome.tif': 3,
+};
 
 const opened: CountedFile[] = [];
 afterAll(async () => {
@@ -110,8 +116,8 @@ describe.each(manifest.filter((entry) => entry.slide in TIFF_FAMILY))('$slide', 
     console.info(
       `${expected.slide}: open = ${cost.requests} requests, ${(cost.bytes / 1024).toFixed(0)} KiB`,
     );
-    expect(cost.bytes).toBeLessThanOrEqual(512 * 1024);
-    expect(cost.requests).toBeLessThanOrEqual(MAX_OPEN_REQUESTS[expected.slide] ?? 3);
+    expect(cost.bytes).toBeLessThanOrEqual(512 * 1024 + TAIL_ALLOWANCE);
+    expect(cost.requests).toBeLessThanOrEqual(MAX_OPEN_REQUESTS[expected.slide] ?? 2);
 
     file.counter.reset();
     const grid = slide.levels[0].grid!;

@@ -3,8 +3,9 @@
 // to read inline (an Extended Offset Table and its lengths: 3 in all) — independent of the
 // file's size and frame count: proved with a 1.07 GB instance of 100 000 frames whose Extended
 // Offset Table (1.6 MB with its lengths) is never read whole, and a 100 000-frame instance
-// without any offset table. A cold frame costs its two EOT entries (one block each) and its own bytes; the
-// next frame nearby costs exactly one request of its own size.
+// without any offset table (a frame there costs one span of item headers; a folder costs no
+// HEAD). A cold frame costs its two EOT entries (one block each) and its own bytes; the next
+// frame nearby costs exactly one request of its own size.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -89,6 +90,8 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     const open = s3.rangeReadsSince(start);
     expect(open.length).toBe(1);
     expect(open[0]).toBeLessThanOrEqual(64 * 1024);
+    // The listing's ETag and size open the object: no HEAD before its header read.
+    expect(s3.requestLog.slice(start).filter((r) => r.method === 'HEAD')).toEqual([]);
     // The same instance's header blocks are cached: its folder, opened next, costs nothing more.
     const again = s3.requestLog.length;
     expect((await request(server, '/slides/big%2F')).status).toBe(200);
@@ -111,14 +114,24 @@ describe('DICOM WSI read budget on S3 (100 000 frames, 1.07 GB)', () => {
     expect(s3.rangeReadsSince(next)).toEqual([frameBytes]);
   });
 
-  it('without offset tables, a frame near the start costs the item-header blocks before it and its bytes', async () => {
+  it('without offset tables, a frame near the start costs one read of the item headers before it (the frame served from it); the next costs its own bytes', async () => {
     await request(server, '/slides/walk%2F');
     const before = s3.requestLog.length;
     const tile = await request(server, '/tiles/walk%2F/0/30/0.jpg');
     expect(tile.status).toBe(200);
+    // 31 item headers and frames in ~20 KiB: one 64 KiB span from the first fragment holds them
+    // all, and frame 31 with them.
     const reads = s3.rangeReadsSince(before);
-    // 31 item headers in ~20 KiB: within the first blocks; then the frame itself.
-    expect(reads.length).toBeLessThanOrEqual(3);
-    expect(reads.at(-1)).toBe(frameBytes);
+    expect(reads).toEqual([64 * 1024]);
+
+    const next = s3.requestLog.length;
+    const second = await request(server, '/tiles/walk%2F/0/31/0.jpg');
+    expect(second.status).toBe(200);
+    expect(s3.rangeReadsSince(next)).toEqual([frameBytes]);
+    // Frame 4 001, far past the span: one more span reaches it (sized from the mean frame size).
+    const far = s3.requestLog.length;
+    const third = await request(server, '/tiles/walk%2F/0/0/10.jpg');
+    expect(third.status).toBe(200);
+    expect(s3.rangeReadsSince(far).length).toBe(1);
   });
 });

@@ -10,7 +10,7 @@
 // BlockCache, one window is exactly one run of blocks (one request) and its blocks stay warm
 // for the lazy tile-offset reads that follow. Read-ahead is bounded by a per-open byte budget
 // (512 KiB, less one block kept for a last directory); once it is spent, a miss reads only the
-// block(s) it needs.
+// block(s) it needs. (tiff-file.ts may add one exact read of the file's last MiB at most.)
 
 import { CorruptFile } from '../../errors.js';
 import type { ByteSource } from '../../storage/types.js';
