@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { startIndexedServer } from '../support/server.js';
-import { launchChromium, T } from './helpers.js';
+import { launchChromium, T, untilPage, first, type Json } from './helpers.js';
 
 const RESULTS = path.resolve('test-results');
 
@@ -21,9 +21,6 @@ let server: RunningServer;
 let browser: Browser;
 let study: string;
 let stored: { seriesUid: string; sopUid: string };
-
-type Json = Record<string, { Value?: unknown[] }>;
-const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
 
 beforeAll(async () => {
   await mkdir(RESULTS, { recursive: true });
@@ -69,15 +66,9 @@ const GREEN = `[...document.querySelectorAll('canvas.cornerstone-canvas')].map((
   return n;
 })`;
 
-async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = (await page.evaluate(js)) as R;
-    if (ok(r)) return r;
-    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
-    await page.waitForTimeout(250);
-  }
-}
+/** Polls `js` in the page every 250 ms (OHIF is heavier than the radiology viewer). */
+const until = <R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> =>
+  untilPage(page, js, ok, ms, 250);
 
 describe('OHIF loads a SEG stored by the segmentation service', () => {
   it(
