@@ -12,10 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { parseJ2kCodestream } from '../../src/codecs/j2k-markers.js';
 import { Tag, TransferSyntax } from '../../src/dicom/tags.js';
-import { writeDicom } from '../support/dicom-writer.js';
 import { fixture } from '../support/fixtures.js';
 import { decodeHtj2k, decodeJls } from '../support/j2k-decode.js';
-import { instanceElements, instancesOf, STUDIES } from '../support/radiology-studies.js';
+import { instanceVariant, STUDIES } from '../support/radiology-studies.js';
 import { metric, request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 import { dicomwebClient, value } from './client.js';
@@ -53,23 +52,7 @@ beforeAll(async () => {
   const store = path.join(dir, 'store');
   await mkdir(path.join(store, 'ct'), { recursive: true });
   for (const sop of SOPS) await copyFile(path.join(CT_DIR, `CT.${sop}`), path.join(store, 'ct', `CT.${sop}`));
-  const [first] = instancesOf(A);
-  const gen = (
-    sop: string,
-    ts: string,
-    pixel: Parameters<typeof writeDicom>[0]['pixel'],
-    extra: Record<number, number> = {},
-  ) =>
-    writeDicom({
-      transferSyntax: ts,
-      elements: [
-        ...instanceElements(A, SERIES, { ...first, sopUid: sop }).filter(
-          (e) => !Object.keys(extra).map(Number).includes(e.tag),
-        ),
-        ...Object.entries(extra).map(([tag, v]) => ({ tag: Number(tag), vr: 'US', value: [v] })),
-      ],
-      pixel,
-    });
+  const gen = instanceVariant.bind(null, A, SERIES);
   // "JPEG 2000" that is noise: no derived frame can be made of it.
   await writeFile(
     path.join(store, 'noise.dcm'),

@@ -11,8 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { Tag, TransferSyntax } from '../../src/dicom/tags.js';
-import { writeDicom } from '../support/dicom-writer.js';
-import { instanceElements, instancesOf, STUDIES } from '../support/radiology-studies.js';
+import { instanceVariant, STUDIES } from '../support/radiology-studies.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { metric, request, startIndexedServer, until } from '../support/server.js';
 
@@ -38,23 +37,7 @@ const encodes = (s: RunningServer, kind: string) =>
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'derived-metrics-'));
   const store = path.join(dir, 'store');
-  const [base] = instancesOf(A);
-  const gen = (
-    sop: string,
-    ts: string,
-    pixel: Parameters<typeof writeDicom>[0]['pixel'],
-    extra: Record<number, number> = {},
-  ) =>
-    writeDicom({
-      transferSyntax: ts,
-      elements: [
-        ...instanceElements(A, SERIES, { ...base, sopUid: sop }).filter(
-          (e) => !Object.keys(extra).map(Number).includes(e.tag),
-        ),
-        ...Object.entries(extra).map(([tag, v]) => ({ tag: Number(tag), vr: 'US', value: [v] })),
-      ],
-      pixel,
-    });
+  const gen = instanceVariant.bind(null, A, SERIES);
   await mkdir(store, { recursive: true });
   // 4x4 native 12-bit frames, different per instance.
   const native = (seed: number) =>
