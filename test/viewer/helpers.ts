@@ -101,6 +101,18 @@ export type Json = Record<string, { Value?: unknown[] }>;
 /** The first value of attribute `tag` of `o`. */
 export const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
 
+/** The first study QIDO-RS lists at `origin` and the first series of it (their instance UIDs). */
+export async function firstSeries(
+  origin: string,
+  headers: Record<string, string> = {},
+): Promise<{ study: string; series: string }> {
+  const get = async (p: string) => (await (await fetch(`${origin}${p}`, { headers })).json()) as Json[];
+  const [s] = await get('/dicomweb/studies');
+  const study = first(s, '0020000D') as string;
+  const [se] = await get(`/dicomweb/studies/${study}/series`);
+  return { study, series: first(se, '0020000E') as string };
+}
+
 export async function waitReady(page: Page): Promise<void> {
   await page.waitForFunction(`document.body.dataset.state === 'ready'`, undefined, { timeout: T });
 }

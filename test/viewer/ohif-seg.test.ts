@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { startIndexedServer } from '../support/server.js';
-import { launchChromium, T, untilPage, first, type Json } from './helpers.js';
+import { firstSeries, launchChromium, T, untilPage } from './helpers.js';
 
 const RESULTS = path.resolve('test-results');
 
@@ -30,10 +30,8 @@ beforeAll(async () => {
   const names = (await readdir(fixture('volumes/ct-dicom-j2k'))).sort().slice(6, 15);
   for (const n of names) await cp(path.join(fixture('volumes/ct-dicom-j2k'), n), path.join(dir, 'ct', n));
   [server, browser] = await Promise.all([startIndexedServer(dir, ['--ohif']), launchChromium()]);
-  const [s] = (await (await fetch(`${server.url}/dicomweb/studies`)).json()) as Json[];
-  study = first(s, '0020000D') as string;
-  const [se] = (await (await fetch(`${server.url}/dicomweb/studies/${study}/series`)).json()) as Json[];
-  const series = first(se, '0020000E') as string;
+  let series: string;
+  ({ study, series } = await firstSeries(server.url));
   let job = (await (
     await fetch(`${server.url}/segmentations`, {
       method: 'POST',

@@ -18,7 +18,16 @@ import { fixture } from '../support/fixtures.js';
 import { signUrl } from '../../src/server/auth.js';
 import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
 import { request, startTestServer } from '../support/server.js';
-import { foreignRequests, launchChromium, T, watch, untilPage, first, type Json } from './helpers.js';
+import {
+  foreignRequests,
+  launchChromium,
+  T,
+  watch,
+  untilPage,
+  first,
+  firstSeries,
+  type Json,
+} from './helpers.js';
 
 /**
  * The liver on slice 9 of the fixture CT (docs/segmentation.md). The test serves its 9 slices
@@ -60,10 +69,7 @@ beforeAll(async () => {
   expect((await request(server, reindex.pathAndQuery, { method: 'POST' })).status).toBe(200);
   // Writing: accepting a segment stores its SEG (STOW-RS).
   token = issueDicomwebToken(SECRET, { expiresAt: exp, write: true });
-  const [s] = await api<Json[]>('/dicomweb/studies');
-  study = first(s, '0020000D') as string;
-  const [se] = await api<Json[]>(`/dicomweb/studies/${study}/series`);
-  series = first(se, '0020000E') as string;
+  ({ study, series } = await firstSeries(server.url, { authorization: `Bearer ${token}` }));
   const meta = await api<Json[]>(`/dicomweb/studies/${study}/series/${series}/metadata`);
   sops = meta
     .map((m) => ({ z: Number(m['00200032'].Value![2]), sop: first(m, '00080018') as string }))

@@ -17,6 +17,7 @@ import {
   watch,
   type PageLog,
   untilPage,
+  firstSeries,
   first,
   type Json,
 } from './helpers.js';
@@ -33,10 +34,7 @@ beforeAll(async () => {
     startIndexedServer(fixture('volumes/ct-dicom-j2k')),
     launchChromium(),
   ]);
-  const [s] = (await (await fetch(`${server.url}/dicomweb/studies`)).json()) as Json[];
-  study = first(s, '0020000D') as string;
-  const [se] = (await (await fetch(`${server.url}/dicomweb/studies/${study}/series`)).json()) as Json[];
-  series = first(se, '0020000E') as string;
+  ({ study, series } = await firstSeries(server.url));
   const meta = (await (
     await fetch(`${server.url}/dicomweb/studies/${study}/series/${series}/metadata`)
   ).json()) as Json[];
