@@ -1,9 +1,12 @@
 // Shared by the heat-map layer viewer tests: a synthetic slide whose colour encodes position (cell
 // (c, r) is [step c + 8, step r + 8, 128]), written as a tiled pyramidal TIFF, and the `position`
-// model whose value on a cell is therefore a known function of (c, r).
+// model whose value on a cell is therefore a known function of (c, r), and a heat-map job of it.
 import sharp from 'sharp';
+import { expect } from 'vitest';
+import type { RunningServer } from '../../src/cli/serve.js';
 import type { ModelFolder } from '../ai/model-dir.js';
 import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
+import { request, until } from '../support/server.js';
 
 /** A grid of `columns` x `rows` cells of `cell` pixels, the colour stepping by `step` a cell. */
 export interface Grid {
@@ -56,4 +59,31 @@ export function positionModel(cell: number): ModelFolder {
       output: { name: 'map', activation: 'none' },
     },
   };
+}
+
+/**
+ * Starts a heat-map job of the `position` model over `slide` (one patch a cell, at `mpp`, every
+ * cell) and waits up to `ms` until it is done or failed; `sign` turns each path into the one
+ * requested (a signed URL with auth on). Returns the job's id.
+ */
+export async function positionJob(
+  server: RunningServer,
+  slide: string,
+  mpp: number,
+  cell: number,
+  ms: number,
+  sign: (path: string) => string = (p) => p,
+): Promise<string> {
+  const started = await request(server, sign(`/ai/models/position/slides/${slide}/heatmap`), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ mpp, tileSize: cell, minTissue: 0 }),
+  });
+  expect(started.status).toBe(202);
+  const { id } = started.json() as { id: string };
+  await until(async () => {
+    const job = (await request(server, sign(`/ai/jobs/${id}`))).json() as { state: string };
+    return job.state === 'done' || job.state === 'failed';
+  }, ms);
+  return id;
 }

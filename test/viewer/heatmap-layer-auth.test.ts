@@ -13,8 +13,8 @@ import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { signUrl, viewerToken } from '../../src/server/auth.js';
 import { modelsDir } from '../ai/model-dir.js';
-import { request, startTestServer, until } from '../support/server.js';
-import { gridValue, positionModel, writeGridSlide, type Grid } from './heatmap-grid.js';
+import { request, startTestServer } from '../support/server.js';
+import { gridValue, positionJob, positionModel, writeGridSlide, type Grid } from './heatmap-grid.js';
 import { launchChromium, T, waitReady } from './helpers.js';
 
 const SECRET = 'heatmap-auth-secret-0123456789abcdef0123456789';
@@ -50,18 +50,7 @@ beforeAll(async () => {
     launchChromium(),
   ]);
   const meta = (await request(server, signed(`/slides/${SLIDE}`))).json() as { mpp_x: number };
-  const post = `/ai/models/position/slides/${SLIDE}/heatmap`;
-  const started = await request(server, signed(post), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mpp: meta.mpp_x, tileSize: CELL, minTissue: 0 }),
-  });
-  expect(started.status).toBe(202);
-  jobId = (started.json() as { id: string }).id;
-  await until(async () => {
-    const job = (await request(server, signed(`/ai/jobs/${jobId}`))).json() as { state: string };
-    return job.state === 'done' || job.state === 'failed';
-  }, T);
+  jobId = await positionJob(server, SLIDE, meta.mpp_x, CELL, T, (p) => signed(p));
 }, T);
 
 afterAll(async () => {

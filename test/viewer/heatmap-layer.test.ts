@@ -12,8 +12,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { modelsDir } from '../ai/model-dir.js';
-import { request, startTestServer, until } from '../support/server.js';
-import { gridColour, gridValue, positionModel, writeGridSlide, type Grid } from './heatmap-grid.js';
+import { request, startTestServer } from '../support/server.js';
+import {
+  gridColour,
+  gridValue,
+  positionJob,
+  positionModel,
+  writeGridSlide,
+  type Grid,
+} from './heatmap-grid.js';
 import { launchChromium, T, waitReady } from './helpers.js';
 
 const CELL = 32;
@@ -43,17 +50,7 @@ beforeAll(async () => {
   ]);
   const meta = (await request(server, `/slides/${SLIDE}`)).json() as { mpp_x: number; width: number };
   expect(meta.width).toBe(width);
-  const started = await request(server, `/ai/models/position/slides/${SLIDE}/heatmap`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mpp: meta.mpp_x, tileSize: CELL, minTissue: 0 }),
-  });
-  expect(started.status).toBe(202);
-  jobId = (started.json() as { id: string }).id;
-  await until(async () => {
-    const job = (await request(server, `/ai/jobs/${jobId}`)).json() as { state: string };
-    return job.state === 'done' || job.state === 'failed';
-  }, T);
+  jobId = await positionJob(server, SLIDE, meta.mpp_x, CELL, T);
 }, T);
 
 afterAll(async () => {
