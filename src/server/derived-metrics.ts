@@ -11,6 +11,15 @@ import { DERIVED_KINDS, type DerivedFrames, type DerivedKindStats } from '../dic
 export interface MetricsWriter {
   family(name: string, type: 'counter' | 'gauge' | 'histogram' | 'summary', help: string): void;
   sample(name: string, labels: Record<string, string>, value: number): void;
+  buckets(
+    name: string,
+    labels: Record<string, string>,
+    bounds: readonly number[],
+    cumulative: readonly number[],
+    count: number,
+    sum: number,
+    scale: number,
+  ): void;
   counter(name: string, help: string, value: number): void;
   gauge(name: string, help: string, value: number): void;
 }
@@ -65,14 +74,8 @@ export function renderDerivedMetrics(out: MetricsWriter, derived: DerivedFrames)
     'histogram',
     'Seconds per successful derived-frame encode (pool wait included), per representation',
   );
-  for (const [kind, k] of entries) {
-    DECODE_BUCKETS_MS.forEach((ms, i) =>
-      out.sample(`${name}_bucket`, { kind, le: String(ms / 1000) }, k.encodeCumulative[i]),
-    );
-    out.sample(`${name}_bucket`, { kind, le: '+Inf' }, k.encodeCount);
-    out.sample(`${name}_sum`, { kind }, k.encodeSumMs / 1000);
-    out.sample(`${name}_count`, { kind }, k.encodeCount);
-  }
+  for (const [kind, k] of entries)
+    out.buckets(name, { kind }, DECODE_BUCKETS_MS, k.encodeCumulative, k.encodeCount, k.encodeSumMs, 1000);
   out.family(
     'medstream_derived_failures_total',
     'counter',

@@ -110,12 +110,7 @@ function renderLayerMetrics(sources: MetricSources): string {
     out.family(name, 'histogram', 'Storage request latency, send to last byte');
     for (const kind of kinds) {
       const { boundsMs, cumulative, count, sumMs } = snap[kind].latency;
-      boundsMs.forEach((ms, i) =>
-        out.sample(`${name}_bucket`, { kind, le: String(ms / 1000) }, cumulative[i]),
-      );
-      out.sample(`${name}_bucket`, { kind, le: '+Inf' }, count);
-      out.sample(`${name}_sum`, { kind }, sumMs / 1000);
-      out.sample(`${name}_count`, { kind }, count);
+      out.buckets(name, { kind }, boundsMs, cumulative, count, sumMs, 1000);
     }
   }
   if (sources.blockCache) {
@@ -153,12 +148,7 @@ function renderLayerMetrics(sources: MetricSources): string {
     const decode = 'medstream_decode_duration_seconds';
     out.family(decode, 'histogram', 'Time to decode one stored tile, per codec');
     for (const [codec, t] of Object.entries(codecs.decodes)) {
-      DECODE_BUCKETS_MS.forEach((ms, i) =>
-        out.sample(`${decode}_bucket`, { codec, le: String(ms / 1000) }, t.cumulative[i]),
-      );
-      out.sample(`${decode}_bucket`, { codec, le: '+Inf' }, t.count);
-      out.sample(`${decode}_sum`, { codec }, t.sumMs / 1000);
-      out.sample(`${decode}_count`, { codec }, t.count);
+      out.buckets(decode, { codec }, DECODE_BUCKETS_MS, t.cumulative, t.count, t.sumMs, 1000);
     }
     out.family(
       'medstream_decode_errors_total',
@@ -288,13 +278,7 @@ function renderAiMetrics(out: PrometheusText, ai: AiService): void {
     out.family(name, 'histogram', help);
     for (const { model, s } of models) {
       const h = pick(s);
-      const cumulative = h.cumulative();
-      h.bounds.forEach((b, i) =>
-        out.sample(`${name}_bucket`, { model, le: String(b / scale) }, cumulative[i]),
-      );
-      out.sample(`${name}_bucket`, { model, le: '+Inf' }, h.count);
-      out.sample(`${name}_sum`, { model }, h.sum / scale);
-      out.sample(`${name}_count`, { model }, h.count);
+      out.buckets(name, { model }, h.bounds, h.cumulative(), h.count, h.sum, scale);
     }
   };
   histogram(
@@ -398,6 +382,27 @@ class PrometheusText {
       .map(([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`)
       .join(',');
     this.lines.push(`${name}${l ? `{${l}}` : ''} ${value}`);
+  }
+
+  /**
+   * One labelled series of a histogram family: a `_bucket` per bound (cumulative counts) and
+   * +Inf, `_sum` and `_count`; bounds and sum are divided by `scale` (1000: ms to seconds).
+   */
+  buckets(
+    name: string,
+    labels: Record<string, string>,
+    bounds: readonly number[],
+    cumulative: readonly number[],
+    count: number,
+    sum: number,
+    scale: number,
+  ): void {
+    bounds.forEach((b, i) =>
+      this.sample(`${name}_bucket`, { ...labels, le: String(b / scale) }, cumulative[i]),
+    );
+    this.sample(`${name}_bucket`, { ...labels, le: '+Inf' }, count);
+    this.sample(`${name}_sum`, labels, sum / scale);
+    this.sample(`${name}_count`, labels, count);
   }
 
   counter(name: string, help: string, value: number): void {

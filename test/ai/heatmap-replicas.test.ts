@@ -10,10 +10,9 @@ import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import { parseConfig } from '../../src/cli/config.js';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
-import { linearClassifier } from '../support/onnx-writer.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { metric, request, startTestServer, until } from '../support/server.js';
-import { modelsDir } from './model-dir.js';
+import { modelsDir, rednessModel } from './model-dir.js';
 
 const SVS = 'svs/CMU-1-Small-Region.svs';
 const TILE = 8;
@@ -37,25 +36,7 @@ interface Job {
 }
 
 beforeAll(async () => {
-  models = await modelsDir({
-    redness: {
-      onnx: linearClassifier({
-        channels: 3,
-        size: TILE,
-        weights: [
-          [0, 0, 0],
-          [4, -2, -2],
-        ],
-        bias: [0, 0],
-      }),
-      json: {
-        task: 'classification',
-        input: { name: 'image', width: TILE, height: TILE, channels: 3 },
-        labels: ['other', 'red'],
-        output: { name: 'scores', activation: 'none' },
-      },
-    },
-  });
+  models = await modelsDir({ redness: rednessModel(TILE) });
   redis = await startRedis();
   const flags = ['--models-dir', models.dir, '--redis-url', redis.url];
   a = await startTestServer(fixture('wsi'), [...flags, '--ai-heatmap-workers', '0']);

@@ -7,9 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import { fixture } from '../support/fixtures.js';
-import { linearClassifier } from '../support/onnx-writer.js';
 import { request, startTestServer, until } from '../support/server.js';
-import { modelsDir } from './model-dir.js';
+import { modelsDir, rednessModel } from './model-dir.js';
 
 const SVS = 'svs/CMU-1-Small-Region.svs';
 const MPP = 16;
@@ -19,25 +18,7 @@ let server: RunningServer;
 let models: Awaited<ReturnType<typeof modelsDir>>;
 
 beforeAll(async () => {
-  models = await modelsDir({
-    redness: {
-      onnx: linearClassifier({
-        channels: 3,
-        size: TILE,
-        weights: [
-          [0, 0, 0],
-          [4, -2, -2],
-        ],
-        bias: [0, 0],
-      }),
-      json: {
-        task: 'classification',
-        input: { name: 'image', width: TILE, height: TILE, channels: 3 },
-        labels: ['other', 'red'],
-        output: { name: 'scores', activation: 'none' },
-      },
-    },
-  });
+  models = await modelsDir({ redness: rednessModel(TILE) });
   server = await startTestServer(fixture('wsi'), ['--models-dir', models.dir]);
 });
 

@@ -4,6 +4,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { linearClassifier } from '../support/onnx-writer.js';
 
 export interface ModelFolder {
   onnx: Buffer;
@@ -20,6 +21,31 @@ export async function modelsDir(
     await writeFile(path.join(dir, name, 'model.json'), JSON.stringify(m.json, null, 2));
   }
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * The heat-map tests' `redness` classifier on `tile` x `tile` RGB patches: labels other/red, the
+ * softmax of (0, 4 R - 2 G - 2 B) over the patch's channel means (the model applies the softmax,
+ * so the server's activation is none).
+ */
+export function rednessModel(tile: number): ModelFolder {
+  return {
+    onnx: linearClassifier({
+      channels: 3,
+      size: tile,
+      weights: [
+        [0, 0, 0],
+        [4, -2, -2],
+      ],
+      bias: [0, 0],
+    }),
+    json: {
+      task: 'classification',
+      input: { name: 'image', width: tile, height: tile, channels: 3 },
+      labels: ['other', 'red'],
+      output: { name: 'scores', activation: 'none' },
+    },
+  };
 }
 
 /** RGB (or gray) pixels -> PNG bytes. */

@@ -14,8 +14,13 @@ import { parseDicomHeader } from '../../src/dicom/parser.js';
 import { CorruptFile, UnsupportedFormat } from '../../src/errors.js';
 import { BytesSource } from '../support/file-source.js';
 import { metric, request, startIndexedServer } from '../support/server.js';
-import { bodyOfPart, pydicomNativePixels, writeNativeSeries } from '../support/native-series.js';
-import { python } from '../volumes/python.js';
+import {
+  bodyOfPart,
+  deflateDicom,
+  pydicomNativePixels,
+  writeNativeSeries,
+  writeSquareInstance,
+} from '../support/native-series.js';
 
 const STUDY = '1.2.826.0.1.3680043.8.498.5252';
 const DEFLATED = '1.2.840.10008.1.2.1.99';
@@ -40,7 +45,7 @@ beforeAll(async () => {
   writeNativeSeries(dir, STUDY, SERIES, 'DEFLATED', 'Deflated^Set');
   for (let k = 1; k <= SERIES.length; k++) {
     const file = path.join(store, `deflated-${k}.dcm`);
-    execFileSync('dcmconv', ['+td', path.join(dir, `native-${k}.dcm`), file]);
+    deflateDicom(path.join(dir, `native-${k}.dcm`), file);
     files.push({ url: `/dicomweb/studies/${STUDY}/series/${STUDY}.${k}/instances/${STUDY}.${k}.1`, file });
   }
   // The same object with its deflate stream cut short.
@@ -48,23 +53,13 @@ beforeAll(async () => {
   await writeFile(path.join(store, 'truncated.dcm'), whole.subarray(0, whole.length - 200));
   // A noisy 512 x 512 instance whose deflate stream is cut inside the pixel data: its header
   // inflates from a prefix (indexed), its frames cannot be inflated.
-  python(
-    `import sys, numpy as np, pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-ds = Dataset(); fm = FileMetaDataset()
-fm.TransferSyntaxUID = '1.2.840.10008.1.2.1'; fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
-fm.MediaStorageSOPInstanceUID = '${STUDY}.9.1'; ds.file_meta = fm
-ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
-ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = '${STUDY}.9'; ds.Modality = 'CT'
-ds.Rows = 512; ds.Columns = 512; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
-ds.BitsAllocated = 16; ds.BitsStored = 16; ds.HighBit = 15; ds.PixelRepresentation = 0
-ds.PixelData = np.random.default_rng(7).integers(0, 65536, (512, 512)).astype('<u2').tobytes()
-ds.is_little_endian = True; ds.is_implicit_VR = False
-ds.save_as(sys.argv[1], write_like_original=False)
-print('true')`,
-    [path.join(dir, 'noise.dcm')],
+  writeSquareInstance(
+    path.join(dir, 'noise.dcm'),
+    STUDY,
+    512,
+    'np.random.default_rng(7).integers(0, 65536, (size, size))',
   );
-  execFileSync('dcmconv', ['+td', path.join(dir, 'noise.dcm'), path.join(dir, 'noise-deflated.dcm')]);
+  deflateDicom(path.join(dir, 'noise.dcm'), path.join(dir, 'noise-deflated.dcm'));
   const noise = await readFile(path.join(dir, 'noise-deflated.dcm'));
   await writeFile(path.join(store, 'noise-cut.dcm'), noise.subarray(0, noise.length - 1000));
   server = await startIndexedServer(store);

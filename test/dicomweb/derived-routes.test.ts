@@ -11,11 +11,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { parseJ2kCodestream } from '../../src/codecs/j2k-markers.js';
-import { Tag, TransferSyntax } from '../../src/dicom/tags.js';
-import { writeDicom } from '../support/dicom-writer.js';
+import { TransferSyntax } from '../../src/dicom/tags.js';
 import { fixture } from '../support/fixtures.js';
 import { decodeHtj2k, decodeJls } from '../support/j2k-decode.js';
-import { instanceElements, instancesOf, STUDIES } from '../support/radiology-studies.js';
+import { noiseJ2kVariant, oneBitVariant, STUDIES } from '../support/radiology-studies.js';
 import { metric, request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 import { dicomwebClient, value } from './client.js';
@@ -53,42 +52,10 @@ beforeAll(async () => {
   const store = path.join(dir, 'store');
   await mkdir(path.join(store, 'ct'), { recursive: true });
   for (const sop of SOPS) await copyFile(path.join(CT_DIR, `CT.${sop}`), path.join(store, 'ct', `CT.${sop}`));
-  const [first] = instancesOf(A);
-  const gen = (
-    sop: string,
-    ts: string,
-    pixel: Parameters<typeof writeDicom>[0]['pixel'],
-    extra: Record<number, number> = {},
-  ) =>
-    writeDicom({
-      transferSyntax: ts,
-      elements: [
-        ...instanceElements(A, SERIES, { ...first, sopUid: sop }).filter(
-          (e) => !Object.keys(extra).map(Number).includes(e.tag),
-        ),
-        ...Object.entries(extra).map(([tag, v]) => ({ tag: Number(tag), vr: 'US', value: [v] })),
-      ],
-      pixel,
-    });
   // "JPEG 2000" that is noise: no derived frame can be made of it.
-  await writeFile(
-    path.join(store, 'noise.dcm'),
-    gen('1.2.3.8.1', TransferSyntax.Jpeg2000Lossless, {
-      kind: 'encapsulated',
-      frames: [new Uint8Array(300).fill(7)],
-      offsets: 'bot',
-    }),
-  );
+  await writeFile(path.join(store, 'noise.dcm'), noiseJ2kVariant(A, SERIES, '1.2.3.8.1'));
   // 8-bit frames of 1 stored bit: CharLS refuses to encode them (an encoder failure).
-  await writeFile(
-    path.join(store, 'onebit.dcm'),
-    gen(
-      '1.2.3.8.2',
-      TransferSyntax.ExplicitVrLittleEndian,
-      { kind: 'native', frames: [new Uint8Array(16).map((_, i) => i & 1)] },
-      { [Tag.BitsAllocated]: 8, [Tag.BitsStored]: 1, [Tag.HighBit]: 0 },
-    ),
-  );
+  await writeFile(path.join(store, 'onebit.dcm'), oneBitVariant(A, SERIES, '1.2.3.8.2'));
   server = await startIndexedServer(store);
   const client = dicomwebClient(server.url + '/dicomweb');
   const [study] = await client.searchForStudies({ queryParams: { StudyDate: '20221208' } });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
+import { WRITE_COLOUR_PY } from '../support/native-series.js';
 import { request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 
@@ -36,10 +37,8 @@ beforeAll(async () => {
   await mkdir(store);
   const out = python<{ rgb: string }>(
     `import base64, json, sys, numpy as np, pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.pixel_data_handlers.util import convert_color_space
-out, W, H = sys.argv[1], ${W}, ${H}
+${WRITE_COLOUR_PY}out, W, H = sys.argv[1], ${W}, ${H}
 y, x = np.mgrid[0:H, 0:W]
 rgb = np.stack([x * 7 + 10, y * 9 + 5, 200 - x * 2 - y * 3], axis=-1).astype('u1')
 # Chroma constant across each pixel pair, so YBR_FULL_422 loses nothing.
@@ -47,20 +46,7 @@ ybr = convert_color_space(rgb, 'RGB', 'YBR_FULL')
 ybr[:, 1::2, 1:] = ybr[:, 0::2, 1:]
 rgb = convert_color_space(ybr, 'YBR_FULL', 'RGB')
 def write(name, k, photometric, planar, data):
-    ds = Dataset(); fm = FileMetaDataset()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.7'
-    fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.1'
-    ds.file_meta = fm
-    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
-    ds.Modality = 'OT'; ds.PatientID = 'COLOUR'; ds.SeriesNumber = k; ds.InstanceNumber = 1
-    ds.Rows = H; ds.Columns = W; ds.SamplesPerPixel = 3; ds.PhotometricInterpretation = photometric
-    ds.PlanarConfiguration = planar
-    ds.BitsAllocated = 8; ds.BitsStored = 8; ds.HighBit = 7; ds.PixelRepresentation = 0
-    ds.PixelData = data
-    ds.is_little_endian = True; ds.is_implicit_VR = False
-    ds.save_as(f'{out}/{name}.dcm', write_like_original=False)
+    write_colour(f'{out}/{name}.dcm', '${STUDY}', k, H, W, photometric, planar, data)
 write('rgb-interleaved', 1, 'RGB', 0, rgb.tobytes())
 write('rgb-planar', 2, 'RGB', 1, rgb.transpose(2, 0, 1).tobytes())
 write('ybr-full', 3, 'YBR_FULL', 0, ybr.tobytes())

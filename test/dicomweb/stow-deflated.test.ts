@@ -3,15 +3,19 @@
 // decode; a deflate stream cut short is refused (cannot understand), one that inflates past
 // --stow-max-bytes too (out of resources), and neither leaves an object or a spooled file behind.
 
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { request, startTestServer } from '../support/server.js';
-import { bodyOfPart, pydicomNativePixels, writeNativeSeries } from '../support/native-series.js';
-import { python } from '../volumes/python.js';
+import {
+  bodyOfPart,
+  deflateDicom,
+  pydicomNativePixels,
+  writeNativeSeries,
+  writeSquareInstance,
+} from '../support/native-series.js';
 
 const STUDY = '1.2.826.0.1.3680043.8.498.5353';
 const BOUNDARY = 'medstream-deflated-boundary';
@@ -60,27 +64,12 @@ beforeAll(async () => {
   );
   deflated = [1, 2].map((k) => {
     const file = path.join(dir, `deflated-${k}.dcm`);
-    execFileSync('dcmconv', ['+td', path.join(dir, `native-${k}.dcm`), file]);
+    deflateDicom(path.join(dir, `native-${k}.dcm`), file);
     return file;
   });
   // 1024 x 1024 zeros: a few KiB deflated, 2 MiB inflated (past --stow-max-bytes).
-  python(
-    `import sys, numpy as np, pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-ds = Dataset(); fm = FileMetaDataset()
-fm.TransferSyntaxUID = '1.2.840.10008.1.2.1'; fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
-fm.MediaStorageSOPInstanceUID = '${STUDY}.9.1'; ds.file_meta = fm
-ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
-ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = '${STUDY}.9'; ds.Modality = 'CT'
-ds.Rows = 1024; ds.Columns = 1024; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
-ds.BitsAllocated = 16; ds.BitsStored = 16; ds.HighBit = 15; ds.PixelRepresentation = 0
-ds.PixelData = np.zeros((1024, 1024), '<u2').tobytes()
-ds.is_little_endian = True; ds.is_implicit_VR = False
-ds.save_as(sys.argv[1], write_like_original=False)
-print('true')`,
-    [path.join(dir, 'zeros.dcm')],
-  );
-  execFileSync('dcmconv', ['+td', path.join(dir, 'zeros.dcm'), path.join(dir, 'zeros-deflated.dcm')]);
+  writeSquareInstance(path.join(dir, 'zeros.dcm'), STUDY, 1024, 'np.zeros((size, size))');
+  deflateDicom(path.join(dir, 'zeros.dcm'), path.join(dir, 'zeros-deflated.dcm'));
   server = await startTestServer(store, [
     '--data-dir',
     dataDir,

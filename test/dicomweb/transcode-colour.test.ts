@@ -17,7 +17,7 @@ import { Tag, tag } from '../../src/dicom/tags.js';
 import { encodeJp2k } from '../codecs/jp2k-synth.js';
 import { writeDicom } from '../support/dicom-writer.js';
 import { encodeHtj2k } from '../support/frame-encoders.js';
-import { bodyOfPart } from '../support/native-series.js';
+import { bodyOfPart, WRITE_COLOUR_PY } from '../support/native-series.js';
 import { dicomwebClient } from './client.js';
 import { request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
@@ -208,31 +208,17 @@ beforeAll(async () => {
   await mkdir(store);
   const made = python<{ rgb: string }>(
     `import base64, json, sys, numpy as np, pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.pixel_data_handlers.util import convert_color_space
-out, cases = sys.argv[1], json.loads(sys.argv[2])
+${WRITE_COLOUR_PY}out, cases = sys.argv[1], json.loads(sys.argv[2])
 H, W = ${H}, ${W}
 y, x = np.mgrid[0:H, 0:W]
 rgb = np.stack([x * 5 + 10 + (x * y) % 7, y * 7 + 5 + (x + y) % 5, 200 - x * 2 - y * 3 + (x * 3 + y) % 11], axis=-1).astype('u1')
 ybr = convert_color_space(rgb, 'RGB', 'YBR_FULL')
 for k, source in enumerate(cases, 1):
-    ds = Dataset(); fm = FileMetaDataset()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.7'
-    fm.MediaStorageSOPInstanceUID = f'${STUDY}.{k}.1'
-    ds.file_meta = fm
-    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = '${STUDY}'; ds.SeriesInstanceUID = f'${STUDY}.{k}'
-    ds.Modality = 'OT'; ds.PatientID = 'COLOUR'; ds.SeriesNumber = k; ds.InstanceNumber = 1
-    ds.Rows = H; ds.Columns = W; ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = 'YBR_FULL' if source == 'ybr' else 'RGB'
-    ds.PlanarConfiguration = 1 if source == 'rgb-planar' else 0
-    ds.BitsAllocated = 8; ds.BitsStored = 8; ds.HighBit = 7; ds.PixelRepresentation = 0
     a = ybr if source == 'ybr' else rgb
-    ds.PixelData = (a.transpose(2, 0, 1) if source == 'rgb-planar' else a).tobytes()
-    ds.is_little_endian = True; ds.is_implicit_VR = False
-    ds.save_as(f'{out}/source-{k}.dcm', write_like_original=False)
+    write_colour(
+        f'{out}/source-{k}.dcm', '${STUDY}', k, H, W, 'YBR_FULL' if source == 'ybr' else 'RGB',
+        1 if source == 'rgb-planar' else 0, (a.transpose(2, 0, 1) if source == 'rgb-planar' else a).tobytes())
 print(json.dumps({"rgb": base64.b64encode(rgb.tobytes()).decode()}))`,
     [dir, JSON.stringify(CASES.map((c) => c.source))],
   );

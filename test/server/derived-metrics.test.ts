@@ -10,9 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
-import { Tag, TransferSyntax } from '../../src/dicom/tags.js';
-import { writeDicom } from '../support/dicom-writer.js';
-import { instanceElements, instancesOf, STUDIES } from '../support/radiology-studies.js';
+import { TransferSyntax } from '../../src/dicom/tags.js';
+import { instanceVariant, noiseJ2kVariant, oneBitVariant, STUDIES } from '../support/radiology-studies.js';
 import { startRedis, type TestRedis } from '../support/redis-server.js';
 import { metric, request, startIndexedServer, until } from '../support/server.js';
 
@@ -38,23 +37,7 @@ const encodes = (s: RunningServer, kind: string) =>
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'derived-metrics-'));
   const store = path.join(dir, 'store');
-  const [base] = instancesOf(A);
-  const gen = (
-    sop: string,
-    ts: string,
-    pixel: Parameters<typeof writeDicom>[0]['pixel'],
-    extra: Record<number, number> = {},
-  ) =>
-    writeDicom({
-      transferSyntax: ts,
-      elements: [
-        ...instanceElements(A, SERIES, { ...base, sopUid: sop }).filter(
-          (e) => !Object.keys(extra).map(Number).includes(e.tag),
-        ),
-        ...Object.entries(extra).map(([tag, v]) => ({ tag: Number(tag), vr: 'US', value: [v] })),
-      ],
-      pixel,
-    });
+  const gen = instanceVariant.bind(null, A, SERIES);
   await mkdir(store, { recursive: true });
   // 4x4 native 12-bit frames, different per instance.
   const native = (seed: number) =>
@@ -68,24 +51,9 @@ beforeAll(async () => {
     gen(OK2, TransferSyntax.ExplicitVrLittleEndian, { kind: 'native', frames: [native(5)] }),
   );
   // "JPEG 2000" that is noise: the stored frame does not decode.
-  await writeFile(
-    path.join(store, 'noise.dcm'),
-    gen(NOISE, TransferSyntax.Jpeg2000Lossless, {
-      kind: 'encapsulated',
-      frames: [new Uint8Array(300).fill(7)],
-      offsets: 'bot',
-    }),
-  );
+  await writeFile(path.join(store, 'noise.dcm'), noiseJ2kVariant(A, SERIES, NOISE));
   // 8-bit frames of 1 stored bit: CharLS refuses to encode them.
-  await writeFile(
-    path.join(store, 'onebit.dcm'),
-    gen(
-      ONEBIT,
-      TransferSyntax.ExplicitVrLittleEndian,
-      { kind: 'native', frames: [new Uint8Array(16).map((_, i) => i & 1)] },
-      { [Tag.BitsAllocated]: 8, [Tag.BitsStored]: 1, [Tag.HighBit]: 0 },
-    ),
-  );
+  await writeFile(path.join(store, 'onebit.dcm'), oneBitVariant(A, SERIES, ONEBIT));
   redis = await startRedis();
   // Two replicas over one bucket, sharing its derived/ prefix; the second keeps nothing in memory.
   [first, second] = await Promise.all([

@@ -1,12 +1,68 @@
 // Small native (explicit VR little endian) CT instances written by pydicom, one per series, with
 // binary values of every byte-swapped width (SS/US, UL, FL, FD, AT, a sequence's items) and
 // known pixels: the sources test/dicomweb/big-endian.test.ts and deflated.test.ts convert with
-// dcmtk's dcmconv; and what both suites read back (pydicom's decode, a single-part frame body).
+// dcmtk's dcmconv; a large square one (series <study>.9) for size limits; deflating with dcmconv;
+// pydicom's writer of 8-bit colour instances (the colour suites); and what the suites read back
+// (pydicom's decode, a single-part frame body).
 
+import { execFileSync } from 'node:child_process';
 import { python } from '../volumes/python.js';
 
 /** Per series: bits stored, signed. */
 export type NativeSeriesSpec = readonly (readonly [number, boolean])[];
+
+/**
+ * Writes `file`: one native 16-bit unsigned MONOCHROME2 CT instance `<study>.9.1` (series
+ * `<study>.9`) of `size` x `size` pixels, given as a numpy expression of `size` and `np`.
+ */
+export function writeSquareInstance(file: string, study: string, size: number, pixels: string): void {
+  python(
+    `import sys, numpy as np, pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+size = ${size}
+ds = Dataset(); fm = FileMetaDataset()
+fm.TransferSyntaxUID = '1.2.840.10008.1.2.1'; fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+fm.MediaStorageSOPInstanceUID = '${study}.9.1'; ds.file_meta = fm
+ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+ds.StudyInstanceUID = '${study}'; ds.SeriesInstanceUID = '${study}.9'; ds.Modality = 'CT'
+ds.Rows = size; ds.Columns = size; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'
+ds.BitsAllocated = 16; ds.BitsStored = 16; ds.HighBit = 15; ds.PixelRepresentation = 0
+ds.PixelData = (${pixels}).astype('<u2').tobytes()
+ds.is_little_endian = True; ds.is_implicit_VR = False
+ds.save_as(sys.argv[1], write_like_original=False)
+print('true')`,
+    [file],
+  );
+}
+
+/** dcmtk's dcmconv +td: `src` rewritten as deflated explicit VR little endian at `dst`. */
+export function deflateDicom(src: string, dst: string): void {
+  execFileSync('dcmconv', ['+td', src, dst]);
+}
+
+/**
+ * Python source for `python()` scripts: `write_colour(file, study, k, rows, columns, photometric,
+ * planar, data)` saves one native 8-bit colour (SamplesPerPixel 3) OT instance `<study>.<k>.1`
+ * of series `<study>.<k>` with the given PhotometricInterpretation, PlanarConfiguration and bytes.
+ */
+export const WRITE_COLOUR_PY = `from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+def write_colour(file, study, k, rows, columns, photometric, planar, data):
+    ds = Dataset(); fm = FileMetaDataset()
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    fm.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.7'
+    fm.MediaStorageSOPInstanceUID = f'{study}.{k}.1'
+    ds.file_meta = fm
+    ds.SOPClassUID = fm.MediaStorageSOPClassUID; ds.SOPInstanceUID = fm.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study; ds.SeriesInstanceUID = f'{study}.{k}'
+    ds.Modality = 'OT'; ds.PatientID = 'COLOUR'; ds.SeriesNumber = k; ds.InstanceNumber = 1
+    ds.Rows = rows; ds.Columns = columns; ds.SamplesPerPixel = 3; ds.PhotometricInterpretation = photometric
+    ds.PlanarConfiguration = planar
+    ds.BitsAllocated = 8; ds.BitsStored = 8; ds.HighBit = 7; ds.PixelRepresentation = 0
+    ds.PixelData = data
+    ds.is_little_endian = True; ds.is_implicit_VR = False
+    ds.save_as(file, write_like_original=False)
+`;
 
 /** Writes `<dir>/native-<k>.dcm` for series k = 1.. of `series`, in study `study`. */
 export function writeNativeSeries(

@@ -148,6 +148,52 @@ export function instanceBytes(study: TestStudy, series: TestSeries, instance: Te
   });
 }
 
+/**
+ * A variant of `study`'s first instance of `series` as bytes: SOP Instance UID `sop`, transfer
+ * syntax `ts`, the given pixel data, and the US elements of `extra` (tag -> value) in place of
+ * the defaults (Rows, BitsAllocated, ...).
+ */
+export function instanceVariant(
+  study: TestStudy,
+  series: TestSeries,
+  sop: string,
+  ts: string,
+  pixel: Parameters<typeof writeDicom>[0]['pixel'],
+  extra: Record<number, number> = {},
+): Uint8Array {
+  const base = instancesOf(study).find((i) => i.seriesUid === series.uid)!;
+  const replaced = Object.keys(extra).map(Number);
+  return writeDicom({
+    transferSyntax: ts,
+    elements: [
+      ...instanceElements(study, series, { ...base, sopUid: sop }).filter((e) => !replaced.includes(e.tag)),
+      ...Object.entries(extra).map(([tag, v]) => ({ tag: Number(tag), vr: 'US', value: [v] })),
+    ],
+    pixel,
+  });
+}
+
+/** A "JPEG 2000" variant (`instanceVariant`) whose frame is noise: it does not decode. */
+export function noiseJ2kVariant(study: TestStudy, series: TestSeries, sop: string): Uint8Array {
+  return instanceVariant(study, series, sop, TransferSyntax.Jpeg2000Lossless, {
+    kind: 'encapsulated',
+    frames: [new Uint8Array(300).fill(7)],
+    offsets: 'bot',
+  });
+}
+
+/** A native variant (`instanceVariant`) of 8-bit frames of 1 stored bit: CharLS refuses to encode them. */
+export function oneBitVariant(study: TestStudy, series: TestSeries, sop: string): Uint8Array {
+  return instanceVariant(
+    study,
+    series,
+    sop,
+    TransferSyntax.ExplicitVrLittleEndian,
+    { kind: 'native', frames: [new Uint8Array(16).map((_, i) => i & 1)] },
+    { [Tag.BitsAllocated]: 8, [Tag.BitsStored]: 1, [Tag.HighBit]: 0 },
+  );
+}
+
 /** Writes every study under `dir/<patient id>/<series number>/<n>.dcm`; returns the instances. */
 export async function writeStudies(dir: string, studies: TestStudy[] = STUDIES): Promise<TestInstance[]> {
   const all: TestInstance[] = [];

@@ -8,14 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { signUrl, viewerToken } from '../../src/server/auth.js';
 import { modelsDir } from '../ai/model-dir.js';
-import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
-import { request, startTestServer, until } from '../support/server.js';
+import { request, startTestServer } from '../support/server.js';
+import { gridValue, positionJob, positionModel, writeGridSlide, type Grid } from './heatmap-grid.js';
 import { launchChromium, T, waitReady } from './helpers.js';
 
 const SECRET = 'heatmap-auth-secret-0123456789abcdef0123456789';
@@ -24,10 +23,9 @@ const COLUMNS = 8;
 const ROWS = 6;
 const SLIDE = 'grid.tif';
 const OTHER = 'other.tif';
-const colour = (c: number, r: number) => [32 * c + 8, 32 * r + 8, 128];
-const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
+const GRID: Grid = { columns: COLUMNS, rows: ROWS, cell: CELL, step: 32 };
 /** The model's value on cell (c, r). */
-const f = (c: number, r: number) => sigmoid((4 * (32 * c + 8)) / 255 + (2 * (32 * r + 8)) / 255 - 3);
+const f = (c: number, r: number) => gridValue(GRID, c, r);
 
 let dir: string;
 let models: Awaited<ReturnType<typeof modelsDir>>;
@@ -45,46 +43,14 @@ const withVt = (p: string, slide: string) => {
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-heatmap-auth-'));
-  const width = COLUMNS * CELL;
-  const height = ROWS * CELL;
-  const rgb = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++)
-      rgb.set(colour(Math.floor(x / CELL), Math.floor(y / CELL)), (y * width + x) * 3);
-  const tiff = { tile: true, tileWidth: 128, tileHeight: 128, pyramid: true, xres: 2, yres: 2 } as const;
-  await sharp(rgb, { raw: { width, height, channels: 3 } })
-    .tiff({ ...tiff, compression: 'deflate', predictor: 'none', resolutionUnit: 'cm' })
-    .toFile(path.join(dir, SLIDE));
-  await sharp(rgb, { raw: { width, height, channels: 3 } })
-    .tiff({ ...tiff, compression: 'deflate', predictor: 'none', resolutionUnit: 'cm' })
-    .toFile(path.join(dir, OTHER));
-  models = await modelsDir({
-    position: {
-      onnx: pointwiseConvSigmoid({ channels: 3, size: CELL, weights: [4, 2, 0], bias: -3 }),
-      json: {
-        task: 'heatmap',
-        input: { name: 'image', width: CELL, height: CELL, channels: 3 },
-        output: { name: 'map', activation: 'none' },
-      },
-    },
-  });
+  await writeGridSlide(GRID, path.join(dir, SLIDE), path.join(dir, OTHER));
+  models = await modelsDir({ position: positionModel(CELL) });
   [server, browser] = await Promise.all([
     startTestServer(dir, ['--models-dir', models.dir, '--auth-enabled', '--auth-secret', SECRET]),
     launchChromium(),
   ]);
   const meta = (await request(server, signed(`/slides/${SLIDE}`))).json() as { mpp_x: number };
-  const post = `/ai/models/position/slides/${SLIDE}/heatmap`;
-  const started = await request(server, signed(post), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mpp: meta.mpp_x, tileSize: CELL, minTissue: 0 }),
-  });
-  expect(started.status).toBe(202);
-  jobId = (started.json() as { id: string }).id;
-  await until(async () => {
-    const job = (await request(server, signed(`/ai/jobs/${jobId}`))).json() as { state: string };
-    return job.state === 'done' || job.state === 'failed';
-  }, T);
+  jobId = await positionJob(server, SLIDE, meta.mpp_x, CELL, T, (p) => signed(p));
 }, T);
 
 afterAll(async () => {

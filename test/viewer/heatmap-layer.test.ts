@@ -8,24 +8,30 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rampColour } from '../../src/ai/heatmap-pyramid.js';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { modelsDir } from '../ai/model-dir.js';
-import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
-import { request, startTestServer, until } from '../support/server.js';
+import { request, startTestServer } from '../support/server.js';
+import {
+  gridColour,
+  gridValue,
+  positionJob,
+  positionModel,
+  writeGridSlide,
+  type Grid,
+} from './heatmap-grid.js';
 import { launchChromium, T, waitReady } from './helpers.js';
 
 const CELL = 32;
 const COLUMNS = 16;
 const ROWS = 12;
 const SLIDE = 'grid.tif';
+const GRID: Grid = { columns: COLUMNS, rows: ROWS, cell: CELL, step: 16 };
 /** Slide colour of cell (c, r). */
-const colour = (c: number, r: number) => [16 * c + 8, 16 * r + 8, 128];
-const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
-/** The model's value on cell (c, r): sigmoid(4 R/255 + 2 G/255 - 3). */
-const f = (c: number, r: number) => sigmoid((4 * (16 * c + 8)) / 255 + (2 * (16 * r + 8)) / 255 - 3);
+const colour = (c: number, r: number) => gridColour(GRID, c, r);
+/** The model's value on cell (c, r). */
+const f = (c: number, r: number) => gridValue(GRID, c, r);
 
 let dir: string;
 let models: Awaited<ReturnType<typeof modelsDir>>;
@@ -36,51 +42,15 @@ let jobId: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-heatmap-view-'));
   const width = COLUMNS * CELL;
-  const height = ROWS * CELL;
-  const rgb = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++)
-    for (let x = 0; x < width; x++)
-      rgb.set(colour(Math.floor(x / CELL), Math.floor(y / CELL)), (y * width + x) * 3);
-  await sharp(rgb, { raw: { width, height, channels: 3 } })
-    .tiff({
-      tile: true,
-      tileWidth: 128,
-      tileHeight: 128,
-      pyramid: true,
-      compression: 'deflate',
-      predictor: 'none',
-      resolutionUnit: 'cm',
-      xres: 2,
-      yres: 2,
-    })
-    .toFile(path.join(dir, SLIDE));
-  models = await modelsDir({
-    position: {
-      onnx: pointwiseConvSigmoid({ channels: 3, size: CELL, weights: [4, 2, 0], bias: -3 }),
-      json: {
-        task: 'heatmap',
-        input: { name: 'image', width: CELL, height: CELL, channels: 3 },
-        output: { name: 'map', activation: 'none' },
-      },
-    },
-  });
+  await writeGridSlide(GRID, path.join(dir, SLIDE));
+  models = await modelsDir({ position: positionModel(CELL) });
   [server, browser] = await Promise.all([
     startTestServer(dir, ['--models-dir', models.dir]),
     launchChromium(),
   ]);
   const meta = (await request(server, `/slides/${SLIDE}`)).json() as { mpp_x: number; width: number };
   expect(meta.width).toBe(width);
-  const started = await request(server, `/ai/models/position/slides/${SLIDE}/heatmap`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mpp: meta.mpp_x, tileSize: CELL, minTissue: 0 }),
-  });
-  expect(started.status).toBe(202);
-  jobId = (started.json() as { id: string }).id;
-  await until(async () => {
-    const job = (await request(server, `/ai/jobs/${jobId}`)).json() as { state: string };
-    return job.state === 'done' || job.state === 'failed';
-  }, T);
+  jobId = await positionJob(server, SLIDE, meta.mpp_x, CELL, T);
 }, T);
 
 afterAll(async () => {

@@ -1,5 +1,6 @@
 // Shared by the viewer tests: a temporary slide directory with three real slides (one in a
-// folder), and Debian's Chromium driven by playwright-core.
+// folder), Debian's Chromium driven by playwright-core, what a page did (requests, errors), and
+// polling a page expression; DICOM JSON attribute access for the radiology viewer tests.
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,6 +75,43 @@ export function dziLevels(urls: string[]): number[] {
 
 /** Longest wait for one condition: generous, for a slow, busy 2-core machine. */
 export const T = 90_000;
+
+/**
+ * Polls the expression `js` in the page (through the DevTools protocol, not the page's eval: its
+ * CSP stays on) until `ok` holds for its value, every `every` ms, for at most `ms`.
+ */
+export async function untilPage<R>(
+  page: Page,
+  js: string,
+  ok: (r: R) => boolean,
+  ms = T,
+  every = 100,
+): Promise<R> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = (await page.evaluate(js)) as R;
+    if (ok(r)) return r;
+    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
+    await page.waitForTimeout(every);
+  }
+}
+
+/** A DICOM JSON object (QIDO-RS / metadata): attributes by tag. */
+export type Json = Record<string, { Value?: unknown[] }>;
+/** The first value of attribute `tag` of `o`. */
+export const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
+
+/** The first study QIDO-RS lists at `origin` and the first series of it (their instance UIDs). */
+export async function firstSeries(
+  origin: string,
+  headers: Record<string, string> = {},
+): Promise<{ study: string; series: string }> {
+  const get = async (p: string) => (await (await fetch(`${origin}${p}`, { headers })).json()) as Json[];
+  const [s] = await get('/dicomweb/studies');
+  const study = first(s, '0020000D') as string;
+  const [se] = await get(`/dicomweb/studies/${study}/series`);
+  return { study, series: first(se, '0020000E') as string };
+}
 
 export async function waitReady(page: Page): Promise<void> {
   await page.waitForFunction(`document.body.dataset.state === 'ready'`, undefined, { timeout: T });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { startIndexedServer } from '../support/server.js';
-import { launchChromium, T } from './helpers.js';
+import { firstSeries, launchChromium, T, untilPage } from './helpers.js';
 
 const RESULTS = path.resolve('test-results');
 
@@ -22,9 +22,6 @@ let browser: Browser;
 let study: string;
 let stored: { seriesUid: string; sopUid: string };
 
-type Json = Record<string, { Value?: unknown[] }>;
-const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
-
 beforeAll(async () => {
   await mkdir(RESULTS, { recursive: true });
   dir = await mkdtemp(path.join(os.tmpdir(), 'ohif-seg-'));
@@ -33,10 +30,8 @@ beforeAll(async () => {
   const names = (await readdir(fixture('volumes/ct-dicom-j2k'))).sort().slice(6, 15);
   for (const n of names) await cp(path.join(fixture('volumes/ct-dicom-j2k'), n), path.join(dir, 'ct', n));
   [server, browser] = await Promise.all([startIndexedServer(dir, ['--ohif']), launchChromium()]);
-  const [s] = (await (await fetch(`${server.url}/dicomweb/studies`)).json()) as Json[];
-  study = first(s, '0020000D') as string;
-  const [se] = (await (await fetch(`${server.url}/dicomweb/studies/${study}/series`)).json()) as Json[];
-  const series = first(se, '0020000E') as string;
+  let series: string;
+  ({ study, series } = await firstSeries(server.url));
   let job = (await (
     await fetch(`${server.url}/segmentations`, {
       method: 'POST',
@@ -69,15 +64,9 @@ const GREEN = `[...document.querySelectorAll('canvas.cornerstone-canvas')].map((
   return n;
 })`;
 
-async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = (await page.evaluate(js)) as R;
-    if (ok(r)) return r;
-    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
-    await page.waitForTimeout(250);
-  }
-}
+/** Polls `js` in the page every 250 ms (OHIF is heavier than the radiology viewer). */
+const until = <R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> =>
+  untilPage(page, js, ok, ms, 250);
 
 describe('OHIF loads a SEG stored by the segmentation service', () => {
   it(

@@ -18,7 +18,16 @@ import { fixture } from '../support/fixtures.js';
 import { signUrl } from '../../src/server/auth.js';
 import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
 import { request, startTestServer } from '../support/server.js';
-import { foreignRequests, launchChromium, T, watch } from './helpers.js';
+import {
+  foreignRequests,
+  launchChromium,
+  T,
+  watch,
+  untilPage,
+  first,
+  firstSeries,
+  type Json,
+} from './helpers.js';
 
 /**
  * The liver on slice 9 of the fixture CT (docs/segmentation.md). The test serves its 9 slices
@@ -44,9 +53,6 @@ let token: string;
 const api = async <R>(p: string): Promise<R> =>
   (await (await fetch(`${server.url}${p}`, { headers: { authorization: `Bearer ${token}` } })).json()) as R;
 
-type Json = Record<string, { Value?: unknown[] }>;
-const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
-
 beforeAll(async () => {
   await mkdir(RESULTS, { recursive: true });
   dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-radseg-'));
@@ -63,10 +69,7 @@ beforeAll(async () => {
   expect((await request(server, reindex.pathAndQuery, { method: 'POST' })).status).toBe(200);
   // Writing: accepting a segment stores its SEG (STOW-RS).
   token = issueDicomwebToken(SECRET, { expiresAt: exp, write: true });
-  const [s] = await api<Json[]>('/dicomweb/studies');
-  study = first(s, '0020000D') as string;
-  const [se] = await api<Json[]>(`/dicomweb/studies/${study}/series`);
-  series = first(se, '0020000E') as string;
+  ({ study, series } = await firstSeries(server.url, { authorization: `Bearer ${token}` }));
   const meta = await api<Json[]>(`/dicomweb/studies/${study}/series/${series}/metadata`);
   sops = meta
     .map((m) => ({ z: Number(m['00200032'].Value![2]), sop: first(m, '00080018') as string }))
@@ -78,16 +81,6 @@ afterAll(async () => {
   await server?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = (await page.evaluate(js)) as R;
-    if (ok(r)) return r;
-    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
-    await page.waitForTimeout(100);
-  }
-}
 
 const VIEW = 'window.medstreamRadiology.view';
 
@@ -147,8 +140,8 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         await page.goto(
           `${server.url}/radiology/#study=${study}&series=${series}&slice=${KEY}&ww=400&wc=40&token=${token}`,
         );
-        await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
-        await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
+        await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+        await untilPage(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
         expect(await page.evaluate(GREEN)).toEqual([0]);
 
         await page.keyboard.press('b');
@@ -161,7 +154,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         await page.mouse.up();
 
         type Item = { state: string; message: string; placed?: unknown; job: string };
-        const item = await until<Item>(
+        const item = await untilPage<Item>(
           page,
           `(() => { const i = ${VIEW}.segmentation.items[0]; return i && { state: i.state, message: i.message, placed: i.placed, job: i.job && i.job.id }; })()`,
           (i) =>
@@ -199,14 +192,14 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-stack.png') });
         // Fill off: only the outline stays green; fill on again: the filled overlay is back.
         await page.uncheck('input[name=seg-fill]');
-        const outlineOnly = await until(page, GREEN, (g: number[]) => g[0] < onKey / 3);
+        const outlineOnly = await untilPage(page, GREEN, (g: number[]) => g[0] < onKey / 3);
         expect(outlineOnly[0]).toBeGreaterThan(100);
         await page.check('input[name=seg-fill]');
-        await until(page, GREEN, (g: number[]) => g[0] > onKey * 0.9);
+        await untilPage(page, GREEN, (g: number[]) => g[0] > onKey * 0.9);
         for (const k of [KEY - 1, KEY + 1]) {
           await page.evaluate(`${VIEW}.display.setSlice(${k})`);
-          await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === k);
-          await until(page, GREEN, (g: number[]) => g[0] > 1000);
+          await untilPage(page, `${VIEW}.display.slice().slice`, (s: number) => s === k);
+          await untilPage(page, GREEN, (g: number[]) => g[0] > 1000);
         }
 
         // Downloads: the mask as NIfTI (gzip) and the SEG (DICM), fetched with the token.
@@ -224,7 +217,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
 
         // Re-run with an adjusted box: its lower right corner dragged in, on the key slice.
         await page.evaluate(`${VIEW}.display.setSlice(${KEY})`);
-        await until(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
+        await untilPage(page, `${VIEW}.display.slice().slice`, (s: number) => s === KEY);
         const [cx, cy] = await pagePoint(page, KEY, BOX[2], BOX[3]);
         const [dx, dy] = await pagePoint(page, KEY, SMALLER[2], SMALLER[3]);
         await page.mouse.move(cx, cy);
@@ -232,7 +225,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         await page.mouse.move(dx, dy, { steps: 6 });
         await page.mouse.up();
         await page.click('#seg-list [data-action=rerun]');
-        const rerun = await until<Item>(
+        const rerun = await untilPage<Item>(
           page,
           `(() => { const i = ${VIEW}.segmentation.items[0]; return { state: i.state, message: i.message, placed: i.placed, job: i.job && i.job.id }; })()`,
           (i) => i.job !== item.job && (i.state === 'failed' || (i.state === 'done' && !!i.placed)),
@@ -261,7 +254,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
 
         // The stored SEG, read back over WADO-RS, as an overlay of its own: the same voxels.
         await page.click('#seg-study-list [data-action=show-seg]');
-        const stored = await until(
+        const stored = await untilPage(
           page,
           `(() => { const i = ${VIEW}.segmentation.items.find((x) => x.kind === 'study'); return i && { state: i.state, voxels: i.placed && i.placed.voxels }; })()`,
           (i: { state: string } | undefined) => !!i && (i.state === 'shown' || i.state === 'failed'),
@@ -270,10 +263,14 @@ describe('box-prompted segmentation in the radiology viewer', () => {
 
         // MPR: the overlays follow, on all three planes.
         await page.keyboard.press('m');
-        await until(page, 'document.body.dataset.layout', (l: string) => l === 'mpr');
-        await until(page, `${VIEW}.display.loadedCount`, (n: number) => n === sops.length);
+        await untilPage(page, 'document.body.dataset.layout', (l: string) => l === 'mpr');
+        await untilPage(page, `${VIEW}.display.loadedCount`, (n: number) => n === sops.length);
         await page.evaluate(`${VIEW}.display.setSlice(${KEY})`);
-        const planes = await until(page, GREEN, (g: number[]) => g.length === 3 && g.every((n) => n > 50));
+        const planes = await untilPage(
+          page,
+          GREEN,
+          (g: number[]) => g.length === 3 && g.every((n) => n > 50),
+        );
         expect(planes[0]).toBeGreaterThan(1000);
         await page.screenshot({ path: path.join(RESULTS, 'radiology-segmentation-mpr.png') });
 

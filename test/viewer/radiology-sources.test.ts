@@ -15,7 +15,7 @@ import { signUrl } from '../../src/server/auth.js';
 import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
 import { fixture } from '../support/fixtures.js';
 import { request, startTestServer } from '../support/server.js';
-import { foreignRequests, launchChromium, T, watch } from './helpers.js';
+import { foreignRequests, launchChromium, T, watch, untilPage, type Json } from './helpers.js';
 
 const SECRET = 'a-radiology-viewer-test-secret-0123456789abcdef';
 
@@ -23,8 +23,6 @@ let dir: string;
 let server: RunningServer;
 let browser: Browser;
 let token: string;
-
-type Json = Record<string, { Value?: unknown[] }>;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'radiology-viewer-'));
@@ -55,16 +53,6 @@ afterAll(async () => {
   await server?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = (await page.evaluate(js)) as R;
-    if (ok(r)) return r;
-    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
-    await page.waitForTimeout(100);
-  }
-}
 
 async function spread(page: Page): Promise<{ mean: number; sd: number }> {
   const png = await page.locator('.rad-viewport').first().screenshot();
@@ -130,14 +118,14 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     await page.locator('li.rad-study').nth(1).waitFor({ timeout: T });
     // The token left the address bar (it stays in the tab's session storage).
     expect(await page.evaluate('location.hash')).toBe('');
-    await until(
+    await untilPage(
       page,
       `[...document.querySelectorAll('.rad-series-link img')].every((i) => i.naturalWidth > 0)`,
       (ok: boolean) => ok,
     );
     await page.locator('.rad-series-link').first().click();
-    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
-    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
+    await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
     // The stack loads through the progressive stages: HTJ2K, its first range of 64,000 bytes.
     expect(await page.evaluate('document.body.dataset.stages')).toBe('on');
     expect(dicomweb.some((r) => r.url.includes('/htj2k/') && r.range === 'bytes=0-63999')).toBe(true);
@@ -181,8 +169,8 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     const log = watch(page);
     const dicomweb = recordDicomweb(page);
     await page.goto(`${server.url}/radiology/#study=${mr['0020000D'].Value![0] as string}&token=${token}`);
-    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
-    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
+    await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
     await page.waitForTimeout(300);
     // Its slices come as HTJ2K made from the NIfTI volume, by byte range with the token.
     expect(await page.evaluate('document.body.dataset.stages')).toBe('on');
@@ -191,11 +179,11 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     const first = await spread(page);
     expect(first.sd).toBeGreaterThan(5);
     await page.keyboard.press('4'); // brain 80/40: far too narrow for MR values
-    await until(page, 'location.hash', (h: string) => h.includes('ww=80&wc=40'));
+    await untilPage(page, 'location.hash', (h: string) => h.includes('ww=80&wc=40'));
     await page.waitForTimeout(300);
     const brain = await spread(page);
     await page.keyboard.press('5'); // auto
-    await until(page, 'location.hash', (h: string) => !h.includes('ww=80&'));
+    await untilPage(page, 'location.hash', (h: string) => !h.includes('ww=80&'));
     await page.waitForTimeout(300);
     const auto = await spread(page);
     expect(Math.abs(auto.mean - brain.mean) + Math.abs(auto.sd - brain.sd)).toBeGreaterThan(5);
@@ -213,8 +201,12 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     await page.goto(
       `${server.url}/radiology/#study=${ct['0020000D'].Value![0] as string}&layout=mpr&token=${token}`,
     );
-    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
-    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n === 20);
+    await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(
+      page,
+      'window.medstreamRadiology.view?.display?.loadedCount ?? 0',
+      (n: number) => n === 20,
+    );
     expect(await page.evaluate('document.body.dataset.stages')).toBe('on');
     const frames = dicomweb.filter((r) => FRAME.test(r.url));
     expect(frames.filter((r) => r.url.includes('/htj2k/')).length).toBeGreaterThanOrEqual(20);
@@ -236,8 +228,8 @@ describe('radiology viewer with tokens, NIfTI and a phone', () => {
     });
     const log = watch(page);
     await page.goto(`${server.url}/radiology/#study=${ct['0020000D'].Value![0] as string}&token=${token}`);
-    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
-    await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
+    await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n > 0);
     await page.waitForTimeout(300);
     const side = (await page.locator('.rad-side').boundingBox())!;
     const vp = (await page.locator('.rad-viewport').boundingBox())!;

@@ -13,16 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { startIndexedServer } from '../support/server.js';
-import { foreignRequests, launchChromium, T, watch } from './helpers.js';
+import { foreignRequests, launchChromium, T, watch, untilPage, first, type Json } from './helpers.js';
 
 let dir: string;
 let server: RunningServer;
 let browser: Browser;
 const ct = { study: '', series: '' };
 const colour = { study: '', series: '' };
-
-type Json = Record<string, { Value?: unknown[] }>;
-const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'radiology-stages-'));
@@ -72,16 +69,6 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = (await page.evaluate(js)) as R;
-    if (ok(r)) return r;
-    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
-    await page.waitForTimeout(100);
-  }
-}
-
 interface FrameRequest {
   kind: string;
   range?: string;
@@ -100,10 +87,14 @@ async function open(
     if (m) requests.push({ kind: m[1], range: r.headers().range });
   });
   await page.goto(`${server.url}/radiology/${hash}`);
-  await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
-  await until(page, 'window.medstreamRadiology.view?.display?.loadedCount ?? 0', (n: number) => n === frames);
+  await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+  await untilPage(
+    page,
+    'window.medstreamRadiology.view?.display?.loadedCount ?? 0',
+    (n: number) => n === frames,
+  );
   // The image is on screen: a good share of the main viewport's pixels are not black.
-  await until(
+  await untilPage(
     page,
     'window.medstreamRadiology.view.display.samples.some((x) => x.lit > 0.05)',
     (ok: boolean) => ok,

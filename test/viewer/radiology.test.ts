@@ -10,7 +10,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
 import { startIndexedServer } from '../support/server.js';
-import { foreignRequests, launchChromium, T, watch, type PageLog } from './helpers.js';
+import {
+  foreignRequests,
+  launchChromium,
+  T,
+  watch,
+  type PageLog,
+  untilPage,
+  firstSeries,
+  first,
+  type Json,
+} from './helpers.js';
 
 let server: RunningServer;
 let browser: Browser;
@@ -19,18 +29,12 @@ let series: string;
 /** Physical extent (mm) of the series: columns, rows and slices. */
 let extent: { x: number; y: number; z: number };
 
-type Json = Record<string, { Value?: unknown[] }>;
-const first = (o: Json, tag: string): unknown => o[tag]?.Value?.[0];
-
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startIndexedServer(fixture('volumes/ct-dicom-j2k')),
     launchChromium(),
   ]);
-  const [s] = (await (await fetch(`${server.url}/dicomweb/studies`)).json()) as Json[];
-  study = first(s, '0020000D') as string;
-  const [se] = (await (await fetch(`${server.url}/dicomweb/studies/${study}/series`)).json()) as Json[];
-  series = first(se, '0020000E') as string;
+  ({ study, series } = await firstSeries(server.url));
   const meta = (await (
     await fetch(`${server.url}/dicomweb/studies/${study}/series/${series}/metadata`)
   ).json()) as Json[];
@@ -46,17 +50,6 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
 });
-
-/** Polls the expression `js` in the page (through the DevTools protocol, not the page's eval: its CSP stays on). */
-async function until<R>(page: Page, js: string, ok: (r: R) => boolean, ms = T): Promise<R> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const r = (await page.evaluate(js)) as R;
-    if (ok(r)) return r;
-    if (Date.now() > end) throw new Error(`timed out; last ${JSON.stringify(r)}`);
-    await page.waitForTimeout(100);
-  }
-}
 
 /** Mean and standard deviation of the grey levels of a viewport's screenshot. */
 async function stats(
@@ -119,7 +112,11 @@ describe('radiology viewer in Chromium', () => {
     await expect(page.locator('.rad-modalities').first().innerText()).resolves.toBe('CT');
     const img = page.locator('.rad-series-link img').first();
     await img.waitFor();
-    await until(page, `document.querySelector('.rad-series-link img').naturalWidth`, (w: number) => w > 0);
+    await untilPage(
+      page,
+      `document.querySelector('.rad-series-link img').naturalWidth`,
+      (w: number) => w > 0,
+    );
     // A modality that is not there: nothing matches.
     await page.fill('input[name=modality]', 'MR');
     await page.click('#study-search button[type=submit]');
@@ -135,35 +132,35 @@ describe('radiology viewer in Chromium', () => {
     const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
     const log = watch(page);
     await page.goto(`${server.url}/radiology/#study=${study}&series=${series}&slice=5`);
-    await until(page, 'location.hash', (h: string) => /slice=5&ww=\d+&wc=-?\d+/.test(h));
-    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(page, 'location.hash', (h: string) => /slice=5&ww=\d+&wc=-?\d+/.test(h));
+    await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
     await page.waitForTimeout(300);
     const before = await stats(page);
     expect(before.sd).toBeGreaterThan(10);
     await page.locator('.rad-viewport').hover();
     await page.mouse.wheel(0, 300);
-    const hash = await until(page, 'location.hash', (h: string) => !h.includes('slice=5&'));
+    const hash = await untilPage(page, 'location.hash', (h: string) => !h.includes('slice=5&'));
     expect(Number(/slice=(\d+)/.exec(hash)![1])).not.toBe(5);
     await page.waitForTimeout(300);
     const scrolled = await stats(page);
     expect(scrolled.png.equals(before.png)).toBe(false);
     // Keyboard: Home goes to the first slice, ↑ one on, End to the last; the wheel back again.
     await page.keyboard.press('Home');
-    await until(page, 'location.hash', (h: string) => h.includes('slice=0&'));
+    await untilPage(page, 'location.hash', (h: string) => h.includes('slice=0&'));
     await page.keyboard.press('ArrowUp');
-    await until(page, 'location.hash', (h: string) => h.includes('slice=1&'));
+    await untilPage(page, 'location.hash', (h: string) => h.includes('slice=1&'));
     await page.keyboard.press('End');
-    await until(page, 'location.hash', (h: string) => h.includes('slice=19&'));
+    await untilPage(page, 'location.hash', (h: string) => h.includes('slice=19&'));
     await page.mouse.wheel(0, -300);
-    await until(page, 'location.hash', (h: string) => !h.includes('slice=19&'));
+    await untilPage(page, 'location.hash', (h: string) => !h.includes('slice=19&'));
     const slice = Number(/slice=(\d+)/.exec((await page.evaluate('location.hash')) as string)![1]);
 
     await page.keyboard.press('2'); // lung: 1500 / -600
-    await until(page, 'location.hash', (h: string) => h.includes('ww=1500&wc=-600'));
+    await untilPage(page, 'location.hash', (h: string) => h.includes('ww=1500&wc=-600'));
     await page.waitForTimeout(300);
     const lung = await stats(page);
     await page.keyboard.press('3'); // bone: 2000 / 300
-    await until(page, 'location.hash', (h: string) => h.includes('ww=2000&wc=300'));
+    await untilPage(page, 'location.hash', (h: string) => h.includes('ww=2000&wc=300'));
     await page.waitForTimeout(300);
     const bone = await stats(page);
     // Soft tissue is bright under the lung window, dark under the bone window.
@@ -173,15 +170,15 @@ describe('radiology viewer in Chromium', () => {
     expect((await stats(page)).mean).toBeGreaterThan(bone.mean + 50);
 
     // The whole stack loads in the background and the series list shows it.
-    await until(page, LOADED, (n: number) => n === 20);
+    await untilPage(page, LOADED, (n: number) => n === 20);
     await page.locator('.rad-series-item small', { hasText: '20 / 20 loaded' }).waitFor({ timeout: T });
 
     // The deep link opens the same slice and window.
     const link = (await page.evaluate('location.href')) as string;
     const again = await browser.newPage({ viewport: { width: 1100, height: 700 } });
     await again.goto(link);
-    await until(again, 'document.body.dataset.state', (s: string) => s === 'ready');
-    await until(
+    await untilPage(again, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(
       again,
       `document.querySelector('#overlay')?.textContent ?? ''`,
       (t: string) => t.startsWith(`${slice + 1} / 20`) && t.includes('W 2000 L 300'),
@@ -195,9 +192,9 @@ describe('radiology viewer in Chromium', () => {
     const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
     const log = watch(page);
     await page.goto(`${server.url}/radiology/#study=${study}&series=${series}`);
-    await until(page, 'document.body.dataset.state', (s: string) => s === 'ready');
+    await untilPage(page, 'document.body.dataset.state', (s: string) => s === 'ready');
     // Drawn once the image is on screen (its calibration comes with it).
-    await until(
+    await untilPage(
       page,
       'window.medstreamRadiology.view.display.samples.some((x) => x.lit > 0.05)',
       (ok: boolean) => ok,
@@ -213,7 +210,7 @@ describe('radiology viewer in Chromium', () => {
     await page.mouse.move(cx - 99, cy);
     await page.mouse.move(cx + 100, cy, { steps: 10 });
     await page.mouse.up();
-    const [m] = await until(
+    const [m] = await untilPage(
       page,
       'window.medstreamRadiology.view.display.lengths()',
       (l: { length: number; unit: string; screenPx: number }[]) => l.length === 1,
@@ -242,7 +239,7 @@ describe('radiology viewer in Chromium', () => {
       await route.continue();
     });
     await page.goto(`${server.url}/radiology/#study=${study}&series=${series}&layout=mpr`);
-    await until(page, LOADED, (c: number) => c === 20);
+    await untilPage(page, LOADED, (c: number) => c === 20);
     const samples = (await page.evaluate('window.medstreamRadiology.view.display.samples')) as Sample[];
     // Pixels on screen while frames were still missing.
     const early = samples.filter((s) => s.loaded < s.total && s.lit > 0.05);
