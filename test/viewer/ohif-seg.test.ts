@@ -93,9 +93,12 @@ describe('OHIF loads a SEG stored by the segmentation service', () => {
         const seg = page.getByText('Segmentation: liver');
         await seg.waitFor({ timeout: T });
         // The CT is shown, without the overlay yet.
-        await until(page, GREEN, (g: number[]) => g.length === 1);
+        // (OHIF may mount a second cornerstone canvas while it lays the viewport out.)
+        await until(page, GREEN, (g: number[]) => g.length >= 1);
         await page.waitForTimeout(500);
-        expect(await page.evaluate(GREEN)).toEqual([0]);
+        const before = (await page.evaluate(GREEN)) as number[];
+        expect(before.length).toBeGreaterThanOrEqual(1);
+        expect(before.every((g) => g === 0)).toBe(true);
         await page
           .getByText('Skip all')
           .click({ timeout: 2000 })
@@ -103,8 +106,8 @@ describe('OHIF loads a SEG stored by the segmentation service', () => {
         // Double-clicking the SEG thumbnail loads it; OHIF asks before hydrating it.
         await seg.dblclick();
         await page.getByRole('button', { name: 'Yes' }).click({ timeout: T });
-        const [green] = await until(page, GREEN, (g: number[]) => g.length === 1 && g[0] > 2000);
-        expect(green).toBeGreaterThan(2000);
+        const after = await until(page, GREEN, (g: number[]) => g.some((n) => n > 2000));
+        expect(Math.max(...after)).toBeGreaterThan(2000);
         await page.screenshot({ path: path.join(RESULTS, 'ohif-seg.png') });
         // Read over WADO-RS, from the series MedStream stored.
         expect(requests.some((u) => u.includes(`/series/${stored.seriesUid}`))).toBe(true);
