@@ -2,9 +2,9 @@
 // point of synthetic masks with known answers (a rectangle's centre; inside a C shape whose
 // centroid lies outside it), the prompt built from a mask, and the whole pipeline on a phantom
 // whose loose box also holds a brighter neighbour (IoU >= 0.85 with the structure under the box's
-// centre). Kept to a handful of encodings (~0.7 s each on an idle machine).
+// centre); the key-slice box refit (sides the mask reaches move out, within the user's box). Kept to a handful of encodings (~0.7 s each on an idle machine).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HybridEngine, promptFromMask } from '../../src/segment/hybrid.js';
+import { HybridEngine, promptFromMask, widenWhereTouching } from '../../src/segment/hybrid.js';
 import { deepestPoint } from '../../src/segment/mask2d.js';
 import { segmentVolume } from '../../src/segment/pipeline.js';
 import { createEngine } from '../../src/cli/segment-engines.js';
@@ -52,6 +52,28 @@ describe('deepestPoint and promptFromMask', () => {
       y1: 12,
     });
     expect(promptFromMask(new Uint8Array(20 * 16), plane, fallback)).toEqual({ box: fallback, points: [] });
+  });
+});
+
+describe('widenWhereTouching', () => {
+  const limit = { x0: 0, y0: 0, x1: 30, y1: 30 };
+  const prompt = { x0: 10, y0: 10, x1: 20, y1: 20 };
+
+  it('moves out only the sides the mask reaches, by the step, within the limit', () => {
+    expect(widenWhereTouching(prompt, { x0: 10, y0: 12, x1: 18, y1: 20 }, limit)).toEqual({
+      x0: 8,
+      y0: 10,
+      x1: 20,
+      y1: 22,
+    });
+    const nearEdge = { x0: 1, y0: 10, x1: 29, y1: 20 };
+    expect(widenWhereTouching(nearEdge, nearEdge, limit, 3)).toEqual({ x0: 0, y0: 7, x1: 30, y1: 23 });
+  });
+
+  it('returns the same box when the mask stays inside, is empty, or the limit is reached', () => {
+    expect(widenWhereTouching(prompt, { x0: 11, y0: 11, x1: 19, y1: 19 }, limit)).toBe(prompt);
+    expect(widenWhereTouching(prompt, undefined, limit)).toBe(prompt);
+    expect(widenWhereTouching(limit, limit, limit)).toBe(limit);
   });
 });
 
