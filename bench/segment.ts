@@ -2,7 +2,7 @@
 // (segment-cases.ts: example_ct_sm + example_seg, the 20-slice DICOM CT + example_seg_dicom), box
 // from the truth's bounding box on the structure's middle slice plus a random 0..20 px margin
 // (MedSAM2's mask2D_to_bbox), several seeds; and seconds per segmented slice. Engines: classical,
-// plus sam or medsam2 when BENCH_SEGMENT_ENGINES names them (BENCH_SEGMENT_MODEL_DIR: their model
+// plus sam, hybrid or medsam2 when BENCH_SEGMENT_ENGINES names them (BENCH_SEGMENT_MODEL_DIR: their model
 // folder; medsam2 needs one). BENCH_SEGMENT_SEEDS (default 3) sets the seeds.
 
 import type { SegmentationEngine } from '../src/segment/engine.js';
@@ -10,12 +10,13 @@ import type { Benchmark, BenchmarkResult, Suite } from './harness.js';
 import { median } from './harness.js';
 import { type CaseScore, loadCases, scoreOne } from './segment-cases.js';
 import { createEngine } from '../src/cli/segment-engines.js';
+import { SharedEncodings } from '../src/segment/sam.js';
 
 const SEEDS = Number(process.env.BENCH_SEGMENT_SEEDS ?? 3);
 const ENGINES = (process.env.BENCH_SEGMENT_ENGINES ?? 'classical').split(',').map((s) => s.trim());
 const MAX_SHIFT = 20;
 /** Windows per engine: SAM sees a narrow soft-tissue window (SEGMENTATION-NOTES.md); classical works on HU. */
-const WINDOWS: Record<string, [number, number] | undefined> = { sam: [-50, 150] };
+const WINDOWS: Record<string, [number, number] | undefined> = { sam: [-50, 150], hybrid: [-50, 150] };
 
 const diceBenchmark: Benchmark = {
   name: 'segment-dice',
@@ -27,6 +28,8 @@ const diceBenchmark: Benchmark = {
     for (const name of ENGINES) {
       const engine: SegmentationEngine = await createEngine(name, {
         modelDir: process.env.BENCH_SEGMENT_MODEL_DIR,
+        // Each slice is encoded once per volume and window, whatever the structure and seed.
+        sharedEncodings: new SharedEncodings(),
       });
       try {
         for (const c of cases) {

