@@ -276,12 +276,23 @@ describe('box-prompted segmentation in the radiology viewer', () => {
 
         // A box on the sagittal plane has no key slice: refused, nothing sent.
         await page.keyboard.press('b');
-        // (Away from the crosshair lines, which stay draggable while the Box tool is on.)
-        const sag = (await page.evaluate(
-          `(() => { const r = document.querySelectorAll('.rad-viewport')[1].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`,
-        )) as number[];
-        const at = (fx: number, fy: number): [number, number] => [sag[0] + fx * sag[2], sag[1] + fy * sag[3]];
-        await drag(page, at(0.1, 0.65), at(0.35, 0.85));
+        // The crosshair lines are shown but not grabbable while the Box tool is on: a drag that
+        // starts on one of them (where it would move it) on the sagittal plane draws a box and
+        // leaves them in place.
+        expect(await page.evaluate(`${VIEW}.display.toolMode('crosshairs')`)).toBe('Enabled');
+        // (Once the lines are drawn again: switching the tool re-centres and re-renders them.)
+        const cross = await untilPage(
+          page,
+          `(() => {
+            const c = ${VIEW}.display.crosshairGrip(1);
+            const r = document.querySelectorAll('.rad-viewport')[1].getBoundingClientRect();
+            return c ? [r.left + c[0], r.top + c[1]] : null;
+          })()`,
+          (p: [number, number] | null) => p !== null,
+        );
+        const center = (await page.evaluate(`${VIEW}.display.crosshairCenter()`)) as number[];
+        await drag(page, cross, [cross[0] + 60, cross[1] + 40]);
+        expect(await page.evaluate(`${VIEW}.display.crosshairCenter()`)).toEqual(center);
         await page.locator('#seg-status', { hasText: 'axial plane' }).waitFor({ timeout: T });
         expect(posts).toHaveLength(2);
         // A box on the axial plane: the displayed slice's instance and the box in its pixels.
@@ -295,6 +306,9 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         onAxial.box.forEach((v, i) =>
           expect(Math.abs(v - [110, 200, 200, 300][i]), `box ${onAxial.box}`).toBeLessThanOrEqual(1),
         );
+        // Back to window/level: the crosshair lines are draggable again.
+        await page.keyboard.press('w');
+        expect(await page.evaluate(`${VIEW}.display.toolMode('crosshairs')`)).toBe('Passive');
 
         // Discard: the job's overlay and its item are gone; the stored SEG's stays.
         await page.click('#seg-list li[data-id="medstream-seg-1"] [data-action=discard]');

@@ -189,6 +189,40 @@ export class SeriesDisplay {
     else group.setToolPassive(previous);
     this.primary = tool;
     group.setToolActive(TOOL_NAMES[tool], { bindings: [{ mouseButton: B.Primary }] });
+    if (this.layout === 'mpr' && tool !== 'crosshairs') {
+      // While boxes are drawn the crosshair lines are shown but not grabbable (a drag on the
+      // thin sagittal/coronal strips would otherwise move them instead of drawing); passive again
+      // (draggable) with the other tools.
+      if (tool === 'box') group.setToolEnabled(CrosshairsTool.toolName);
+      else group.setToolPassive(CrosshairsTool.toolName);
+    }
+  }
+
+  /** The Cornerstone mode of a tool of this display (Active, Passive, Enabled, Disabled): for the tests. */
+  toolMode(tool: MouseTool): string | undefined {
+    return ToolGroupManager.getToolGroup(this.groupId)?.getToolOptions(TOOL_NAMES[tool])?.mode;
+  }
+
+  /**
+   * A point (canvas pixels) of viewport `n` on a grabbable part of a crosshair line (the middle
+   * of its first drag segment), in MPR: for the tests.
+   */
+  crosshairGrip(n: number): [number, number] | undefined {
+    type Data = {
+      viewportId?: string;
+      handles?: { rotationPoints?: [unknown, unknown, number[], number[]][] };
+    };
+    const all = annotation.state.getAnnotations(CrosshairsTool.toolName, this.elements[n]) ?? [];
+    const data = all.map((a) => a.data as Data).find((d) => d.viewportId === this.viewportIds[n]);
+    const p = data?.handles?.rotationPoints?.[0];
+    return p ? [(p[2][0] + p[3][0]) / 2, (p[2][1] + p[3][1]) / 2] : undefined;
+  }
+
+  /** Where the crosshair lines cross (world mm), in MPR: for the tests. */
+  crosshairCenter(): number[] | undefined {
+    const group = ToolGroupManager.getToolGroup(this.groupId);
+    const tool = group?.getToolInstance(CrosshairsTool.toolName) as { toolCenter?: Types.Point3 } | undefined;
+    return tool?.toolCenter ? [...tool.toolCenter] : undefined;
   }
 
   get tool(): MouseTool {
