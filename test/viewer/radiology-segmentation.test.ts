@@ -306,6 +306,12 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         onAxial.box.forEach((v, i) =>
           expect(Math.abs(v - [110, 200, 200, 300][i]), `box ${onAxial.box}`).toBeLessThanOrEqual(1),
         );
+        // The box draws no statistics text (area, mean HU) over the anatomy.
+        expect(
+          await page.evaluate(
+            `document.querySelectorAll('.rad-viewport')[0].querySelectorAll('svg text').length`,
+          ),
+        ).toBe(0);
         // Back to window/level: the crosshair lines are draggable again.
         await page.keyboard.press('w');
         expect(await page.evaluate(`${VIEW}.display.toolMode('crosshairs')`)).toBe('Passive');

@@ -165,6 +165,9 @@ export class SeriesDisplay {
     );
     if (this.layout === 'mpr') names.push(CrosshairsTool.toolName);
     for (const n of names) group.addTool(n);
+    // The box is a segmentation prompt, not a measurement: no statistics text box (area, mean
+    // HU...) over the anatomy, and none computed (docs/radiology-viewer.md, "Segmentation").
+    group.setToolConfiguration(RectangleROITool.toolName, { calculateStats: false, getTextLines: () => [] });
     for (const id of this.viewportIds) group.addViewport(id, this.engine.id);
     const B = ToolEnums.MouseBindings;
     group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: B.Auxiliary }] });
