@@ -281,7 +281,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
         // leaves them in place.
         expect(await page.evaluate(`${VIEW}.display.toolMode('crosshairs')`)).toBe('Enabled');
         // (Once the lines are drawn again: switching the tool re-centres and re-renders them.)
-        const cross = await untilPage(
+        const cross = (await untilPage(
           page,
           `(() => {
             const c = ${VIEW}.display.crosshairGrip(1);
@@ -289,7 +289,7 @@ describe('box-prompted segmentation in the radiology viewer', () => {
             return c ? [r.left + c[0], r.top + c[1]] : null;
           })()`,
           (p: [number, number] | null) => p !== null,
-        );
+        )) as [number, number];
         const center = (await page.evaluate(`${VIEW}.display.crosshairCenter()`)) as number[];
         await drag(page, cross, [cross[0] + 60, cross[1] + 40]);
         expect(await page.evaluate(`${VIEW}.display.crosshairCenter()`)).toEqual(center);
