@@ -196,8 +196,11 @@ export class SeriesDisplay {
       // While boxes are drawn the crosshair lines are shown but not grabbable (a drag on the
       // thin sagittal/coronal strips would otherwise move them instead of drawing); passive again
       // (draggable) with the other tools.
-      if (tool === 'box') group.setToolEnabled(CrosshairsTool.toolName);
-      else group.setToolPassive(CrosshairsTool.toolName);
+      // Only on a change of mode: each one makes Cornerstone recompute the crosshairs.
+      const mode = group.getToolOptions(CrosshairsTool.toolName)?.mode;
+      if (tool === 'box') {
+        if (mode !== ToolEnums.ToolModes.Enabled) group.setToolEnabled(CrosshairsTool.toolName);
+      } else if (mode !== ToolEnums.ToolModes.Passive) group.setToolPassive(CrosshairsTool.toolName);
     }
   }
 
