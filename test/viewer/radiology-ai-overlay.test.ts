@@ -6,14 +6,16 @@
 // checked at every probed screen pixel away from edges, on the first slice shown and after
 // scrolling to another one (which has a different mask), and zoomed in.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
 import { modelsDir } from '../ai/model-dir.js';
+import { phantom } from '../segment/phantom.js';
 import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
 import { writePhantomSeries, type PhantomSeries } from '../support/phantom-series.js';
 import { request, startIndexedServer, startTestServer } from '../support/server.js';
@@ -26,6 +28,8 @@ let browser: Browser;
 let ct: PhantomSeries;
 let resultId: string;
 let instances: string[];
+/** The same phantom as a NIfTI volume (its own study) and its series result. */
+let nifti: { study: string; series: string; result: string };
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-ai-overlay-'));
@@ -44,6 +48,9 @@ beforeAll(async () => {
       },
     },
   });
+  await mkdir(path.join(dir, 'nifti'));
+  await writeFile(path.join(dir, 'nifti', 'phantom.nii.gz'), phantomNifti());
+  await writeFile(path.join(dir, 'nifti', 'phantom.json'), JSON.stringify({ Modality: 'CT' }));
   [server, browser] = await Promise.all([
     startIndexedServer(dir, ['--models-dir', models.dir]),
     launchChromium(),
@@ -62,7 +69,60 @@ beforeAll(async () => {
   expect(info.task).toBe('segmentation');
   instances = info.slices.map((s) => s.instance);
   expect(new Set(instances).size).toBe(ct.dims[2]);
+
+  // The NIfTI-backed series: its result names the slice instances the catalog serves.
+  const studies = (await request(server, '/dicomweb/studies')).json() as Record<
+    string,
+    { Value: string[] }
+  >[];
+  const study = studies.map((x) => x['0020000D'].Value[0]).find((uid) => uid !== ct.studyUid)!;
+  const [series] = (await request(server, `/dicomweb/studies/${study}/series`)).json() as Record<
+    string,
+    { Value: string[] }
+  >[];
+  const niftiSeries = series['0020000E'].Value[0];
+  const inferred = await request(server, '/ai/models/lesion/infer', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ study, series: niftiSeries }),
+  });
+  expect(inferred.status).toBe(200);
+  nifti = { study, series: niftiSeries, result: (inferred.json() as { result: { id: string } }).result.id };
+  const niftiInfo = (await request(server, `/ai/results/${nifti.result}.json`)).json() as {
+    format: string;
+    slices: { instance?: string }[];
+  };
+  expect(niftiInfo.format).toBe('nifti');
+  const served = (
+    await request(server, `/dicomweb/studies/${study}/series/${niftiSeries}/instances`)
+  ).json() as Record<string, { Value: string[] }>[];
+  expect(new Set(niftiInfo.slices.map((x) => x.instance))).toEqual(
+    new Set(served.map((x) => x['00080018'].Value[0])),
+  );
 }, T);
+
+/** The phantom CT's HU as an int16 NIfTI-1 volume (1 x 1 x 2 mm, an sform), gzipped. */
+function phantomNifti(): Buffer {
+  const dims: [number, number, number] = [48, 48, 14];
+  const { volume } = phantom(dims, [{ center: [24, 22, 7], radii: [11, 9, 5], hu: 60 }], {
+    background: -100,
+    noise: 8,
+    seed: 3,
+  });
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, ...dims, 1, 1, 1, 1].forEach((d, i) => header.writeInt16LE(d, 40 + 2 * i));
+  header.writeInt16LE(4, 70); // int16
+  header.writeInt16LE(16, 72);
+  [1, 1, 1, 2, 1, 0, 0, 0].forEach((p, i) => header.writeFloatLE(p, 76 + 4 * i));
+  header.writeFloatLE(352, 108);
+  header.writeInt16LE(1, 254); // sform_code
+  [-1, 0, 0, 10, 0, -1, 0, -20, 0, 0, 2, -30].forEach((v, i) => header.writeFloatLE(v, 280 + 4 * i));
+  header.write('n+1\0', 344, 'latin1');
+  const data = Buffer.alloc(volume.data.length * 2);
+  for (let p = 0; p < volume.data.length; p++) data.writeInt16LE(Math.round(volume.data[p]), 2 * p);
+  return gzipSync(Buffer.concat([header, data]));
+}
 
 afterAll(async () => {
   await browser?.close();
@@ -189,6 +249,26 @@ describe('AI overlay in the radiology viewer', () => {
       }
     },
   );
+
+  it('draws a NIfTI-backed series result over its stack, aligned', { timeout: T }, async () => {
+    const context = await browser.newContext({ viewport: { width: 900, height: 700 }, bypassCSP: true });
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(
+        `${server.url}/radiology/#study=${nifti.study}&series=${nifti.series}&ww=2&wc=-20&slice=${ct.keySlice}&ai=${nifti.result}`,
+      );
+      await waitReady(page);
+      await nearest(page);
+      await drawn(page);
+      const slice = Number(await page.evaluate('document.body.dataset.aiSlice'));
+      expectAligned(await layers(page), `NIfTI slice ${slice}`);
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
 
   it('fetches the result with the page DICOMweb token when auth is on', { timeout: T }, async () => {
     const SECRET = 'ai-overlay-secret-0123456789abcdef0123456789abcdef';

@@ -4,7 +4,8 @@
 // displayed frame is matched to its result slice by SOP Instance UID and placed with the image's
 // own pixel-to-world geometry and the viewport's world-to-canvas transform, so it follows scroll,
 // zoom, pan and flips. Labels get fixed colours (class 0 clear), maps a blue-yellow-red ramp
-// (0 clear); a panel toggles it and sets its opacity. Stack layout only.
+// (0 clear); a panel toggles it and sets its opacity. Stack layout only; DICOM and NIfTI-backed
+// series alike (a NIfTI result names the slice instances the catalog serves).
 
 import { Enums, utilities as csUtilities, type Types } from '@cornerstonejs/core';
 import type { DicomwebClient } from './dicomweb.js';
