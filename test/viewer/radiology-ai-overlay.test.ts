@@ -166,6 +166,20 @@ async function layers(page: Page): Promise<{ white: number[]; black: number[] }>
   })()`);
 }
 
+/** The composed canvas of an MPR viewport as RGBA pixels (CSS size). */
+async function planePixels(page: Page, plane: string): Promise<{ w: number; h: number; data: number[] }> {
+  return page.evaluate(`(() => {
+    const el = document.querySelector('.rad-viewport[data-viewport=${plane}]');
+    const src = el.querySelector('canvas');
+    const w = el.clientWidth, h = el.clientHeight;
+    const c = document.createElement('canvas');
+    c.width = w; c.height = h;
+    const x = c.getContext('2d');
+    x.drawImage(src, 0, 0, w, h);
+    return { w, h, data: Array.from(x.getImageData(0, 0, w, h).data) };
+  })()`);
+}
+
 async function nearest(page: Page): Promise<void> {
   await page.evaluate(`(() => {
     const vp = window.medstreamRadiology.view.display.mainViewport();
@@ -243,6 +257,68 @@ describe('AI overlay in the radiology viewer', () => {
         await page.waitForFunction(`document.body.dataset.aiOverlay === 'hidden'`, undefined, { timeout: T });
         const off = await layers(page);
         expect(off.white.filter((a) => a > 0)).toEqual([]);
+        expect(errors).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    },
+  );
+
+  it(
+    'shows the result as a labelmap on the MPR planes, aligned in the sagittal one',
+    { timeout: T },
+    async () => {
+      const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, bypassCSP: true });
+      try {
+        const page = await context.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(
+          `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&layout=mpr&ww=2&wc=-20&ai=${resultId}`,
+        );
+        await waitReady(page);
+        await page.waitForFunction(`document.body.dataset.aiOverlay === 'ready'`, undefined, { timeout: T });
+        // The volume loaded (every frame written), then compare the plane without and with the layer.
+        await page.waitForFunction(
+          `(() => { const d = window.medstreamRadiology.view.display; return d.loadedCount === d.series.imageIds.length; })()`,
+          undefined,
+          { timeout: T },
+        );
+        const frames =
+          'new Promise((r) => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 300))';
+        await page.evaluate(frames);
+        await page.locator('#rad-ai-show').uncheck();
+        await page.evaluate(frames);
+        const without = await planePixels(page, 'sagittal');
+        await page.locator('#rad-ai-show').check();
+        await page.evaluate(frames);
+        const withLayer = await planePixels(page, 'sagittal');
+        // Probe screen pixels whose 5x5 CT neighbourhood (layer off) is uniformly white or black.
+        const { w, h } = without;
+        const g = (x: number, y: number): number => without.data[(y * w + x) * 4];
+        const tinted: boolean[] = [];
+        const black: number[][] = [];
+        for (let y = 3; y < h - 3; y += 3)
+          for (let x = 3; x < w - 3; x += 3) {
+            const v = g(x, y);
+            if (v > 40 && v < 215) continue;
+            let uniform = true;
+            for (let dy = -2; dy <= 2 && uniform; dy++)
+              for (let dx = -2; dx <= 2; dx++) if (g(x + dx, y + dy) > 127 !== v > 127) uniform = false;
+            if (!uniform) continue;
+            const i = (y * w + x) * 4;
+            const [r, gg, b] = [withLayer.data[i], withLayer.data[i + 1], withLayer.data[i + 2]];
+            if (v > 127) tinted.push(r - gg > 40 && r - b > 40);
+            else black.push([r, gg, b]);
+          }
+        expect(tinted.length, 'white CT pixels probed').toBeGreaterThan(20);
+        expect(black.length, 'black CT pixels probed').toBeGreaterThan(20);
+        // Red over the lesion (class 1 at opacity 0.5), nothing over the background.
+        expect(tinted.filter((t) => !t).length, 'untinted lesion pixels').toBe(0);
+        expect(
+          black.filter((c) => Math.max(...c) > 8),
+          'coloured background pixels',
+        ).toEqual([]);
         expect(errors).toEqual([]);
       } finally {
         await context.close();
