@@ -27,6 +27,8 @@ let server: RunningServer;
 let browser: Browser;
 let ct: PhantomSeries;
 let resultId: string;
+/** The heat-map model's result over the DICOM phantom. */
+let mapId: string;
 let instances: string[];
 /** The same phantom as a NIfTI volume (its own study) and its series result. */
 let nifti: { study: string; series: string; result: string };
@@ -44,6 +46,16 @@ beforeAll(async () => {
         input: { name: 'image', width: nx, height: ny, channels: 1 },
         preprocess: { scaling: { type: 'fixed', min: -1000, max: 1000 } },
         labels: ['background', 'lesion'],
+        output: { name: 'map', activation: 'none' },
+      },
+    },
+    // The same function as a probability map: ~1 (red) in the lesion, ~0.0003 (0: clear) outside.
+    lesionmap: {
+      onnx: pointwiseConvSigmoid({ channels: 1, size: nx, weights: [200], bias: -98 }),
+      json: {
+        task: 'heatmap',
+        input: { name: 'image', width: nx, height: ny, channels: 1 },
+        preprocess: { scaling: { type: 'fixed', min: -1000, max: 1000 } },
         output: { name: 'map', activation: 'none' },
       },
     },
@@ -69,6 +81,13 @@ beforeAll(async () => {
   expect(info.task).toBe('segmentation');
   instances = info.slices.map((s) => s.instance);
   expect(new Set(instances).size).toBe(ct.dims[2]);
+  const mapped = await request(server, '/ai/models/lesionmap/infer', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ study: ct.studyUid, series: ct.seriesUid }),
+  });
+  expect(mapped.status).toBe(200);
+  mapId = (mapped.json() as { result: { id: string } }).result.id;
 
   // The NIfTI-backed series: its result names the slice instances the catalog serves.
   const studies = (await request(server, '/dicomweb/studies')).json() as Record<
@@ -264,17 +283,20 @@ describe('AI overlay in the radiology viewer', () => {
     },
   );
 
-  it(
-    'shows the result as a labelmap on the MPR planes, aligned in the sagittal one',
+  it.each([
+    ['label map', () => resultId],
+    ['probability map', () => mapId],
+  ])(
+    'shows a %s as a labelmap on the MPR planes, aligned in the sagittal one',
     { timeout: T },
-    async () => {
+    async (_, id) => {
       const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, bypassCSP: true });
       try {
         const page = await context.newPage();
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(e.message));
         await page.goto(
-          `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&layout=mpr&ww=2&wc=-20&ai=${resultId}`,
+          `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&layout=mpr&ww=2&wc=-20&ai=${id()}`,
         );
         await waitReady(page);
         await page.waitForFunction(`document.body.dataset.aiOverlay === 'ready'`, undefined, { timeout: T });
@@ -313,7 +335,7 @@ describe('AI overlay in the radiology viewer', () => {
           }
         expect(tinted.length, 'white CT pixels probed').toBeGreaterThan(20);
         expect(black.length, 'black CT pixels probed').toBeGreaterThan(20);
-        // Red over the lesion (class 1 at opacity 0.5), nothing over the background.
+        // Red over the lesion (class 1, or the ramp's top, at opacity 0.5), nothing over the background.
         expect(tinted.filter((t) => !t).length, 'untinted lesion pixels').toBe(0);
         expect(
           black.filter((c) => Math.max(...c) > 8),
