@@ -199,6 +199,67 @@ async function planePixels(page: Page, plane: string): Promise<{ w: number; h: n
   })()`);
 }
 
+/** An MPR viewport's pixels once rendering has settled (the same twice, 200 ms apart). */
+async function settled(page: Page, plane: string): Promise<{ w: number; h: number; data: number[] }> {
+  const sum = (): Promise<number> =>
+    page.evaluate(`(() => {
+      const el = document.querySelector('.rad-viewport[data-viewport=${plane}]');
+      const src = el.querySelector('canvas');
+      const c = document.createElement('canvas');
+      c.width = el.clientWidth; c.height = el.clientHeight;
+      const x = c.getContext('2d');
+      x.drawImage(src, 0, 0, c.width, c.height);
+      const d = x.getImageData(0, 0, c.width, c.height).data;
+      let h = 0;
+      for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) | 0;
+      return h;
+    })()`);
+  let last = await sum();
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const next = await sum();
+    if (next === last) return planePixels(page, plane);
+    last = next;
+  }
+  throw new Error(`${plane}: the viewport kept changing`);
+}
+
+/**
+ * The MPR layer lines up: at screen pixels whose 5x5 CT neighbourhood (layer off) is uniformly
+ * white the layer tints the pixel red; where it is black, the pixel stays black.
+ */
+function expectTinted(
+  without: { w: number; h: number; data: number[] },
+  withLayer: { data: number[] },
+  plane: string,
+): void {
+  const { w, h } = without;
+  const g = (x: number, y: number): number => without.data[(y * w + x) * 4];
+  const tinted: boolean[] = [];
+  const black: number[][] = [];
+  for (let y = 3; y < h - 3; y += 3)
+    for (let x = 3; x < w - 3; x += 3) {
+      const v = g(x, y);
+      if (v > 40 && v < 215) continue;
+      let uniform = true;
+      for (let dy = -2; dy <= 2 && uniform; dy++)
+        for (let dx = -2; dx <= 2; dx++) if (g(x + dx, y + dy) > 127 !== v > 127) uniform = false;
+      if (!uniform) continue;
+      const i = (y * w + x) * 4;
+      const [r, gg, b] = [withLayer.data[i], withLayer.data[i + 1], withLayer.data[i + 2]];
+      if (v > 127) tinted.push(r - gg > 40 && r - b > 40);
+      else black.push([r, gg, b]);
+    }
+  expect(tinted.length, `${plane}: white CT pixels probed`).toBeGreaterThan(20);
+  expect(black.length, `${plane}: black CT pixels probed`).toBeGreaterThan(20);
+  // Red over the lesion (class 1, or the ramp's top, at opacity 0.5), nothing over the background.
+  expect(tinted.filter((t) => !t).length, `${plane}: untinted lesion pixels`).toBe(0);
+  expect(
+    black.filter((c) => Math.max(...c) > 8),
+    `${plane}: coloured background pixels`,
+  ).toEqual([]);
+}
+
 async function nearest(page: Page): Promise<void> {
   await page.evaluate(`(() => {
     const vp = window.medstreamRadiology.view.display.mainViewport();
@@ -309,38 +370,21 @@ describe('AI overlay in the radiology viewer', () => {
         const frames =
           'new Promise((r) => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 300))';
         await page.evaluate(frames);
+        const cameras = `JSON.stringify(['sagittal', 'coronal'].map((v) =>
+          window.medstreamRadiology.view.display.engine.getViewport(v).getCamera().focalPoint))`;
+        const before = await page.evaluate(cameras);
         await page.locator('#rad-ai-show').uncheck();
         await page.evaluate(frames);
-        const without = await planePixels(page, 'sagittal');
+        // The sagittal plane: the labelmap resliced across the frames (the axial one is the stack's
+        // geometry, checked above).
+        const planes = ['sagittal'];
+        const without = await Promise.all(planes.map((p) => settled(page, p)));
         await page.locator('#rad-ai-show').check();
         await page.evaluate(frames);
-        const withLayer = await planePixels(page, 'sagittal');
-        // Probe screen pixels whose 5x5 CT neighbourhood (layer off) is uniformly white or black.
-        const { w, h } = without;
-        const g = (x: number, y: number): number => without.data[(y * w + x) * 4];
-        const tinted: boolean[] = [];
-        const black: number[][] = [];
-        for (let y = 3; y < h - 3; y += 3)
-          for (let x = 3; x < w - 3; x += 3) {
-            const v = g(x, y);
-            if (v > 40 && v < 215) continue;
-            let uniform = true;
-            for (let dy = -2; dy <= 2 && uniform; dy++)
-              for (let dx = -2; dx <= 2; dx++) if (g(x + dx, y + dy) > 127 !== v > 127) uniform = false;
-            if (!uniform) continue;
-            const i = (y * w + x) * 4;
-            const [r, gg, b] = [withLayer.data[i], withLayer.data[i + 1], withLayer.data[i + 2]];
-            if (v > 127) tinted.push(r - gg > 40 && r - b > 40);
-            else black.push([r, gg, b]);
-          }
-        expect(tinted.length, 'white CT pixels probed').toBeGreaterThan(20);
-        expect(black.length, 'black CT pixels probed').toBeGreaterThan(20);
-        // Red over the lesion (class 1, or the ramp's top, at opacity 0.5), nothing over the background.
-        expect(tinted.filter((t) => !t).length, 'untinted lesion pixels').toBe(0);
-        expect(
-          black.filter((c) => Math.max(...c) > 8),
-          'coloured background pixels',
-        ).toEqual([]);
+        const withLayer = await Promise.all(planes.map((p) => settled(page, p)));
+        planes.forEach((plane, n) => expectTinted(without[n], withLayer[n], plane));
+        // Clicks on the panel (on the axial viewport) left the crosshairs, so the planes, alone.
+        expect(await page.evaluate(cameras)).toBe(before);
         expect(errors).toEqual([]);
       } finally {
         await context.close();

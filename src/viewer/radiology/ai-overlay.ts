@@ -326,5 +326,9 @@ function controls(info: ResultInfo, onChange: (shown: boolean, opacity: number) 
   show.addEventListener('change', changed);
   opacity.addEventListener('input', changed);
   box.append(show, label, opacity);
+  // The panel lies on a viewport: its clicks and drags must not reach the viewport's tools (a
+  // click on the checkbox would move the crosshairs, and with them the other planes).
+  for (const type of ['pointerdown', 'mousedown', 'mouseup', 'click', 'dblclick', 'touchstart', 'wheel'])
+    box.addEventListener(type, (e) => e.stopPropagation());
   return box;
 }
