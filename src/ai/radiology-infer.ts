@@ -133,8 +133,10 @@ export async function inferRadiology(
     }
   };
   await Promise.all(Array.from({ length: Math.min(SERIES_CONCURRENCY, nz) }, worker));
+  const niftiUids =
+    volume.source.kind === 'nifti' ? await radiology.niftiSliceUids(source.study, source.series) : [];
   const sopOf = (k: number) =>
-    volume.source.kind === 'dicom' ? volume.source.instances[k]?.sopInstanceUid : undefined;
+    volume.source.kind === 'dicom' ? volume.source.instances[k]?.sopInstanceUid : niftiUids[k];
   const described = {
     ...base,
     source: { ...source, columns: nx, rows: ny, slices: nz, format: volume.source.kind },
@@ -168,6 +170,7 @@ export async function inferRadiology(
       voxels,
       labels: decl.labels,
       model: model.name,
+      instances: Array.from({ length: nz }, (_, k) => sopOf(k)),
     },
     source.study,
   );

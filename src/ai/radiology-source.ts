@@ -113,6 +113,17 @@ export class RadiologySource {
     return withCatalogUids(volume, study, series, instances);
   }
 
+  /**
+   * The SOP Instance UIDs the catalog serves for a NIfTI-backed series' slices, by slice index
+   * (so a viewer can match a result slice to the frame it shows); empty for other series.
+   */
+  async niftiSliceUids(study: string, series: string): Promise<(string | undefined)[]> {
+    const uids: (string | undefined)[] = [];
+    for (const i of await this.deps.catalog.instancesOf(study, series))
+      if (i.pixelData && 'nifti' in i.pixelData) uids[i.pixelData.nifti.slice] = i.sopUid;
+    return uids;
+  }
+
   private async niftiVolume(instance: StoredInstance, signal?: AbortSignal): Promise<Volume> {
     const pixel = instance.pixelData;
     const dims = pixel && 'nifti' in pixel ? pixel.nifti.dims : [0, 0, 0];

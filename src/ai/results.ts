@@ -20,6 +20,8 @@ export interface VolumeResult {
   voxels: Uint8Array;
   labels: string[];
   model: string;
+  /** The SOP Instance UID the catalog serves for each slice (the viewer matches frames by it). */
+  instances?: (string | undefined)[];
 }
 
 type Entry = Buffer | VolumeResult;

@@ -156,7 +156,8 @@ export class AiService {
       format: source.kind,
       slices: Array.from({ length: slices }, (_, k) => ({
         slice: k,
-        instance: source.kind === 'dicom' ? source.instances[k]?.sopInstanceUid : undefined,
+        instance:
+          v.instances?.[k] ?? (source.kind === 'dicom' ? source.instances[k]?.sopInstanceUid : undefined),
         png: `/ai/results/${id}/slices/${k}.png`,
       })),
     };

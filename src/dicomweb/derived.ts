@@ -113,10 +113,14 @@ export class DerivedFrames {
     this.decoder = options.decoder ?? new FrameSampleDecoder({ workers: options.workers });
   }
 
-  /** The cache key of one derived frame: the stored version, the frame, the kind, the encoder. */
+  /**
+   * The cache key of one derived frame: the instance's catalog key (not its object's: the slices
+   * of one NIfTI volume share one object, each as frame 1), the stored version, the frame, the
+   * kind, the encoder.
+   */
   static key(instance: StoredInstance, frame: number, kind: DerivedKind): string {
     return createHash('sha256')
-      .update(`${instance.objectKey}\0${instance.version}\0${frame}\0${kind}\0${DERIVED_ENCODING_VERSION}`)
+      .update(`${instance.key}\0${instance.version}\0${frame}\0${kind}\0${DERIVED_ENCODING_VERSION}`)
       .digest('hex')
       .slice(0, 40);
   }
@@ -172,7 +176,7 @@ export class DerivedFrames {
     try {
       if (frame === undefined) samples = await this.samplesOf(instance, stored, info, signal);
       else {
-        const key = `${instance.objectKey}\0${instance.version}\0${frame}`;
+        const key = `${instance.key}\0${instance.version}\0${frame}`;
         let decoding = this.decoded.get(key);
         if (!decoding) {
           decoding = this.samplesOf(instance, stored, info, signal);

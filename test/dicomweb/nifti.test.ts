@@ -10,6 +10,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { fixture } from '../support/fixtures.js';
+import { decodeHtj2k } from '../support/j2k-decode.js';
 import { request, startIndexedServer } from '../support/server.js';
 import { python } from '../volumes/python.js';
 import { dicomwebClient, value, type DicomJsonObject, type TestDicomwebClient } from './client.js';
@@ -107,6 +108,32 @@ print(json.dumps({"slices": [base64.b64encode(a[:, :, k].T.astype('<i2').tobytes
       const thumbnail = await request(server, `/dicomweb/studies/${studyUid}/thumbnail`);
       expect(thumbnail.status).toBe(200);
       expect(thumbnail.headers.get('content-type')).toBe('image/jpeg');
+    }
+  });
+
+  it('derives each slice its own HTJ2K (the slices share one stored object): equal to nibabel', async () => {
+    const reference = python<{ slices: number[][] }>(
+      `import json, sys, numpy as np, nibabel as nib
+a = np.asanyarray(nib.load(sys.argv[1]).dataobj.get_unscaled())
+print(json.dumps({"slices": [a[:, :, k].T.ravel().astype(int).tolist() for k in (0, 13, 29)]}))`,
+      [fixture('volumes/nifti/example_ct_sm.nii.gz')],
+    );
+    const [study] = await client.searchForStudies({ queryParams: { StudyDescription: 'example_ct_sm' } });
+    const studyUid = value(study, '0020000D') as string;
+    const instances = await client.searchForInstances({
+      studyInstanceUID: studyUid,
+      queryParams: { limit: 30 },
+    });
+    const byNumber = new Map(instances.map((i) => [value(i, '00200013') as number, i]));
+    // Slice 0 first, so a cache keyed by the object alone would answer it for the others.
+    for (const [n, k] of [0, 13, 29].entries()) {
+      const i = byNumber.get(k + 1)!;
+      const res = await request(
+        server,
+        `/dicomweb/studies/${studyUid}/series/${value(i, '0020000E')}/instances/${value(i, '00080018')}/htj2k/1?accept=image/jhc`,
+      );
+      expect(res.status, `slice ${k}`).toBe(200);
+      expect((await decodeHtj2k(res.body)).samples, `slice ${k}`).toEqual(reference.slices[n]);
     }
   });
 

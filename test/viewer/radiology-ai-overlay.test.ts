@@ -6,14 +6,16 @@
 // checked at every probed screen pixel away from edges, on the first slice shown and after
 // scrolling to another one (which has a different mask), and zoomed in.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
 import { issueDicomwebToken } from '../../src/server/dicomweb-auth.js';
 import { modelsDir } from '../ai/model-dir.js';
+import { phantom } from '../segment/phantom.js';
 import { pointwiseConvSigmoid } from '../support/onnx-writer.js';
 import { writePhantomSeries, type PhantomSeries } from '../support/phantom-series.js';
 import { request, startIndexedServer, startTestServer } from '../support/server.js';
@@ -25,7 +27,11 @@ let server: RunningServer;
 let browser: Browser;
 let ct: PhantomSeries;
 let resultId: string;
+/** The heat-map model's result over the DICOM phantom. */
+let mapId: string;
 let instances: string[];
+/** The same phantom as a NIfTI volume (its own study) and its series result. */
+let nifti: { study: string; series: string; result: string };
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'medstream-ai-overlay-'));
@@ -43,7 +49,20 @@ beforeAll(async () => {
         output: { name: 'map', activation: 'none' },
       },
     },
+    // The same function as a probability map: ~1 (red) in the lesion, ~0.0003 (0: clear) outside.
+    lesionmap: {
+      onnx: pointwiseConvSigmoid({ channels: 1, size: nx, weights: [200], bias: -98 }),
+      json: {
+        task: 'heatmap',
+        input: { name: 'image', width: nx, height: ny, channels: 1 },
+        preprocess: { scaling: { type: 'fixed', min: -1000, max: 1000 } },
+        output: { name: 'map', activation: 'none' },
+      },
+    },
   });
+  await mkdir(path.join(dir, 'nifti'));
+  await writeFile(path.join(dir, 'nifti', 'phantom.nii.gz'), phantomNifti());
+  await writeFile(path.join(dir, 'nifti', 'phantom.json'), JSON.stringify({ Modality: 'CT' }));
   [server, browser] = await Promise.all([
     startIndexedServer(dir, ['--models-dir', models.dir]),
     launchChromium(),
@@ -62,7 +81,67 @@ beforeAll(async () => {
   expect(info.task).toBe('segmentation');
   instances = info.slices.map((s) => s.instance);
   expect(new Set(instances).size).toBe(ct.dims[2]);
+  const mapped = await request(server, '/ai/models/lesionmap/infer', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ study: ct.studyUid, series: ct.seriesUid }),
+  });
+  expect(mapped.status).toBe(200);
+  mapId = (mapped.json() as { result: { id: string } }).result.id;
+
+  // The NIfTI-backed series: its result names the slice instances the catalog serves.
+  const studies = (await request(server, '/dicomweb/studies')).json() as Record<
+    string,
+    { Value: string[] }
+  >[];
+  const study = studies.map((x) => x['0020000D'].Value[0]).find((uid) => uid !== ct.studyUid)!;
+  const [series] = (await request(server, `/dicomweb/studies/${study}/series`)).json() as Record<
+    string,
+    { Value: string[] }
+  >[];
+  const niftiSeries = series['0020000E'].Value[0];
+  const inferred = await request(server, '/ai/models/lesion/infer', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ study, series: niftiSeries }),
+  });
+  expect(inferred.status).toBe(200);
+  nifti = { study, series: niftiSeries, result: (inferred.json() as { result: { id: string } }).result.id };
+  const niftiInfo = (await request(server, `/ai/results/${nifti.result}.json`)).json() as {
+    format: string;
+    slices: { instance?: string }[];
+  };
+  expect(niftiInfo.format).toBe('nifti');
+  const served = (
+    await request(server, `/dicomweb/studies/${study}/series/${niftiSeries}/instances`)
+  ).json() as Record<string, { Value: string[] }>[];
+  expect(new Set(niftiInfo.slices.map((x) => x.instance))).toEqual(
+    new Set(served.map((x) => x['00080018'].Value[0])),
+  );
 }, T);
+
+/** The phantom CT's HU as an int16 NIfTI-1 volume (1 x 1 x 2 mm, an sform), gzipped. */
+function phantomNifti(): Buffer {
+  const dims: [number, number, number] = [48, 48, 14];
+  const { volume } = phantom(dims, [{ center: [24, 22, 7], radii: [11, 9, 5], hu: 60 }], {
+    background: -100,
+    noise: 8,
+    seed: 3,
+  });
+  const header = Buffer.alloc(352);
+  header.writeInt32LE(348, 0);
+  [3, ...dims, 1, 1, 1, 1].forEach((d, i) => header.writeInt16LE(d, 40 + 2 * i));
+  header.writeInt16LE(4, 70); // int16
+  header.writeInt16LE(16, 72);
+  [1, 1, 1, 2, 1, 0, 0, 0].forEach((p, i) => header.writeFloatLE(p, 76 + 4 * i));
+  header.writeFloatLE(352, 108);
+  header.writeInt16LE(1, 254); // sform_code
+  [-1, 0, 0, 10, 0, -1, 0, -20, 0, 0, 2, -30].forEach((v, i) => header.writeFloatLE(v, 280 + 4 * i));
+  header.write('n+1\0', 344, 'latin1');
+  const data = Buffer.alloc(volume.data.length * 2);
+  for (let p = 0; p < volume.data.length; p++) data.writeInt16LE(Math.round(volume.data[p]), 2 * p);
+  return gzipSync(Buffer.concat([header, data]));
+}
 
 afterAll(async () => {
   await browser?.close();
@@ -104,6 +183,81 @@ async function layers(page: Page): Promise<{ white: number[]; black: number[] }>
     }
     return { white, black };
   })()`);
+}
+
+/** The composed canvas of an MPR viewport as RGBA pixels (CSS size). */
+async function planePixels(page: Page, plane: string): Promise<{ w: number; h: number; data: number[] }> {
+  return page.evaluate(`(() => {
+    const el = document.querySelector('.rad-viewport[data-viewport=${plane}]');
+    const src = el.querySelector('canvas');
+    const w = el.clientWidth, h = el.clientHeight;
+    const c = document.createElement('canvas');
+    c.width = w; c.height = h;
+    const x = c.getContext('2d');
+    x.drawImage(src, 0, 0, w, h);
+    return { w, h, data: Array.from(x.getImageData(0, 0, w, h).data) };
+  })()`);
+}
+
+/** An MPR viewport's pixels once rendering has settled (the same twice, 200 ms apart). */
+async function settled(page: Page, plane: string): Promise<{ w: number; h: number; data: number[] }> {
+  const sum = (): Promise<number> =>
+    page.evaluate(`(() => {
+      const el = document.querySelector('.rad-viewport[data-viewport=${plane}]');
+      const src = el.querySelector('canvas');
+      const c = document.createElement('canvas');
+      c.width = el.clientWidth; c.height = el.clientHeight;
+      const x = c.getContext('2d');
+      x.drawImage(src, 0, 0, c.width, c.height);
+      const d = x.getImageData(0, 0, c.width, c.height).data;
+      let h = 0;
+      for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) | 0;
+      return h;
+    })()`);
+  let last = await sum();
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const next = await sum();
+    if (next === last) return planePixels(page, plane);
+    last = next;
+  }
+  throw new Error(`${plane}: the viewport kept changing`);
+}
+
+/**
+ * The MPR layer lines up: at screen pixels whose 5x5 CT neighbourhood (layer off) is uniformly
+ * white the layer tints the pixel red; where it is black, the pixel stays black.
+ */
+function expectTinted(
+  without: { w: number; h: number; data: number[] },
+  withLayer: { data: number[] },
+  plane: string,
+): void {
+  const { w, h } = without;
+  const g = (x: number, y: number): number => without.data[(y * w + x) * 4];
+  const tinted: boolean[] = [];
+  const black: number[][] = [];
+  for (let y = 3; y < h - 3; y += 3)
+    for (let x = 3; x < w - 3; x += 3) {
+      const v = g(x, y);
+      if (v > 40 && v < 215) continue;
+      let uniform = true;
+      for (let dy = -2; dy <= 2 && uniform; dy++)
+        for (let dx = -2; dx <= 2; dx++) if (g(x + dx, y + dy) > 127 !== v > 127) uniform = false;
+      if (!uniform) continue;
+      const i = (y * w + x) * 4;
+      const [r, gg, b] = [withLayer.data[i], withLayer.data[i + 1], withLayer.data[i + 2]];
+      if (v > 127) tinted.push(r - gg > 40 && r - b > 40);
+      else black.push([r, gg, b]);
+    }
+  expect(tinted.length, `${plane}: white CT pixels probed`).toBeGreaterThan(20);
+  expect(black.length, `${plane}: black CT pixels probed`).toBeGreaterThan(20);
+  // Red over the lesion (class 1, or the ramp's top, at opacity 0.5), nothing over the background.
+  expect(tinted.filter((t) => !t).length, `${plane}: untinted lesion pixels`).toBe(0);
+  expect(
+    black.filter((c) => Math.max(...c) > 8),
+    `${plane}: coloured background pixels`,
+  ).toEqual([]);
 }
 
 async function nearest(page: Page): Promise<void> {
@@ -189,6 +343,74 @@ describe('AI overlay in the radiology viewer', () => {
       }
     },
   );
+
+  it.each([
+    ['label map', () => resultId],
+    ['probability map', () => mapId],
+  ])(
+    'shows a %s as a labelmap on the MPR planes, aligned in the sagittal one',
+    { timeout: T },
+    async (_, id) => {
+      const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, bypassCSP: true });
+      try {
+        const page = await context.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(
+          `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&layout=mpr&ww=2&wc=-20&ai=${id()}`,
+        );
+        await waitReady(page);
+        await page.waitForFunction(`document.body.dataset.aiOverlay === 'ready'`, undefined, { timeout: T });
+        // The volume loaded (every frame written), then compare the plane without and with the layer.
+        await page.waitForFunction(
+          `(() => { const d = window.medstreamRadiology.view.display; return d.loadedCount === d.series.imageIds.length; })()`,
+          undefined,
+          { timeout: T },
+        );
+        const frames =
+          'new Promise((r) => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 300))';
+        await page.evaluate(frames);
+        const cameras = `JSON.stringify(['sagittal', 'coronal'].map((v) =>
+          window.medstreamRadiology.view.display.engine.getViewport(v).getCamera().focalPoint))`;
+        const before = await page.evaluate(cameras);
+        await page.locator('#rad-ai-show').uncheck();
+        await page.evaluate(frames);
+        // The sagittal plane: the labelmap resliced across the frames (the axial one is the stack's
+        // geometry, checked above).
+        const planes = ['sagittal'];
+        const without = await Promise.all(planes.map((p) => settled(page, p)));
+        await page.locator('#rad-ai-show').check();
+        await page.evaluate(frames);
+        const withLayer = await Promise.all(planes.map((p) => settled(page, p)));
+        planes.forEach((plane, n) => expectTinted(without[n], withLayer[n], plane));
+        // Clicks on the panel (on the axial viewport) left the crosshairs, so the planes, alone.
+        expect(await page.evaluate(cameras)).toBe(before);
+        expect(errors).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    },
+  );
+
+  it('draws a NIfTI-backed series result over its stack, aligned', { timeout: T }, async () => {
+    const context = await browser.newContext({ viewport: { width: 900, height: 700 }, bypassCSP: true });
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(
+        `${server.url}/radiology/#study=${nifti.study}&series=${nifti.series}&ww=2&wc=-20&slice=${ct.keySlice}&ai=${nifti.result}`,
+      );
+      await waitReady(page);
+      await nearest(page);
+      await drawn(page);
+      const slice = Number(await page.evaluate('document.body.dataset.aiSlice'));
+      expectAligned(await layers(page), `NIfTI slice ${slice}`);
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
 
   it('fetches the result with the page DICOMweb token when auth is on', { timeout: T }, async () => {
     const SECRET = 'ai-overlay-secret-0123456789abcdef0123456789abcdef';

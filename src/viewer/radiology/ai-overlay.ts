@@ -1,13 +1,19 @@
 // The radiology viewer's AI overlay (`#…&ai={result id}`): a series result of radiology inference
 // (docs/ai.md: a segmentation's label map or a heat map's probability map, one PNG per slice,
-// described by `/ai/results/{id}.json`) drawn over the stack viewport on its own canvas. Each
-// displayed frame is matched to its result slice by SOP Instance UID and placed with the image's
-// own pixel-to-world geometry and the viewport's world-to-canvas transform, so it follows scroll,
-// zoom, pan and flips. Labels get fixed colours (class 0 clear), maps a blue-yellow-red ramp
-// (0 clear); a panel toggles it and sets its opacity. Stack layout only.
+// described by `/ai/results/{id}.json`) over the series shown, DICOM or NIfTI-backed (a NIfTI
+// result names the slice instances the catalog serves). Result slices are matched to the series'
+// frames by SOP Instance UID. Labels get fixed colours (class 0 clear), maps a blue-yellow-red ramp
+// (0 clear); a panel toggles it and sets its opacity.
+// - Stack: drawn on its own canvas with the image's pixel-to-world geometry and the viewport's
+//   world-to-canvas transform, so it follows scroll, zoom, pan and flips.
+// - MPR: a Cornerstone labelmap segmentation (one derived labelmap image per frame, the value of
+//   each voxel its class, or for a map its 0..255 value with a 256-entry ramp LUT), which
+//   Cornerstone reslices into the axial, sagittal and coronal planes with the CT.
 
-import { Enums, utilities as csUtilities, type Types } from '@cornerstonejs/core';
+import { cache, Enums, imageLoader, utilities as csUtilities, type Types } from '@cornerstonejs/core';
+import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
 import type { DicomwebClient } from './dicomweb.js';
+import type { SeriesDisplay } from './display.js';
 
 interface ResultInfo {
   model: string;
@@ -52,20 +58,40 @@ function instanceOf(imageId: string | undefined): string | undefined {
   return m ? decodeURIComponent(m[1]) : undefined;
 }
 
-/** Shows result `resultId` over `viewport` (the stack viewport in `element`). */
-export async function attachAiOverlay(
-  viewport: Types.IStackViewport,
-  element: HTMLDivElement,
-  resultId: string,
-  client: DicomwebClient,
-): Promise<void> {
+/** GET a path of the server (beside `/dicomweb`) with the page's credentials. */
+function getter(client: DicomwebClient): (path: string) => Promise<Response> {
   const base = client.root.replace(/\/dicomweb$/, '');
-  const get = async (path: string): Promise<Response> => {
+  return async (path) => {
     const res = await fetch(`${base}${path}`, { headers: client.headers() });
     if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
     return res;
   };
+}
+
+/**
+ * Shows result `resultId` over `display`: on the stack's own canvas, or as a labelmap on the
+ * three MPR planes. Returns what removes it (before the display is destroyed).
+ */
+export async function attachAiOverlay(
+  display: SeriesDisplay,
+  elements: HTMLDivElement[],
+  resultId: string,
+  client: DicomwebClient,
+): Promise<() => void> {
+  const get = getter(client);
   const info = (await (await get(`/ai/results/${encodeURIComponent(resultId)}.json`)).json()) as ResultInfo;
+  if (display.layout === 'mpr') return attachLabelmap(display, elements[0], resultId, info, get);
+  await attachCanvas(display.mainViewport() as Types.IStackViewport, elements[0], info, get);
+  return () => undefined;
+}
+
+/** The stack: each frame's result slice drawn on a canvas over the viewport. */
+async function attachCanvas(
+  viewport: Types.IStackViewport,
+  element: HTMLDivElement,
+  info: ResultInfo,
+  get: (path: string) => Promise<Response>,
+): Promise<void> {
   const byInstance = new Map(info.slices.filter((s) => s.instance).map((s) => [s.instance!, s]));
   const layers = new Map<number, Promise<HTMLCanvasElement>>();
   const layer = (slice: { slice: number; png: string }): Promise<HTMLCanvasElement> => {
@@ -135,6 +161,124 @@ export async function attachAiOverlay(
   redraw();
 }
 
+const LABELMAP = ToolEnums.SegmentationRepresentations.Labelmap;
+
+/**
+ * MPR: the result as a labelmap segmentation on every viewport of the display (Cornerstone builds
+ * the labelmap volume from one derived image per frame and reslices it with the CT).
+ */
+async function attachLabelmap(
+  display: SeriesDisplay,
+  element: HTMLDivElement,
+  resultId: string,
+  info: ResultInfo,
+  get: (path: string) => Promise<Response>,
+): Promise<() => void> {
+  const imageIds = display.series.imageIds;
+  const bySop = new Map(info.slices.filter((x) => x.instance).map((x) => [x.instance!, x]));
+  const images = imageLoader.createAndCacheDerivedLabelmapImages(imageIds);
+  const id = `ai-${resultId}`;
+  const labelmapIds = images.map((i) => i.imageId);
+  const removeImages = (): void => {
+    for (const imageId of labelmapIds) cache.removeImageLoadObject(imageId, { force: true });
+  };
+  try {
+    let placed = 0;
+    await Promise.all(
+      imageIds.map(async (imageId, k) => {
+        const slice = bySop.get(instanceOf(imageId) ?? '');
+        const image = images[k];
+        if (!slice || image.columns !== info.columns || image.rows !== info.rows) return;
+        const values = await grayValues(await (await get(slice.png)).blob());
+        const vm = image.voxelManager as unknown as { setAtIndex(i: number, v: number): void };
+        for (let p = 0; p < values.length; p++) if (values[p]) vm.setAtIndex(p, values[p]);
+        placed++;
+      }),
+    );
+    if (placed === 0) throw new Error('no slice of the result lies on this series');
+  } catch (e) {
+    removeImages();
+    throw e;
+  }
+  // Label maps: class k in LABEL_COLOURS; maps: every value 1..255 its ramp colour. 0 is clear.
+  const lut: Types.ColorLUT = [[0, 0, 0, 0]];
+  const classes = info.task === 'segmentation' ? Math.max(2, info.labels.length) : 256;
+  for (let v = 1; v < classes; v++)
+    lut[v] = [
+      ...(info.task === 'segmentation' ? LABEL_COLOURS[(v - 1) % LABEL_COLOURS.length] : rampColour(v / 255)),
+      255,
+    ];
+  const segments =
+    info.task === 'segmentation'
+      ? Array.from(
+          { length: classes - 1 },
+          (_, i) => [i + 1, info.labels[i + 1] || `class ${i + 1}`] as const,
+        )
+      : ([[1, 'map']] as const);
+  segmentation.addSegmentations([
+    {
+      segmentationId: id,
+      representation: { type: LABELMAP, data: { imageIds: labelmapIds } },
+      config: {
+        label: `AI: ${info.model}`,
+        segments: Object.fromEntries(segments.map(([n, label]) => [n, { segmentIndex: n, label }])),
+      },
+    },
+  ]);
+  await segmentation.addLabelmapRepresentationToViewportMap(
+    Object.fromEntries(
+      display.viewportIds.map((v) => [v, [{ segmentationId: id, config: { colorLUTOrIndex: lut } }]]),
+    ),
+  );
+  const style = (opacity: number): void => {
+    segmentation.config.style.setStyle(
+      { type: LABELMAP, segmentationId: id },
+      {
+        renderFill: true,
+        fillAlpha: opacity,
+        renderOutline: false,
+        renderFillInactive: true,
+        fillAlphaInactive: opacity,
+        renderOutlineInactive: false,
+      },
+    );
+  };
+  style(0.5);
+  display.engine.render();
+  const panel = controls(info, (shown, opacity) => {
+    style(opacity);
+    for (const v of display.viewportIds)
+      segmentation.config.visibility.setSegmentationRepresentationVisibility(
+        v,
+        { segmentationId: id, type: LABELMAP },
+        shown,
+      );
+    display.engine.render();
+    document.body.dataset.aiOverlay = shown ? 'ready' : 'hidden';
+  });
+  if (getComputedStyle(element).position === 'static') element.style.position = 'relative';
+  element.append(panel);
+  document.body.dataset.aiOverlay = 'ready';
+  return () => {
+    panel.remove();
+    segmentation.removeSegmentation(id);
+    removeImages();
+  };
+}
+
+/** The first channel of a gray PNG's pixels. */
+async function grayValues(png: Blob): Promise<Uint8Array> {
+  const bitmap = await createImageBitmap(png, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const c = document.createElement('canvas');
+  [c.width, c.height] = [bitmap.width, bitmap.height];
+  const ctx = c.getContext('2d', { willReadFrequently: true })!;
+  ctx.drawImage(bitmap, 0, 0);
+  const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
+  const out = new Uint8Array(c.width * c.height);
+  for (let p = 0; p < out.length; p++) out[p] = rgba[4 * p];
+  return out;
+}
+
 /** The gray result slice as colours: labels (class 0 clear) or the ramp (0 clear). */
 function colourise(bitmap: ImageBitmap, task: ResultInfo['task']): HTMLCanvasElement {
   const c = document.createElement('canvas');
@@ -182,5 +326,9 @@ function controls(info: ResultInfo, onChange: (shown: boolean, opacity: number) 
   show.addEventListener('change', changed);
   opacity.addEventListener('input', changed);
   box.append(show, label, opacity);
+  // The panel lies on a viewport: its clicks and drags must not reach the viewport's tools (a
+  // click on the checkbox would move the crosshairs, and with them the other planes).
+  for (const type of ['pointerdown', 'mousedown', 'mouseup', 'click', 'dblclick', 'touchstart', 'wheel'])
+    box.addEventListener(type, (e) => e.stopPropagation());
   return box;
 }

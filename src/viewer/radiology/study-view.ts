@@ -3,7 +3,6 @@
 // overlay with slice and window, and the error banner a failed frame raises. It keeps the hash in
 // step with what is shown (deep links) and answers the keyboard shortcuts.
 
-import type { Types } from '@cornerstonejs/core';
 import { el } from '../common.js';
 import { attachAiOverlay } from './ai-overlay.js';
 import { startCornerstone } from './cornerstone.js';
@@ -67,6 +66,7 @@ export async function showStudy(
       clearInterval(timer);
       window.removeEventListener('keydown', onKey);
       window.removeEventListener('resize', onResize);
+      detachAi?.();
       segmentationPanel.detach();
       view.display?.destroy();
     },
@@ -86,12 +86,22 @@ export async function showStudy(
     return b;
   };
   const layoutButtons = {
-    stack: button('Stack', 'One slice at a time (S)', () => void open(current.series!, 'stack'), {
-      'data-layout': 'stack',
-    }),
-    mpr: button('MPR', 'Axial, sagittal and coronal (M)', () => void open(current.series!, 'mpr'), {
-      'data-layout': 'mpr',
-    }),
+    stack: button(
+      'Stack',
+      'One slice at a time (S)',
+      () => void open(current.series!, 'stack', { ai: current.ai }),
+      {
+        'data-layout': 'stack',
+      },
+    ),
+    mpr: button(
+      'MPR',
+      'Axial, sagittal and coronal (M)',
+      () => void open(current.series!, 'mpr', { ai: current.ai }),
+      {
+        'data-layout': 'mpr',
+      },
+    ),
   };
   toolbar.append(el('span', 'rad-sep'));
   const toolButtons = new Map<MouseTool, HTMLButtonElement>();
@@ -164,7 +174,10 @@ export async function showStudy(
   // HTJ2K of it (asked once, on its first frame).
   const stagesWanted = state.stages !== 'off';
   const stagesBySeries = new Map<string, Promise<boolean>>();
+  let detachAi: (() => void) | undefined;
   const open = async (seriesUid: string, layout: Layout, initial: ViewState = {}): Promise<void> => {
+    detachAi?.();
+    detachAi = undefined;
     segmentationPanel.detach();
     view.display?.destroy();
     view.display = undefined;
@@ -221,14 +234,12 @@ export async function showStudy(
       setTool(layout === 'mpr' ? 'crosshairs' : 'wl');
       await segmentationPanel.attach(view.display);
       document.body.dataset.layout = layout;
-      // An AI result over the stack (ai-overlay.ts); its failure is shown, the series stays.
-      if (initial.ai && layout === 'stack')
-        await attachAiOverlay(
-          view.display.mainViewport() as Types.IStackViewport,
-          elements[0],
-          initial.ai,
-          client,
-        ).catch((e: unknown) => showError(`AI overlay: ${messageOf(e)}`));
+      // An AI result over the series (ai-overlay.ts); its failure is shown, the series stays.
+      if (initial.ai)
+        detachAi = await attachAiOverlay(view.display, elements, initial.ai, client).catch((e: unknown) => {
+          showError(`AI overlay: ${messageOf(e)}`);
+          return undefined;
+        });
       document.body.dataset.state = 'ready';
     } catch (err) {
       showError(`Series failed to load: ${messageOf(err)}`);
@@ -263,8 +274,9 @@ export async function showStudy(
     else if (k === 'End') void d?.setSlice(Number.MAX_SAFE_INTEGER);
     else if (k.toLowerCase() === 'i') d?.toggleInvert();
     else if (k.toLowerCase() === 'r') d?.reset();
-    else if (k.toLowerCase() === 's' && current.series) void open(current.series, 'stack');
-    else if (k.toLowerCase() === 'm' && current.series) void open(current.series, 'mpr');
+    else if (k.toLowerCase() === 's' && current.series)
+      void open(current.series, 'stack', { ai: current.ai });
+    else if (k.toLowerCase() === 'm' && current.series) void open(current.series, 'mpr', { ai: current.ai });
     else return;
     e.preventDefault();
   };
