@@ -16,35 +16,37 @@ import { Tag, tag } from '../../src/dicom/tags.js';
 import { CorruptFile } from '../../src/errors.js';
 import { BytesSource } from '../support/file-source.js';
 import { request, startIndexedServer } from '../support/server.js';
-import { bodyOfPart, pydicomNativePixels, writeNativeSeries } from '../support/native-series.js';
+import {
+  NATIVE_SERIES,
+  bodyOfPart,
+  pydicomNativePixels,
+  writeConvertedSeries,
+} from '../support/native-series.js';
 import { python } from '../volumes/python.js';
 
 const STUDY = '1.2.826.0.1.3680043.8.498.5151';
 const BE = '1.2.840.10008.1.2.2';
-/** Per series: bits stored, signed. */
-const SERIES = [
-  [16, true],
-  [12, false],
-  [8, false],
-] as const;
+const SERIES = NATIVE_SERIES;
 
 type DicomJsonObject = Record<string, { vr: string; Value?: unknown[]; InlineBinary?: string }>;
 
 let dir: string;
 let store: string;
 let server: RunningServer;
-const files: Array<{ url: string; file: string }> = [];
+let files: Array<{ url: string; file: string }>;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'big-endian-'));
   store = path.join(dir, 'store');
   await mkdir(store);
-  writeNativeSeries(dir, STUDY, SERIES, 'BIGENDIAN', 'Big^Endian');
-  for (let k = 1; k <= SERIES.length; k++) {
-    const file = path.join(store, `be-${k}.dcm`);
-    execFileSync('dcmconv', ['+tb', path.join(dir, `native-${k}.dcm`), file]);
-    files.push({ url: `/dicomweb/studies/${STUDY}/series/${STUDY}.${k}/instances/${STUDY}.${k}.1`, file });
-  }
+  files = writeConvertedSeries(
+    dir,
+    store,
+    STUDY,
+    SERIES,
+    { id: 'BIGENDIAN', name: 'Big^Endian', prefix: 'be' },
+    (native, stored) => execFileSync('dcmconv', ['+tb', native, stored]),
+  );
   server = await startIndexedServer(store);
 });
 

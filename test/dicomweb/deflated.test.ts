@@ -15,39 +15,37 @@ import { CorruptFile, UnsupportedFormat } from '../../src/errors.js';
 import { BytesSource } from '../support/file-source.js';
 import { metric, request, startIndexedServer } from '../support/server.js';
 import {
+  NATIVE_SERIES,
   bodyOfPart,
   deflateDicom,
   pydicomNativePixels,
-  writeNativeSeries,
+  writeConvertedSeries,
   writeSquareInstance,
 } from '../support/native-series.js';
 
 const STUDY = '1.2.826.0.1.3680043.8.498.5252';
 const DEFLATED = '1.2.840.10008.1.2.1.99';
-/** Per series: bits stored, signed. */
-const SERIES = [
-  [16, true],
-  [12, false],
-  [8, false],
-] as const;
+const SERIES = NATIVE_SERIES;
 
 type DicomJsonObject = Record<string, { vr: string; Value?: unknown[]; InlineBinary?: string }>;
 
 let dir: string;
 let store: string;
 let server: RunningServer;
-const files: Array<{ url: string; file: string }> = [];
+let files: Array<{ url: string; file: string }>;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'deflated-'));
   store = path.join(dir, 'store');
   await mkdir(store);
-  writeNativeSeries(dir, STUDY, SERIES, 'DEFLATED', 'Deflated^Set');
-  for (let k = 1; k <= SERIES.length; k++) {
-    const file = path.join(store, `deflated-${k}.dcm`);
-    deflateDicom(path.join(dir, `native-${k}.dcm`), file);
-    files.push({ url: `/dicomweb/studies/${STUDY}/series/${STUDY}.${k}/instances/${STUDY}.${k}.1`, file });
-  }
+  files = writeConvertedSeries(
+    dir,
+    store,
+    STUDY,
+    SERIES,
+    { id: 'DEFLATED', name: 'Deflated^Set', prefix: 'deflated' },
+    deflateDicom,
+  );
   // The same object with its deflate stream cut short.
   const whole = await readFile(files[0].file);
   await writeFile(path.join(store, 'truncated.dcm'), whole.subarray(0, whole.length - 200));

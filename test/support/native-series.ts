@@ -6,6 +6,7 @@
 // (pydicom's decode, a single-part frame body).
 
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { python } from '../volumes/python.js';
 
 /** Per series: bits stored, signed. */
@@ -112,6 +113,35 @@ for k, (bits, signed) in enumerate(json.loads(sys.argv[2]), 1):
 print(json.dumps(True))`,
     [dir, JSON.stringify(series)],
   );
+}
+
+/** Bits stored and signedness of the three series the syntax suites store: 16 signed, 12, 8. */
+export const NATIVE_SERIES = [
+  [16, true],
+  [12, false],
+  [8, false],
+] as const;
+
+/**
+ * Writes the native series of `series` into `dir` (writeNativeSeries), converts each with
+ * `convert(native, stored)` to `<store>/<prefix>-<k>.dcm`, and answers each stored file with its
+ * WADO-RS instance URL.
+ */
+export function writeConvertedSeries(
+  dir: string,
+  store: string,
+  study: string,
+  series: NativeSeriesSpec,
+  patient: { id: string; name: string; prefix: string },
+  convert: (native: string, stored: string) => void,
+): Array<{ url: string; file: string }> {
+  writeNativeSeries(dir, study, series, patient.id, patient.name);
+  return series.map((_, i) => {
+    const k = i + 1;
+    const file = path.join(store, `${patient.prefix}-${k}.dcm`);
+    convert(path.join(dir, `native-${k}.dcm`), file);
+    return { url: `/dicomweb/studies/${study}/series/${study}.${k}/instances/${study}.${k}.1`, file };
+  });
 }
 
 /** pydicom's decode of `paths`, as native little-endian bytes each, with each file's transfer syntax. */
