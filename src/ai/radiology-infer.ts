@@ -162,7 +162,7 @@ export async function inferRadiology(
     }
   });
   const task = decl.task;
-  const id = results.putVolume(
+  const id = await results.putVolume(
     {
       kind: 'volume',
       task,

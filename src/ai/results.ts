@@ -1,14 +1,21 @@
-// Results of segmentation and heatmap inference (and tissue masks), kept in a byte-bounded LRU
-// under a random id: 8-bit gray PNGs fetched at /ai/results/{id}.png, and volume results (a
-// mask or map per voxel with the source volume's geometry) whose slices, NIfTI and DICOM SEG are
-// encoded when fetched. Results are per replica and transient: a client fetches them soon after
-// the inference that made them. A result of radiology data remembers its study (access checks).
+// Results of segmentation and heatmap inference (and tissue masks) under a random id: 8-bit gray
+// PNGs fetched at /ai/results/{id}.png, and volume results (a mask or map per voxel with the
+// source volume's geometry) whose slices, NIfTI and DICOM SEG are encoded when fetched. Kept in a
+// byte-bounded LRU in this process; with a shared backend (Redis, shared-results.ts) also written
+// there, so every replica finds them (the LRU then caches what this replica made or read). A
+// result of radiology data remembers its study (access checks).
 
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { deflateRaw, inflateRaw } from 'node:zlib';
 import sharp from 'sharp';
-import { NotFound } from '../errors.js';
+import { BadRequest, MedStreamError, NotFound } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
 import type { Volume } from '../volumes/volume.js';
+import type { SharedResultBackend } from './shared-results.js';
+
+const deflate = promisify(deflateRaw);
+const inflate = promisify(inflateRaw);
 
 /** A mask (class index) or map (round(255 * value)) per voxel of a source volume. */
 export interface VolumeResult {
@@ -30,16 +37,48 @@ interface Stored {
   entry: Entry;
   /** The StudyInstanceUID of the source (radiology results); undefined for slides and images. */
   study?: string;
+  /** Milliseconds since the epoch after which the result is gone (on every replica). */
+  expiresAt: number;
+}
+
+/** What the shared backend's `meta` holds (JSON): the result without its payload. */
+type SharedMeta = { study?: string; expiresAt: number } & (
+  { kind: 'plane' } | ({ kind: 'volume'; voxels: number } & Omit<VolumeResult, 'kind' | 'voxels'>)
+);
+
+export interface ResultStoreOptions {
+  /** Memory for results in this process (oldest dropped first). */
+  maxBytes: number;
+  /** How long a result lives (here and in the shared backend). */
+  ttlMs: number;
+  /** Shares results between replicas; absent: they live in this process only. */
+  shared?: SharedResultBackend;
+  /** Largest payload written to the shared backend (a PNG, or a volume's voxels deflated). */
+  maxSharedBytes?: number;
 }
 
 export class ResultStore {
   private readonly lru: ByteLru<string, Stored>;
+  private readonly shared?: SharedResultBackend;
+  private readonly maxSharedBytes: number;
+  /** Shared reads in flight, so concurrent requests for one result fetch it once. */
+  private readonly loading = new Map<string, Promise<Stored>>();
 
-  constructor(maxBytes: number) {
+  private readonly ttlMs: number;
+
+  constructor(options: ResultStoreOptions) {
+    this.shared = options.shared;
+    this.maxSharedBytes = options.maxSharedBytes ?? Infinity;
+    this.ttlMs = options.ttlMs;
     this.lru = new ByteLru({
-      maxBytes,
+      maxBytes: options.maxBytes,
       sizeOf: ({ entry: e }) => (Buffer.isBuffer(e) ? e.length : e.voxels.length + 1024) + 128,
     });
+  }
+
+  /** Whether results are shared with other replicas. */
+  get isShared(): boolean {
+    return this.shared !== undefined;
   }
 
   /** Encodes one gray plane as PNG and stores it (with the study of its source, if any); returns its id. */
@@ -48,54 +87,142 @@ export class ResultStore {
     study?: string,
   ): Promise<string> {
     const id = randomUUID();
-    this.lru.set(id, { entry: await encodePlane(plane), study });
+    const png = await encodePlane(plane);
+    const expiresAt = Date.now() + this.ttlMs;
+    await this.share(id, { kind: 'plane', study, expiresAt }, png);
+    this.lru.set(id, { entry: png, study, expiresAt });
     return id;
   }
 
   /** Stores a volume result (with the study of its source, if any); returns its id. */
-  putVolume(result: VolumeResult, study?: string): string {
+  async putVolume(result: VolumeResult, study?: string): Promise<string> {
     const id = randomUUID();
-    this.lru.set(id, { entry: result, study });
+    const expiresAt = Date.now() + this.ttlMs;
+    if (this.shared) {
+      const { kind: _kind, voxels, ...rest } = result;
+      await this.share(
+        id,
+        { kind: 'volume', study, expiresAt, voxels: voxels.length, ...rest },
+        await deflate(voxels, { level: 1 }),
+      );
+    }
+    this.lru.set(id, { entry: result, study, expiresAt });
     return id;
   }
 
   /** The study a result was made from (undefined: a slide or an uploaded image); 404 when unknown. */
-  studyOf(id: string): string | undefined {
-    return this.stored(id).study;
+  async studyOf(id: string): Promise<string | undefined> {
+    const local = this.local(id);
+    if (local) return local.study;
+    const meta = this.shared ? await this.shared.meta(id) : undefined;
+    if (meta === undefined) throw this.unknown(id);
+    return (JSON.parse(meta) as SharedMeta).study;
   }
 
   /** A stored PNG (a plane result, or slice 0 of a one-slice volume result). */
   async get(id: string): Promise<Buffer> {
-    const entry = this.entry(id);
+    const { entry } = await this.stored(id);
     return Buffer.isBuffer(entry) ? entry : this.slice(id, 0);
   }
 
   /** A volume result. */
-  volume(id: string): VolumeResult {
-    const entry = this.entry(id);
+  async volume(id: string): Promise<VolumeResult> {
+    const { entry } = await this.stored(id);
     if (Buffer.isBuffer(entry)) throw new NotFound(`result ${id} is an image, not a volume`);
     return entry;
   }
 
   /** Slice k of a volume result as a PNG (`columns x rows`). */
   async slice(id: string, k: number): Promise<Buffer> {
-    const v = this.volume(id);
+    const v = await this.volume(id);
     const [nx, ny, nz] = v.geometry.dims;
     if (!Number.isInteger(k) || k < 0 || k >= nz)
       throw new NotFound(`result ${id} has slices 0..${nz - 1}, not ${k}`);
     return encodePlane({ data: v.voxels.subarray(k * nx * ny, (k + 1) * nx * ny), width: nx, height: ny });
   }
 
-  private entry(id: string): Entry {
-    return this.stored(id).entry;
+  async close(): Promise<void> {
+    await this.shared?.close();
   }
 
-  private stored(id: string): Stored {
+  private async share(id: string, meta: SharedMeta, data: Buffer): Promise<void> {
+    if (!this.shared) return;
+    if (data.length > this.maxSharedBytes)
+      throw new BadRequest(
+        `the result takes ${data.length} bytes (compressed), over the ${this.maxSharedBytes} bytes a result may take in Redis (--ai-results-shared-max): infer a smaller series or raise the limit`,
+      );
+    await this.shared.put(id, JSON.stringify(meta, keepNumbers), data);
+  }
+
+  /** This process's copy, unless it has expired. */
+  private local(id: string): Stored | undefined {
     const stored = this.lru.get(id);
-    if (!stored)
-      throw new NotFound(`no result ${JSON.stringify(id)} (results are kept for a while, then dropped)`);
+    if (stored && stored.expiresAt <= Date.now()) {
+      this.lru.delete(id);
+      return undefined;
+    }
     return stored;
   }
+
+  private async stored(id: string): Promise<Stored> {
+    const local = this.local(id);
+    if (local) return local;
+    if (!this.shared) throw this.unknown(id);
+    let p = this.loading.get(id);
+    if (!p) {
+      p = this.fetch(id).finally(() => this.loading.delete(id));
+      this.loading.set(id, p);
+    }
+    return p;
+  }
+
+  /** Reads a result from the shared backend (and keeps it in this process's LRU). */
+  private async fetch(id: string): Promise<Stored> {
+    const shared = this.shared as SharedResultBackend;
+    const [metaText, data] = await Promise.all([shared.meta(id), shared.data(id)]);
+    if (metaText === undefined || data === undefined) throw this.unknown(id);
+    const meta = JSON.parse(metaText, restoreNumbers) as SharedMeta;
+    let stored: Stored;
+    if (meta.kind === 'plane') stored = { entry: data, study: meta.study, expiresAt: meta.expiresAt };
+    else {
+      const { kind: _kind, study, expiresAt, voxels: length, ...rest } = meta;
+      const voxels = new Uint8Array(await inflate(data));
+      if (voxels.length !== length)
+        throw new MedStreamError(
+          'internal_error',
+          `result ${id} in Redis is damaged (${voxels.length} voxels)`,
+        );
+      // JSON writes a slice without an instance UID as null.
+      const instances = rest.instances?.map((uid) => uid ?? undefined);
+      stored = { entry: { kind: 'volume', ...rest, instances, voxels }, study, expiresAt };
+    }
+    this.lru.set(id, stored);
+    return stored;
+  }
+
+  private unknown(id: string): NotFound {
+    return new NotFound(
+      `no result ${JSON.stringify(id)} (results are kept for a while, then dropped: run the inference again)`,
+    );
+  }
+}
+
+/**
+ * JSON loses -0 (an affine's zero can be one, and the NIfTI writer keeps its sign bit) and turns
+ * NaN and infinities into null: they travel as {"$number": "-0" | "NaN" | ...}, so a result read
+ * back from Redis writes the same bytes as the one kept in memory.
+ */
+function keepNumbers(_key: string, value: unknown): unknown {
+  if (typeof value !== 'number' || (Number.isFinite(value) && !Object.is(value, -0))) return value;
+  return { $number: Object.is(value, -0) ? '-0' : String(value) };
+}
+
+function restoreNumbers(_key: string, value: unknown): unknown {
+  if (typeof value === 'object' && value !== null && '$number' in value) {
+    const n = (value as { $number: string }).$number;
+    return n === '-0' ? -0 : Number(n);
+  }
+  return value;
 }
 
 function encodePlane(plane: { data: Uint8Array; width: number; height: number }): Promise<Buffer> {

@@ -123,7 +123,7 @@ export class AiService {
   }
 
   /** The study a result was made from (radiology); undefined for slides and images. */
-  resultStudy(id: string): string | undefined {
+  resultStudy(id: string): Promise<string | undefined> {
     return this.options.results.studyOf(id);
   }
 
@@ -141,8 +141,8 @@ export class AiService {
    * What a series result is: model, task, labels and one entry per slice (its PNG and, for DICOM
    * series, the SOP Instance UID it lies on), for clients that overlay it (the radiology viewer).
    */
-  resultInfo(id: string): Record<string, unknown> {
-    const v = this.options.results.volume(id);
+  async resultInfo(id: string): Promise<Record<string, unknown>> {
+    const v = await this.options.results.volume(id);
     const [columns, rows, slices] = v.geometry.dims;
     const source = v.geometry.source;
     return {
@@ -164,14 +164,14 @@ export class AiService {
   }
 
   /** A volume result as NIfTI-1 (.nii.gz, uint8) in the source volume's geometry. */
-  resultNifti(id: string): Uint8Array {
-    const v = this.options.results.volume(id);
+  async resultNifti(id: string): Promise<Uint8Array> {
+    const v = await this.options.results.volume(id);
     return encodeNiftiMask(v.geometry, v.voxels, `medstream ${v.model} ${v.task}`);
   }
 
   /** Class `k` of a segmentation result over a DICOM series, as a binary DICOM SEG. */
-  resultSeg(id: string, k: number): Uint8Array {
-    const v = this.options.results.volume(id);
+  async resultSeg(id: string, k: number): Promise<Uint8Array> {
+    const v = await this.options.results.volume(id);
     if (v.task !== 'segmentation') throw new BadRequest(`result ${id} is a heat map: no DICOM SEG`);
     if (v.geometry.source.kind !== 'dicom')
       throw new BadRequest(`result ${id} is over a NIfTI volume: a SEG references DICOM instances`);
@@ -187,6 +187,7 @@ export class AiService {
   async close(): Promise<void> {
     await this.heatmaps.close();
     await this.options.registry.close();
+    await this.options.results.close();
   }
 
   /** Runs model `name` on one image; the answer is JSON-ready. */

@@ -472,6 +472,21 @@ export const OPTIONS = [
     description:
       'heat-map jobs this process runs at once (0 = none: with --redis-url, other replicas run them)',
   },
+  {
+    flag: 'ai-results-ttl',
+    kind: 'duration',
+    default: '1h',
+    min: 1000,
+    description: 'lifetime of an inference result (/ai/results/), in memory and, with --redis-url, in Redis',
+  },
+  {
+    flag: 'ai-results-shared-max',
+    kind: 'size',
+    default: '64MB',
+    min: 1024,
+    description:
+      'largest result written to Redis with --redis-url (a PNG, or a series mask or map deflated); a larger one is refused (400)',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Flag = (typeof OPTIONS)[number]['flag'];
@@ -565,6 +580,8 @@ export interface Config {
   /** Longest one batch may run, ms (0 = no limit). */
   aiBatchTimeoutMs: number;
   aiHeatmapWorkers: number;
+  aiResultsTtlMs: number;
+  aiResultsSharedMaxBytes: number;
 }
 
 export function envName(flag: string): string {
@@ -790,6 +807,8 @@ export function parseConfig(
     segmentResultsBytes: out.segmentResults as number,
     aiBatchTimeoutMs: out.aiBatchTimeout as number,
     aiHeatmapWorkers: out.aiHeatmapWorkers as number,
+    aiResultsTtlMs: out.aiResultsTtl as number,
+    aiResultsSharedMaxBytes: out.aiResultsSharedMax as number,
   };
   validateAuth(config);
   for (const origin of config.corsOrigins) {

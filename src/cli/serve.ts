@@ -8,6 +8,7 @@ import os from 'node:os';
 import { pino } from 'pino';
 import { ModelRegistry } from '../ai/registry.js';
 import { ResultStore } from '../ai/results.js';
+import { RedisResultBackend } from '../ai/shared-results.js';
 import { AiService } from '../ai/service.js';
 import { RadiologySource } from '../ai/radiology-source.js';
 import { DerivedSlides } from '../ai/derived-slides.js';
@@ -189,7 +190,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         batchTimeoutMs: config.aiBatchTimeoutMs,
       }),
       tiles,
-      results: new ResultStore(config.aiResultsBytes),
+      results: new ResultStore({
+        maxBytes: config.aiResultsBytes,
+        ttlMs: config.aiResultsTtlMs,
+        maxSharedBytes: config.aiResultsSharedMaxBytes,
+        shared:
+          config.redisUrl === undefined
+            ? undefined
+            : new RedisResultBackend({ url: config.redisUrl, ttlMs: config.aiResultsTtlMs }),
+      }),
       maxPixels: config.maxRegionPixels,
       derived: derivedSlides,
       radiology: new RadiologySource({ catalog, storage, decoder: aiDecoder, maxVoxels: config.aiMaxVoxels }),

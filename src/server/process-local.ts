@@ -1,8 +1,7 @@
 // Routes whose state lives in one process: with `--workers N` (cli/cluster.ts) the next request
 // may reach another worker, which does not know the job or result. Such routes answer a typed
-// 409 in every worker instead of a 404 one time in N: AI inference results always (kept in each
-// process's memory), heat-map jobs and their pyramids and segmentation jobs unless --redis-url
-// shares them.
+// 409 in every worker instead of a 404 one time in N: AI inference results, heat-map jobs and
+// their pyramids and segmentation jobs, unless --redis-url shares them.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Conflict } from '../errors.js';
@@ -10,7 +9,7 @@ import { Conflict } from '../errors.js';
 export interface ProcessLocalOptions {
   /** HTTP worker processes sharing the port. */
   workers: number;
-  /** Segmentation and heat-map jobs are shared through Redis (--redis-url). */
+  /** Segmentation and heat-map jobs and AI inference results are shared through Redis (--redis-url). */
   sharedJobs: boolean;
 }
 
@@ -23,8 +22,8 @@ const DERIVED_SLIDE = /_derived(\/|%2F)ai(\/|%2F)/i;
 /** The reason a request cannot be answered consistently in this process, or undefined. */
 export function processLocalRefusal(path: string, options: ProcessLocalOptions): string | undefined {
   if (options.workers <= 1) return undefined;
-  if (AI_RESULTS.test(path))
-    return `AI inference results are kept in one process's memory, and this server runs ${options.workers} HTTP workers: serve them with --workers 1`;
+  if (!options.sharedJobs && AI_RESULTS.test(path))
+    return `AI inference results are kept in one process's memory unless Redis shares them, and this server runs ${options.workers} HTTP workers: add --redis-url, or serve with --workers 1`;
   if (!options.sharedJobs && (AI_JOBS.test(path) || DERIVED_SLIDE.test(path)))
     return `heat-map jobs are kept in one process's memory unless Redis shares them, and this server runs ${options.workers} HTTP workers: add --redis-url, or serve with --workers 1`;
   if (!options.sharedJobs && path.startsWith('/segmentations'))

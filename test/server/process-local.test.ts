@@ -1,7 +1,7 @@
 // With several HTTP workers (serve --workers N), routes whose jobs and results live in one
 // process answer a typed 409 in every worker instead of a 404 one time in N
-// (server/process-local.ts): AI inference results always, heat-map jobs and slides and
-// segmentation jobs unless Redis shares them. Slides and DICOMweb are unaffected.
+// (server/process-local.ts): AI inference results, heat-map jobs and slides and segmentation
+// jobs, unless Redis shares them. Slides and DICOMweb are unaffected.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,16 +27,17 @@ describe('processLocalRefusal', () => {
       expect(processLocalRefusal(p, { workers: 1, sharedJobs: false }), p).toBeUndefined();
     }
     expect(processLocalRefusal('/segmentations/abc', { workers: 2, sharedJobs: true })).toBeUndefined();
-    // With Redis, heat-map jobs and their pyramids are shared; inference results are not.
+    // With Redis, heat-map jobs and their pyramids and inference results are shared.
     const shared = { workers: 2, sharedJobs: true };
     for (const p of [
+      '/ai/results/abc.png',
+      '/ai/results/abc/slices/3.png',
       '/ai/jobs/abc',
       '/ai/jobs/abc/map.png',
       '/ai/models/m/slides/a.svs/heatmap',
       '/slides/_derived%2Fai%2Fheatmaps%2Fx.tif/tile/0/0/0',
     ])
       expect(processLocalRefusal(p, shared), p).toBeUndefined();
-    expect(processLocalRefusal('/ai/results/abc.png', shared)).toMatch(/memory/);
     for (const p of ['/ai/models', '/ai/models/tissue/infer', '/slides/a.svs/dzi', '/dicomweb/studies'])
       expect(processLocalRefusal(p, two), p).toBeUndefined();
   });

@@ -41,8 +41,8 @@ function assertNotByToken(request: FastifyRequest, what: string): void {
 }
 
 /** 403 unless the request may read the study a result was made from (slide and image results: signed URLs only). */
-function assertResultAccess(request: FastifyRequest, ai: AiService, id: string): void {
-  const study = ai.resultStudy(id);
+async function assertResultAccess(request: FastifyRequest, ai: AiService, id: string): Promise<void> {
+  const study = await ai.resultStudy(id);
   if (study === undefined) assertNotByToken(request, 'results of slides or images');
   else assertStudyAccess(accessOf(request), study);
 }
@@ -137,7 +137,7 @@ export async function registerAiRoutes(
       async (request, reply) => {
         const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm|json)$/.exec(request.params.file);
         if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm, .json)');
-        assertResultAccess(request, ai, m[1]);
+        await assertResultAccess(request, ai, m[1]);
         reply.header('Cache-Control', 'private, max-age=3600');
         if (m[2] === 'json') return ai.resultInfo(m[1]);
         if (m[2] === 'png') return reply.type('image/png').send(await ai.result(m[1]));
@@ -145,11 +145,11 @@ export async function registerAiRoutes(
           return reply
             .type('application/gzip')
             .header('Content-Disposition', `attachment; filename="${m[1]}.nii.gz"`)
-            .send(Buffer.from(ai.resultNifti(m[1])));
+            .send(Buffer.from(await ai.resultNifti(m[1])));
         const k = request.query.class === undefined ? 1 : Number(request.query.class);
         if (!Number.isInteger(k) || k < 1 || k > 255)
           throw new BadRequest('class must be an integer in 1..255 (a class index of the mask)');
-        return reply.type('application/dicom').send(Buffer.from(ai.resultSeg(m[1], k)));
+        return reply.type('application/dicom').send(Buffer.from(await ai.resultSeg(m[1], k)));
       },
     );
     scope.get<{ Params: { id: string; file: string } }>(
@@ -158,7 +158,7 @@ export async function registerAiRoutes(
         const m = /^(\d{1,6})\.png$/.exec(request.params.file);
         if (!/^[0-9a-f-]{36}$/.test(request.params.id) || !m)
           throw new BadRequest('slices of a result look like /ai/results/<uuid>/slices/<k>.png');
-        assertResultAccess(request, ai, request.params.id);
+        await assertResultAccess(request, ai, request.params.id);
         reply.header('Cache-Control', 'private, max-age=3600');
         return reply.type('image/png').send(await ai.resultSlice(request.params.id, Number(m[1])));
       },
