@@ -154,6 +154,8 @@ export class AiService {
       columns,
       rows,
       format: source.kind,
+      // The whole volume in one request (what the viewer's MPR overlay reads).
+      raw: `/ai/results/${id}.raw`,
       slices: Array.from({ length: slices }, (_, k) => ({
         slice: k,
         instance:
@@ -161,6 +163,11 @@ export class AiService {
         png: `/ai/results/${id}/slices/${k}.png`,
       })),
     };
+  }
+
+  /** A volume result's voxels, one byte each, i fastest, then j, then k. */
+  async resultVoxels(id: string): Promise<Uint8Array> {
+    return (await this.options.results.volume(id)).voxels;
   }
 
   /** A volume result as NIfTI-1 (.nii.gz, uint8) in the source volume's geometry. */

@@ -148,6 +148,17 @@ describe('inference results across replicas (Redis)', () => {
     const truth = ct.truth.reduce((n, v) => n + v, 0);
     expect(inside / voxels.length).toBeCloseTo(answer.fractions![1].fraction, 10);
     expect(Math.abs(inside - truth) / truth).toBeLessThan(0.2);
+    // The whole volume in one request (the viewer's MPR overlay), gzipped or not: the same voxels.
+    expect((await sameFromBoth(`/ai/results/${id}.raw`)).equals(voxels)).toBe(true);
+    const plain = await request(b, `/ai/results/${id}.raw`, {
+      headers: { ...auth, 'accept-encoding': 'identity' },
+    });
+    expect(plain.headers.get('content-encoding')).toBeNull();
+    expect(plain.body.equals(voxels)).toBe(true);
+    const gzipped = await request(a, `/ai/results/${id}.raw`, {
+      headers: { ...auth, 'accept-encoding': 'gzip' },
+    });
+    expect(gzipped.headers.get('content-encoding')).toBe('gzip');
 
     // A SEG gets new SOP Instance and Series UIDs each time it is written (on one replica too):
     // the same length and the same frames (PixelData ends the file: 11 frames of 48x48 bits).

@@ -260,6 +260,16 @@ function expectTinted(
   ).toEqual([]);
 }
 
+/** The paths of the page's requests under /ai/results/, in order (filled as they are made). */
+function resultRequests(page: Page): string[] {
+  const paths: string[] = [];
+  page.on('request', (r) => {
+    const { pathname } = new URL(r.url());
+    if (pathname.startsWith('/ai/results/')) paths.push(pathname);
+  });
+  return paths;
+}
+
 async function nearest(page: Page): Promise<void> {
   await page.evaluate(`(() => {
     const vp = window.medstreamRadiology.view.display.mainViewport();
@@ -301,6 +311,7 @@ describe('AI overlay in the radiology viewer', () => {
         const page = await context.newPage();
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(e.message));
+        const results = resultRequests(page);
         const key = ct.keySlice;
         await page.goto(
           `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&ww=2&wc=-20&slice=${key}&ai=${resultId}`,
@@ -337,6 +348,12 @@ describe('AI overlay in the radiology viewer', () => {
         await page.waitForFunction(`document.body.dataset.aiOverlay === 'hidden'`, undefined, { timeout: T });
         const off = await layers(page);
         expect(off.white.filter((a) => a > 0)).toEqual([]);
+        // Lazy: the description, then the slices shown (the first, and at most the two scrolled through).
+        expect(results[0]).toBe(`/ai/results/${resultId}.json`);
+        const slices = results.filter((u) => u.includes('/slices/'));
+        expect(slices.length).toBeGreaterThanOrEqual(2);
+        expect(slices.length).toBeLessThanOrEqual(3);
+        expect(results).toHaveLength(1 + slices.length);
         expect(errors).toEqual([]);
       } finally {
         await context.close();
@@ -356,6 +373,7 @@ describe('AI overlay in the radiology viewer', () => {
         const page = await context.newPage();
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(e.message));
+        const results = resultRequests(page);
         await page.goto(
           `${server.url}/radiology/#study=${ct.studyUid}&series=${ct.seriesUid}&layout=mpr&ww=2&wc=-20&ai=${id()}`,
         );
@@ -385,6 +403,8 @@ describe('AI overlay in the radiology viewer', () => {
         planes.forEach((plane, n) => expectTinted(without[n], withLayer[n], plane));
         // Clicks on the panel (on the axial viewport) left the crosshairs, so the planes, alone.
         expect(await page.evaluate(cameras)).toBe(before);
+        // Two requests for the whole result, however many slices it has: no per-slice PNG.
+        expect(results).toEqual([`/ai/results/${id()}.json`, `/ai/results/${id()}.raw`]);
         expect(errors).toEqual([]);
       } finally {
         await context.close();

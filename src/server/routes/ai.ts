@@ -8,6 +8,7 @@
 //   GET  /ai/results/{id}.png       a mask or heat map an inference made
 //   GET  /ai/results/{id}/slices/{k}.png, {id}.nii.gz, {id}.dcm?class=K   a series result
 //   GET  /ai/results/{id}.json      what a series result is (the radiology viewer's AI overlay)
+//   GET  /ai/results/{id}.raw       a series result's voxels, one byte each (gzip when accepted)
 //   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
 //                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
 //   GET  /ai/jobs/{id}              its progress, and when done its grid and map
@@ -19,6 +20,8 @@
 // reaches nothing else here but the model list.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import type { HeatmapJob } from '../../ai/heatmap-jobs.js';
 import type { AiService, InferSource } from '../../ai/service.js';
 import { AccessDenied, BadRequest } from '../../errors.js';
@@ -33,6 +36,7 @@ export interface AiRouteOptions {
 }
 
 const DEFAULT_THUMBNAIL = 1024;
+const gzipAsync = promisify(gzip);
 
 /** 403 for a DICOMweb token on a route of slides or uploads: such a token reaches studies only. */
 function assertNotByToken(request: FastifyRequest, what: string): void {
@@ -135,12 +139,20 @@ export async function registerAiRoutes(
     scope.get<{ Params: { file: string }; Querystring: { class?: string } }>(
       '/ai/results/:file',
       async (request, reply) => {
-        const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm|json)$/.exec(request.params.file);
-        if (!m) throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm, .json)');
+        const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm|json|raw)$/.exec(request.params.file);
+        if (!m)
+          throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm, .json, .raw)');
         await assertResultAccess(request, ai, m[1]);
         reply.header('Cache-Control', 'private, max-age=3600');
         if (m[2] === 'json') return ai.resultInfo(m[1]);
         if (m[2] === 'png') return reply.type('image/png').send(await ai.result(m[1]));
+        if (m[2] === 'raw') {
+          const voxels = Buffer.from(await ai.resultVoxels(m[1]));
+          reply.type('application/octet-stream').header('Vary', 'Accept-Encoding');
+          // Masks and maps shrink many times (the compress plugin leaves binary types alone).
+          if (!/\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''))) return reply.send(voxels);
+          return reply.header('Content-Encoding', 'gzip').send(await gzipAsync(voxels, { level: 1 }));
+        }
         if (m[2] === 'nii.gz')
           return reply
             .type('application/gzip')

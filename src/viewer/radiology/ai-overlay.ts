@@ -8,7 +8,9 @@
 //   world-to-canvas transform, so it follows scroll, zoom, pan and flips.
 // - MPR: a Cornerstone labelmap segmentation (one derived labelmap image per frame, the value of
 //   each voxel its class, or for a map its 0..255 value with a 256-entry ramp LUT), which
-//   Cornerstone reslices into the axial, sagittal and coronal planes with the CT.
+//   Cornerstone reslices into the axial, sagittal and coronal planes with the CT. The whole result
+//   comes in one request (`/ai/results/{id}.raw`, gzip), not one per slice.
+// The stack fetches a slice's PNG only when its frame is shown.
 
 import { cache, Enums, imageLoader, utilities as csUtilities, type Types } from '@cornerstonejs/core';
 import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
@@ -21,6 +23,8 @@ interface ResultInfo {
   labels: string[];
   columns: number;
   rows: number;
+  /** The whole volume's voxels, one byte each (i fastest, then j, then slice). */
+  raw: string;
   slices: { slice: number; instance?: string; png: string }[];
 }
 
@@ -183,18 +187,20 @@ async function attachLabelmap(
     for (const imageId of labelmapIds) cache.removeImageLoadObject(imageId, { force: true });
   };
   try {
+    const plane = info.columns * info.rows;
+    const voxels = new Uint8Array(await (await get(info.raw)).arrayBuffer());
+    if (voxels.length !== plane * info.slices.length)
+      throw new Error(`the result has ${voxels.length} voxels, not ${plane} x ${info.slices.length}`);
     let placed = 0;
-    await Promise.all(
-      imageIds.map(async (imageId, k) => {
-        const slice = bySop.get(instanceOf(imageId) ?? '');
-        const image = images[k];
-        if (!slice || image.columns !== info.columns || image.rows !== info.rows) return;
-        const values = await grayValues(await (await get(slice.png)).blob());
-        const vm = image.voxelManager as unknown as { setAtIndex(i: number, v: number): void };
-        for (let p = 0; p < values.length; p++) if (values[p]) vm.setAtIndex(p, values[p]);
-        placed++;
-      }),
-    );
+    imageIds.forEach((imageId, k) => {
+      const slice = bySop.get(instanceOf(imageId) ?? '');
+      const image = images[k];
+      if (!slice || image.columns !== info.columns || image.rows !== info.rows) return;
+      const values = voxels.subarray(slice.slice * plane, (slice.slice + 1) * plane);
+      const vm = image.voxelManager as unknown as { setAtIndex(i: number, v: number): void };
+      for (let p = 0; p < values.length; p++) if (values[p]) vm.setAtIndex(p, values[p]);
+      placed++;
+    });
     if (placed === 0) throw new Error('no slice of the result lies on this series');
   } catch (e) {
     removeImages();
@@ -264,19 +270,6 @@ async function attachLabelmap(
     segmentation.removeSegmentation(id);
     removeImages();
   };
-}
-
-/** The first channel of a gray PNG's pixels. */
-async function grayValues(png: Blob): Promise<Uint8Array> {
-  const bitmap = await createImageBitmap(png, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
-  const c = document.createElement('canvas');
-  [c.width, c.height] = [bitmap.width, bitmap.height];
-  const ctx = c.getContext('2d', { willReadFrequently: true })!;
-  ctx.drawImage(bitmap, 0, 0);
-  const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
-  const out = new Uint8Array(c.width * c.height);
-  for (let p = 0; p < out.length; p++) out[p] = rgba[4 * p];
-  return out;
 }
 
 /** The gray result slice as colours: labels (class 0 clear) or the ramp (0 clear). */
