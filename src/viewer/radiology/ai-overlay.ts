@@ -2,8 +2,8 @@
 // (docs/ai.md: a segmentation's label map or a heat map's probability map, one PNG per slice,
 // described by `/ai/results/{id}.json`) over the series shown, DICOM or NIfTI-backed (a NIfTI
 // result names the slice instances the catalog serves). Result slices are matched to the series'
-// frames by SOP Instance UID. Labels get fixed colours (class 0 clear), maps a blue-yellow-red ramp
-// (0 clear); a panel toggles it and sets its opacity.
+// frames by SOP Instance UID. Labels get fixed colours (class 0 clear), maps the slide heat maps'
+// ramp (ai/colour-ramp.ts, RdYlBu; 0 clear); a panel toggles it and sets its opacity.
 // - Stack: drawn on its own canvas with the image's pixel-to-world geometry and the viewport's
 //   world-to-canvas transform, so it follows scroll, zoom, pan and flips.
 // - MPR: a Cornerstone labelmap segmentation (one derived labelmap image per frame, the value of
@@ -14,6 +14,7 @@
 
 import { cache, Enums, imageLoader, utilities as csUtilities, type Types } from '@cornerstonejs/core';
 import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
+import { rampColour } from '../../ai/colour-ramp.js';
 import type { DicomwebClient } from './dicomweb.js';
 import type { SeriesDisplay } from './display.js';
 
@@ -37,25 +38,6 @@ const LABEL_COLOURS: [number, number, number][] = [
   [220, 100, 255],
   [255, 140, 60],
 ];
-/** The heat-map ramp (value 0..1): blue, pale yellow, red. */
-const RAMP: [number, [number, number, number]][] = [
-  [0, [44, 123, 182]],
-  [0.5, [255, 255, 191]],
-  [1, [215, 25, 28]],
-];
-
-function rampColour(v: number): [number, number, number] {
-  for (let i = 1; i < RAMP.length; i++) {
-    const [v1, c1] = RAMP[i];
-    if (v <= v1) {
-      const [v0, c0] = RAMP[i - 1];
-      const t = (v - v0) / (v1 - v0);
-      return [0, 1, 2].map((k) => Math.round(c0[k] + (c1[k] - c0[k]) * t)) as [number, number, number];
-    }
-  }
-  return RAMP[RAMP.length - 1][1];
-}
-
 /** The SOP Instance UID a WADO-RS image id names. */
 function instanceOf(imageId: string | undefined): string | undefined {
   const m = imageId ? /\/instances\/([^/]+)\/frames\//.exec(imageId) : null;
