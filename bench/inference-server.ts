@@ -1,5 +1,6 @@
 // What the `inference` suite's benchmarks share (bench/inference.ts, bench/inference-heatmap.ts):
-// their settings from the environment and a `medstream serve` child process with a models folder.
+// their settings from the environment, a `medstream serve` child process with a models folder,
+// and CPU accounting from /proc (the server's tree, and what the rest of the machine used).
 
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +8,12 @@ import { fileURLToPath } from 'node:url';
 import { ServerProcess } from './tiles.js';
 
 export const FIXTURES = path.resolve(fileURLToPath(new URL('../../shared/fixtures', import.meta.url)));
-export const CLIENTS = (process.env.BENCH_AI_CLIENTS ?? '1,8,32').split(',').map(Number);
+/** BENCH_AI_GOAL=1: only the goal's configuration (conv32 at 32 clients), more and shorter rounds. */
+export const GOAL_ONLY = process.env.BENCH_AI_GOAL === '1';
+export const CLIENTS = (process.env.BENCH_AI_CLIENTS ?? (GOAL_ONLY ? '32' : '1,8,32')).split(',').map(Number);
+/** Rounds and seconds per run: BENCH_ROUNDS / BENCH_DURATION, else 7 x 3 s (goal) or 3 x 6 s. */
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (GOAL_ONLY ? 7 : 3));
+export const DURATION_S = Number(process.env.BENCH_DURATION ?? (GOAL_ONLY ? 3 : 6));
 export const WAIT_MS = Number(process.env.BENCH_AI_WAIT_MS ?? 5);
 export const THREADS = Number(process.env.BENCH_AI_THREADS ?? Math.min(os.availableParallelism(), 2));
 export const MAX_BATCH = 32;
@@ -25,6 +31,28 @@ export async function serve(
     'warn',
   );
   return { process: started, port: Number(new URL(started.url).port) };
+}
+
+/**
+ * CPU seconds the whole machine has been busy so far (every core: user, nice, system, irq,
+ * softirq, steal; /proc/stat), undefined off Linux. Minus the server's and the bench's own CPU,
+ * what other work took from the cores during a run: the noise a run should be read against.
+ */
+export async function machineBusySeconds(): Promise<number | undefined> {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0];
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return (user + nice + system + irq + softirq + (steal || 0)) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process's CPU seconds so far (the load generator). */
+export function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 /**
