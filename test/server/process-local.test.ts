@@ -10,6 +10,7 @@ import { parseConfig } from '../../src/cli/config.js';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { processLocalRefusal } from '../../src/server/process-local.js';
 import { fixture } from '../support/fixtures.js';
+import { startRedis, type TestRedis } from '../support/redis-server.js';
 
 describe('processLocalRefusal', () => {
   const two = { workers: 2, sharedJobs: false };
@@ -62,6 +63,7 @@ describe('a server started as one of two workers', () => {
   it('answers 409 with the reason on job routes, and serves everything else', async () => {
     for (const [method, url] of [
       ['GET', '/ai/jobs/0b9f4a3e-0000-4000-8000-000000000000'],
+      ['GET', '/ai/results/0b9f4a3e-0000-4000-8000-000000000000.json'],
       ['POST', '/segmentations'],
     ] as const) {
       const res = await fetch(server.url + url, {
@@ -76,5 +78,31 @@ describe('a server started as one of two workers', () => {
     }
     expect((await fetch(server.url + '/health')).status).toBe(200);
     expect((await fetch(server.url + '/ai/models')).status).toBe(200);
+  });
+});
+
+describe('a server started as one of two workers, with Redis', () => {
+  let server: RunningServer;
+  let redis: TestRedis;
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'medstream-process-local-redis-'));
+    redis = await startRedis();
+    const { config } = parseConfig(
+      [fixture('wsi/openslide'), '--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'],
+      { MEDSTREAM_DATA_DIR: dataDir, MEDSTREAM_INDEX_AT_START: 'false', MEDSTREAM_REDIS_URL: redis.url },
+    );
+    server = await startServer(config, { workers: 2 });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await redis?.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('answers inference results from Redis: an unknown one is 404, not 409', async () => {
+    const res = await fetch(server.url + '/ai/results/0b9f4a3e-0000-4000-8000-000000000000.json');
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: string }).error).toBe('not_found');
   });
 });
