@@ -184,6 +184,7 @@ export async function inferRadiology(
       png: `/ai/results/${id}/slices/${k}.png`,
     })),
     nifti: `/ai/results/${id}.nii.gz`,
+    raw: `/ai/results/${id}.raw`,
     values: task === 'segmentation' ? 'class index' : 'round(255 * value)',
   };
   if (task === 'heatmap') return { ...described, min, max, mean: sum / count, result: links };

@@ -186,7 +186,8 @@ export class ResultStore {
     if (meta.kind === 'plane') stored = { entry: data, study: meta.study, expiresAt: meta.expiresAt };
     else {
       const { kind: _kind, study, expiresAt, voxels: length, ...rest } = meta;
-      const voxels = new Uint8Array(await inflate(data));
+      const inflated = await inflate(data);
+      const voxels = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.length);
       if (voxels.length !== length)
         throw new MedStreamError(
           'internal_error',
