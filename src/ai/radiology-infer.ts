@@ -111,6 +111,8 @@ export async function inferRadiology(
 
   const volume = await radiology.volume(source.study, source.series, signal);
   const [nx, ny, nz] = volume.dims;
+  // A mask or map that could not be kept is refused before the model runs.
+  if (decl.task !== 'classification') results.assertFits(nx * ny * nz);
   const voi = volume.defaultWindow
     ? {
         center: (volume.defaultWindow[0] + volume.defaultWindow[1]) / 2,

@@ -15,6 +15,8 @@ import type { Volume } from '../volumes/volume.js';
 import type { SharedResultBackend } from './shared-results.js';
 
 const deflate = promisify(deflateRaw);
+/** Bytes a volume result takes in memory beyond its voxels (its description, roughly). */
+const VOLUME_OVERHEAD = 1024 + 128;
 const inflate = promisify(inflateRaw);
 
 /** A mask (class index) or map (round(255 * value)) per voxel of a source volume. */
@@ -63,7 +65,6 @@ export class ResultStore {
   private readonly maxSharedBytes: number;
   /** Shared reads in flight, so concurrent requests for one result fetch it once. */
   private readonly loading = new Map<string, Promise<Stored>>();
-
   private readonly ttlMs: number;
 
   constructor(options: ResultStoreOptions) {
@@ -72,13 +73,25 @@ export class ResultStore {
     this.ttlMs = options.ttlMs;
     this.lru = new ByteLru({
       maxBytes: options.maxBytes,
-      sizeOf: ({ entry: e }) => (Buffer.isBuffer(e) ? e.length : e.voxels.length + 1024) + 128,
+      sizeOf: ({ entry: e }) => (Buffer.isBuffer(e) ? e.length + 128 : e.voxels.length + VOLUME_OVERHEAD),
     });
   }
 
   /** Whether results are shared with other replicas. */
   get isShared(): boolean {
     return this.shared !== undefined;
+  }
+
+  /**
+   * 400 when a volume result of `voxels` voxels cannot be kept: without a shared backend it must
+   * fit this process's memory (--ai-results), else its links would answer 404 at once. Checked
+   * before inference; with a shared backend the cap applies to its deflated size, when stored.
+   */
+  assertFits(voxels: number): void {
+    if (this.shared || voxels + VOLUME_OVERHEAD <= this.lru.maxBytes) return;
+    throw new BadRequest(
+      `a result of ${voxels} voxels does not fit the ${this.lru.maxBytes} bytes kept for results (--ai-results, one byte per voxel): raise it, or share results through Redis (--redis-url)`,
+    );
   }
 
   /** Encodes one gray plane as PNG and stores it (with the study of its source, if any); returns its id. */
@@ -106,6 +119,7 @@ export class ResultStore {
         await deflate(voxels, { level: 1 }),
       );
     }
+    this.assertFits(result.voxels.length);
     this.lru.set(id, { entry: result, study, expiresAt });
     return id;
   }

@@ -1,7 +1,8 @@
 // The result store (ai/results.ts) on its own: two stores on one real redis-server stand for two
 // replicas. A volume made in one is read whole from the other (geometry with -0 and the voxels
 // identical); results expire after the TTL on both (404, memory-only stores too); a result over
-// the shared cap is refused (400); a Redis that is down is a typed 503.
+// the shared cap is refused (400), and so is, without Redis, one over the memory for results;
+// a Redis that is down is a typed 503.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultStore, type VolumeResult } from '../../src/ai/results.js';
@@ -106,6 +107,22 @@ describe('ResultStore shared through Redis', () => {
     expect(e).toBeInstanceOf(MedStreamError);
     expect((e as MedStreamError).code).toBe('bad_request');
     expect((e as MedStreamError).message).toMatch(/--ai-results-shared-max/);
+  });
+
+  it('refuses, without Redis, a volume that would not fit in memory (its links would be 404)', async () => {
+    const small = new ResultStore({ maxBytes: 2048, ttlMs: 60_000 });
+    expect(() => small.assertFits(4096)).toThrow(/--ai-results/);
+    expect(await code(small.putVolume(volume(1200)))).toBe('bad_request');
+    expect(await code(small.putVolume(volume(24)))).toBe('resolved');
+    // Shared, the same volume is kept in Redis (and read back from there by every replica).
+    const shared = new ResultStore({
+      maxBytes: 2048,
+      ttlMs: 60_000,
+      shared: new RedisResultBackend({ url: redis.url, ttlMs: 60_000 }),
+    });
+    stores.push(shared);
+    const id = await shared.putVolume(volume(1200));
+    expect((await shared.volume(id)).voxels).toEqual(volume(1200).voxels);
   });
 
   it('answers a typed 503 when Redis is down', async () => {
