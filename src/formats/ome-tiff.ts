@@ -20,16 +20,16 @@ export const vendor = 'ome-tiff';
 const ASSOCIATED_NAMES = ['label', 'macro', 'thumbnail'] as const;
 
 export async function detect(probe: SlideProbe): Promise<boolean> {
-  const tiff = await probe.tiff();
+  const tiff = await probe.head();
   if (!tiff) return false;
   const description = await tiff.string(tiff.ifds[0], Tag.ImageDescription, probe.signal);
   return description !== undefined && isOmeXml(description);
 }
 
 export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
-  const tiff = await probe.tiff();
-  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const signal = options.signal ?? probe.signal;
+  const tiff = await probe.tiff(signal);
+  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const first = tiff.ifds[0];
   const ome = parseOmeXml((await tiff.string(first, Tag.ImageDescription, signal)) ?? '');
 

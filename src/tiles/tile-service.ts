@@ -101,9 +101,12 @@ export class TileService {
     return this.registry.get(id, signal);
   }
 
-  /** One tile of the slide's native tile grid at `level` (synthesised levels included). */
+  /**
+   * One tile of the slide's native tile grid at `level` (synthesised levels included). A level-0
+   * tile needs only level 0: a slide not open yet is opened lazily (`SlideRegistry.withLevel`).
+   */
   getTile(id: string, level: number, x: number, y: number, request: TileRequest): Promise<ImageResult> {
-    return this.registry.withSlide(id, request.signal, (opened) => {
+    return this.registry.withLevel(id, level, request.signal, (opened) => {
       const lvl = levelOf(opened, level);
       if (
         !Number.isSafeInteger(x) ||
