@@ -16,7 +16,14 @@ import { Compression, type DecodedImage } from '../codecs/types.js';
 import { BadRequest, NotFound } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
-import { CONTENT_TYPES, encodeImage, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
+import {
+  CONTENT_TYPES,
+  encodeImage,
+  encodePipeline,
+  sharpOf,
+  type EncodeOptions,
+  type ImageFormat,
+} from './encode.js';
 import { readGrid, readRegion } from './region.js';
 import { joinedRegion, type RegionOutput } from './region-join.js';
 import {
@@ -33,6 +40,9 @@ import { RequestTimings } from './timings.js';
 import type { OpenedSlide, SlideRegistry } from './slide-registry.js';
 
 export type { RenderRequest } from './render.js';
+
+/** Encoded regions up to this many pixels are cached (`TileService.regionImage`): 512×512. */
+export const REGION_CACHE_PIXELS = 512 * 512;
 
 export interface ImageResult {
   body: Buffer;
@@ -234,6 +244,31 @@ export class TileService {
       const pixels = await this.readLevelRegion(id, level, x, y, w, h, signal);
       if (output !== 'raw') return encodeImage(pixels, output);
       return Buffer.from(pixels.data.buffer, pixels.data.byteOffset, pixels.data.byteLength);
+    });
+  }
+
+  /**
+   * `levelRegion` encoded, as a cached image (ETag, the in-process and shared caches, and so the
+   * server's cached-image fast path): for small regions (≤ REGION_CACHE_PIXELS), which ML
+   * pipelines read again epoch after epoch. Larger ones would push tiles out of the cache.
+   */
+  regionImage(
+    id: string,
+    level: number,
+    x: number,
+    y: number,
+    w: number,
+    h: number,
+    output: EncodeOptions,
+    signal?: AbortSignal,
+  ): Promise<ImageResult> {
+    return this.registry.withSlide(id, signal, (opened) => {
+      const { format, quality, optimiseCoding = true } = output;
+      const key = `${opened.identity}\0${id}\0region\0${level}\0${x}\0${y}\0${w}\0${h}\0${format}\0${quality}\0${optimiseCoding}`;
+      return this.cached(key, format, signal, async (sharedSignal) => ({
+        body: await this.levelRegion(id, level, x, y, w, h, output, sharedSignal),
+        passthrough: false,
+      }));
     });
   }
 
