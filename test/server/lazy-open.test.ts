@@ -31,6 +31,7 @@ beforeAll(async () => {
     await s3.upload('slides', `whole/${name}`, fixture(file));
   }
   await s3.upload('slides', 'lazy/swap.tif', fixture('wsi/generated/pyramid-jpeg.tif'));
+  await s3.upload('slides', 'lazy/busy.tif', fixture('wsi/generated/pyramid-jpeg.tif'));
   // A malformed pyramid: IFD 0 claims 1000x1000, smaller than IFD 1 (1110x1483).
   const bytes = new Uint8Array(readFileSync(fixture('wsi/generated/pyramid-jpeg.tif')));
   const view = new DataView(bytes.buffer);
@@ -128,5 +129,25 @@ describe('a first directory smaller than a later one (a malformed pyramid)', () 
     expect(late.status).toBe(200);
     expect(late.headers.get('etag')).not.toBe(early.headers.get('etag'));
     expect(late.body.equals(early.body)).toBe(false);
+  });
+});
+
+describe('level-0 tiles and the metadata asked at the same time', () => {
+  it('one open (1 HEAD, header and IFD 0 read once) and one walk of the rest, shared by all', async () => {
+    const whole = (await request(server, '/slides/whole%2Fpyramid.tif')).json() as Record<string, unknown>;
+    const start = s3.requestLog.length;
+    const [meta, ...tiles] = await Promise.all([
+      request(server, '/slides/lazy%2Fbusy.tif'),
+      ...[0, 1, 2, 3, 4, 5].map((i) => request(server, `/tiles/lazy%2Fbusy.tif/0/${i}/1.jpg`)),
+      request(server, '/slides/lazy%2Fbusy.tif'),
+    ]);
+    expect([meta, ...tiles].map((r) => r.status)).toEqual(Array(8).fill(200));
+    const log = s3.requestLog.slice(start);
+    expect(log.filter((r) => r.method === 'HEAD')).toHaveLength(1);
+    // Header block, IFD 0's window, the one read of the rest, and the tiles (maybe coalesced).
+    expect(s3.rangeReadsSince(start).length).toBeLessThanOrEqual(3 + 6);
+    const { slide_id: _a, ...fields } = meta.json() as Record<string, unknown>;
+    const { slide_id: _b, ...expected } = whole;
+    expect(fields).toEqual(expected);
   });
 });
