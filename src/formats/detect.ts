@@ -51,7 +51,10 @@ export async function openSlideLazily(
     const format = await detectFormat(probe);
     if (!format) throw new UnsupportedFormat(`${source.key}: not a supported slide format`);
     const tiff = await probe.head();
-    const grid = tiff && !tiff.chainComplete ? await format.openBase?.(probe, options) : undefined;
+    // Lazily only when the whole open would cost more requests: directories of the chain, or
+    // IFD 0's SubIFDs (OME-TIFF and generic pyramids), outside the windows read so far.
+    const more = tiff !== null && (!tiff.chainComplete || !(await tiff.subIfdsInWindows(tiff.ifds[0])));
+    const grid = more ? await format.openBase?.(probe, options) : undefined;
     if (!grid) return await format.open(probe, options);
     const base = slideOf(format.vendor, source, [baseLevel(grid)], new Map(), {
       vendor: format.vendor,

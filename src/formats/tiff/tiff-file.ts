@@ -176,6 +176,20 @@ export class TiffFile {
     return readIfd(this.layout, offset, label, signal);
   }
 
+  /**
+   * Whether reading the SubIFDs of `ifd` costs no request: it has none, or its offsets and the
+   * directories' first bytes all lie in the windows fetched so far.
+   */
+  async subIfdsInWindows(ifd: Ifd): Promise<boolean> {
+    const entry = ifd.entries.get(Tag.SubIFDs);
+    if (!entry || entry.count === 0) return true;
+    if (this.subIfdCache.has(ifd)) return true;
+    if (entry.count > Limits.maxSubIfds) return true; // reading them reports the damage
+    if (!entry.inline && !this.reader.covers(entry.valueOffset, entry.byteLength)) return false;
+    const offsets = (await this.numbers(ifd, Tag.SubIFDs)) ?? [];
+    return offsets.every((o) => !Number.isSafeInteger(o) || o <= 0 || this.reader.covers(o, 2));
+  }
+
   /** The SubIFDs (tag 330) of `ifd`, read once, in one batch when they lie close together. */
   subIfds(ifd: Ifd, signal?: AbortSignal): Promise<Ifd[]> {
     let pending = this.subIfdCache.get(ifd);
