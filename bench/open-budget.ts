@@ -1,7 +1,8 @@
 // The `open` suite (issue 21): what opening a slide on S3 costs, per file layout, with 20 ms of
 // latency on every storage request — GETs, bytes and wall time of "open + first level-0 tile"
-// (a fresh MedStream process asked for the middle level-0 tile first) and of the next tile
-// beside it. Layouts: the compare bench's 60000x45000 Aperio-layout SVS (every directory and its
+// (a fresh MedStream process asked for the middle level-0 tile first), of the next tile
+// beside it, and then of the slide's metadata (what a lazy open left for later: the rest of the
+// directory chain). Layouts: the compare bench's 60000x45000 Aperio-layout SVS (every directory and its
 // tile tables at the end), a real Aperio SVS (directories after each level's data), the bench's
 // libvips pyramid, a COG (directories first), NDPI, and a DICOM WSI series (a folder id: a LIST,
 // then one header per instance).
@@ -177,9 +178,10 @@ const openBudget: Benchmark = {
           }
           const first = await step(server, stores, `/tiles/${id}/0/${mid[0]}/${mid[1]}.jpg`);
           const next = await step(server, stores, `/tiles/${id}/0/${beside[0]}/${beside[1]}.jpg`);
+          const meta = await step(server, stores, `/slides/${id}`);
           checkThat(
-            first.status === 200 && next.status === 200,
-            `${layout.id}: tiles answered 200 (got ${first.status}, ${next.status})`,
+            first.status === 200 && next.status === 200 && meta.status === 200,
+            `${layout.id}: tiles and metadata answered 200 (got ${first.status}, ${next.status}, ${meta.status})`,
           );
           rows.push([
             layout.layout,
@@ -189,8 +191,11 @@ const openBudget: Benchmark = {
             requests(next),
             formatBytes(next.bytes),
             formatMs(next.ms),
+            requests(meta),
+            formatBytes(meta.bytes),
+            formatMs(meta.ms),
           ]);
-          data.push({ layout, mid, beside, first, next });
+          data.push({ layout, mid, beside, first, next, meta });
         } finally {
           await server.close();
         }
@@ -206,6 +211,9 @@ const openBudget: Benchmark = {
         'bytes',
         'wall ms',
         'next tile: requests',
+        'bytes',
+        'wall ms',
+        'then metadata: requests',
         'bytes',
         'wall ms',
       ],

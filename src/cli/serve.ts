@@ -14,7 +14,7 @@ import { RadiologySource } from '../ai/radiology-source.js';
 import { DerivedSlides } from '../ai/derived-slides.js';
 import { heatmapQueue } from './heatmap-queue.js';
 import { createCodecs } from '../codecs/index.js';
-import { openSlide, openSlideSeries } from '../formats/detect.js';
+import { openSlide, openSlideLazily, openSlideSeries } from '../formats/detect.js';
 import { BlockCache } from '../io/block-cache.js';
 import { CoalescerStats } from '../io/coalesce.js';
 import { createReaderFactory } from '../io/reader.js';
@@ -125,6 +125,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     wrap,
     open: (source, signal, context) =>
       openSlide(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
+    openLazily: (source, signal, context) =>
+      openSlideLazily(source, { signal, exposePhi: config.exposePhi, siblings: context?.siblings }),
     openMany: (sources, signal) => openSlideSeries(sources, { signal, exposePhi: config.exposePhi }),
     maxSlides: config.cacheSlides,
     revalidateMs: config.slideRevalidateMs,

@@ -18,22 +18,35 @@ import type { TiffFile } from './tiff/tiff-file.js';
 export const vendor = 'aperio';
 
 export async function detect(probe: SlideProbe): Promise<boolean> {
-  const tiff = await probe.tiff();
+  const tiff = await probe.head();
   if (!tiff || !isTiled(tiff.ifds[0])) return false;
   const description = await tiff.string(tiff.ifds[0], Tag.ImageDescription, probe.signal);
   return description?.startsWith('Aperio') ?? false;
 }
 
+/** Level 0: the first directory, which `detect` found tiled. */
+export async function openBase(
+  probe: SlideProbe,
+  options: OpenSlideOptions = {},
+): Promise<ImageGrid | undefined> {
+  const tiff = await probe.head();
+  if (!tiff) return undefined;
+  const grid = tiffImageGrid(tiff, await readTiffImage(tiff, tiff.ifds[0], options.signal ?? probe.signal));
+  probe.baseGrid = grid;
+  return grid;
+}
+
 export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
-  const tiff = await probe.tiff();
-  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const signal = options.signal ?? probe.signal;
+  const tiff = await probe.tiff(signal);
+  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
 
   const grids: ImageGrid[] = [];
   const associated = new Map<string, ImageGrid>();
   for (const [index, ifd] of tiff.ifds.entries()) {
     if (isTiled(ifd)) {
-      grids.push(tiffImageGrid(tiff, await readTiffImage(tiff, ifd, signal)));
+      const reused = index === 0 ? probe.baseGrid : undefined;
+      grids.push(reused ?? tiffImageGrid(tiff, await readTiffImage(tiff, ifd, signal)));
       continue;
     }
     const name = await associatedName(tiff, ifd, index, signal);

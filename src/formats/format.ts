@@ -1,9 +1,12 @@
 // The contract between `detect.ts` and the vendor modules: each vendor file exports
 // `{ vendor, detect, open }` (a `SlideFormat`), and all of them look at one shared `SlideProbe`
-// so the TIFF structure is parsed once however many vendors inspect it.
+// so the TIFF structure is parsed once however many vendors inspect it. A lazy probe reads the
+// TIFF chain only up to the first directory that would cost a request; detectors look at IFD 0
+// alone (`head`), and `open` walks the rest (`tiff`). Formats that can serve level 0 from IFD 0
+// alone also export `openBase` (see `detect.ts` `openSlideLazily`).
 
 import type { ByteSource } from '../storage/types.js';
-import type { Slide } from './slide.js';
+import type { ImageGrid, Slide } from './slide.js';
 import { TiffFile } from './tiff/tiff-file.js';
 
 export interface OpenSlideOptions {
@@ -24,26 +27,55 @@ export interface SlideFormat {
   /** Whether this format claims the object, by content (never by file name). */
   detect(probe: SlideProbe): Promise<boolean>;
   open(probe: SlideProbe, options?: OpenSlideOptions): Promise<Slide>;
+  /**
+   * Level 0's stored tiles from the probe's first directory alone (`probe.head()`), without
+   * reading the rest of the chain; undefined when the format cannot tell level 0 that way. The
+   * grid is kept on the probe (`baseGrid`) so that `open` reuses it for that directory.
+   */
+  openBase?(probe: SlideProbe, options?: OpenSlideOptions): Promise<ImageGrid | undefined>;
 }
 
 /** What the detectors share about one object: its source and, parsed once, its TIFF structure. */
 export class SlideProbe {
   private tiffFile: Promise<TiffFile | null> | undefined;
+  private opened: TiffFile | null = null;
+  /** Level 0's grid when `openBase` made it (IFD 0's image); `open` uses it for IFD 0. */
+  baseGrid: ImageGrid | undefined;
 
   constructor(
     readonly source: ByteSource,
     readonly signal?: AbortSignal,
+    /** Read the TIFF chain only as far as the first fetched windows hold it (see the module comment). */
+    readonly lazy = false,
   ) {}
 
-  /** The TIFF structure, or null when the object is not a TIFF. Throws `CorruptFile` for a broken TIFF. */
-  tiff(): Promise<TiffFile | null> {
-    this.tiffFile ??= TiffFile.open(this.source, { signal: this.signal });
+  /**
+   * The TIFF structure with at least its first directory read (all of them unless the probe is
+   * lazy), or null when the object is not a TIFF. Throws `CorruptFile` for a broken TIFF.
+   */
+  head(): Promise<TiffFile | null> {
+    this.tiffFile ??= TiffFile.open(this.source, { signal: this.signal, lazy: this.lazy }).then((tiff) => {
+      this.opened = tiff;
+      return tiff;
+    });
     return this.tiffFile;
+  }
+
+  /** The TIFF structure with every directory of its chain read, or null when not a TIFF. */
+  async tiff(signal: AbortSignal | undefined = this.signal): Promise<TiffFile | null> {
+    const tiff = await this.head();
+    await tiff?.readRest(signal);
+    return tiff;
   }
 
   /** Ends the open phase (drops read-ahead windows); the opened slide keeps working. */
   async release(): Promise<void> {
     const tiff = await this.tiffFile?.catch(() => null);
     tiff?.release();
+  }
+
+  /** Starts a second open phase after `release()` (a lazy slide's rest): windows are kept again. */
+  resume(): void {
+    this.opened?.reader.resume();
   }
 }

@@ -17,17 +17,29 @@ import type { TiffFile } from './tiff/tiff-file.js';
 export const vendor = 'generic-tiff';
 
 export async function detect(probe: SlideProbe): Promise<boolean> {
-  const tiff = await probe.tiff();
+  const tiff = await probe.head();
   // NDPI is TIFF-like but has its own offsets and layout: it is not a generic TIFF.
   return tiff !== null && !tiff.has(tiff.ifds[0], Tag.NdpiFormatFlag);
 }
 
+/** Level 0: the first directory's image. */
+export async function openBase(
+  probe: SlideProbe,
+  options: OpenSlideOptions = {},
+): Promise<ImageGrid | undefined> {
+  const tiff = await probe.head();
+  if (!tiff) return undefined;
+  const grid = tiffImageGrid(tiff, await readTiffImage(tiff, tiff.ifds[0], options.signal ?? probe.signal));
+  probe.baseGrid = grid;
+  return grid;
+}
+
 export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
-  const tiff = await probe.tiff();
-  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const signal = options.signal ?? probe.signal;
+  const tiff = await probe.tiff(signal);
+  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const first = tiff.ifds[0];
-  const grids = await pyramidGrids(tiff, first, tiff.ifds.slice(1), signal);
+  const grids = await pyramidGrids(tiff, first, tiff.ifds.slice(1), signal, probe.baseGrid);
 
   const properties: SlideProperties = {
     vendor,
@@ -43,16 +55,18 @@ export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): P
 }
 
 /**
- * Grids of `base` (level 0) and of the tiled reduced-resolution images among `chain` and
- * base's SubIFDs. Shared with the OME-TIFF reader, whose pyramids are SubIFDs.
+ * Grids of `base` (level 0; `baseGrid` when it was made already) and of the tiled
+ * reduced-resolution images among `chain` and base's SubIFDs. Shared with the OME-TIFF reader,
+ * whose pyramids are SubIFDs.
  */
 export async function pyramidGrids(
   tiff: TiffFile,
   base: Ifd,
   chain: readonly Ifd[],
   signal: AbortSignal | undefined,
+  baseGrid?: ImageGrid,
 ): Promise<ImageGrid[]> {
-  const grids = [tiffImageGrid(tiff, await readTiffImage(tiff, base, signal))];
+  const grids = [baseGrid ?? tiffImageGrid(tiff, await readTiffImage(tiff, base, signal))];
   // A SubIFD of the base image is a reduced version of it even when a writer left out the
   // ReducedImage bit; in the main chain only that bit tells a level from another image.
   const candidates = [

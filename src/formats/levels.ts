@@ -29,6 +29,12 @@ export function levelsFromGrids(grids: readonly ImageGrid[]): SlideLevel[] {
   return levels;
 }
 
+/** Level 0 of a slide from its stored grid alone (a lazily opened slide's, see `LazySlide`). */
+export function baseLevel(grid: ImageGrid): SlideLevel {
+  const { width, height, tileWidth, tileHeight, tilesX, tilesY } = grid;
+  return { index: 0, width, height, downsample: 1, tileWidth, tileHeight, tilesX, tilesY, grid };
+}
+
 /**
  * Levels below `base`, each ceil(previous / 2) in both directions, until one fits a single
  * tile. They have no stored tiles (`grid: null`): tiles/ renders them from finer levels.

@@ -62,14 +62,33 @@ const SCAN_CHUNK = 1024 * 1024;
 const SYNTHESISED_TILE = 256;
 
 export async function detect(probe: SlideProbe): Promise<boolean> {
-  const tiff = await probe.tiff();
+  const tiff = await probe.head();
   return tiff !== null && tiff.has(tiff.ifds[0], NdpiTag.FormatFlag);
 }
 
-export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
-  const tiff = await probe.tiff();
-  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
+/**
+ * Level 0 when the first directory is it (a pyramid level, SourceLens > 0, of focal plane 0:
+ * `open` then takes it as the first native level); else undefined.
+ */
+export async function openBase(
+  probe: SlideProbe,
+  options: OpenSlideOptions = {},
+): Promise<ImageGrid | undefined> {
+  const tiff = await probe.head();
+  if (!tiff) return undefined;
   const signal = options.signal ?? probe.signal;
+  const first = tiff.ifds[0];
+  const lens = await tiff.number(first, NdpiTag.SourceLens, signal).catch(ignoreCorrupt);
+  const focalPlane = (await tiff.number(first, NdpiTag.FocalPlane, signal).catch(ignoreCorrupt)) ?? 0;
+  if (lens === undefined || !Number.isFinite(lens) || lens <= 0 || focalPlane !== 0) return undefined;
+  probe.baseGrid = await ndpiJpegGrid(tiff, first, signal);
+  return probe.baseGrid;
+}
+
+export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
+  const signal = options.signal ?? probe.signal;
+  const tiff = await probe.tiff(signal);
+  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const key = probe.source.key;
 
   const natives: ImageGrid[] = [];
@@ -81,7 +100,8 @@ export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): P
       // Other focal planes of a z-stack are not levels (as in OpenSlide).
       const focalPlane = (await tiff.number(ifd, NdpiTag.FocalPlane, signal).catch(ignoreCorrupt)) ?? 0;
       if (focalPlane !== 0) continue;
-      const grid = await ndpiJpegGrid(tiff, ifd, signal);
+      const reused = ifd === tiff.ifds[0] ? probe.baseGrid : undefined;
+      const grid = reused ?? (await ndpiJpegGrid(tiff, ifd, signal));
       const previous = natives.at(-1);
       if (previous && (grid.width >= previous.width || grid.height >= previous.height)) {
         throw new CorruptFile(

@@ -2,7 +2,8 @@
 // IFD 0 and its pyramid is IFD 0's SubIFDs (the OME-TIFF 6 pyramid convention). A brightfield
 // RGB image is served as stored; a multi-channel (fluorescence) image serves its first channel
 // as grayscale, with the channel list in `ome.channels`. Further Images named like "label" or
-// "macro" become associated images.
+// "macro" become associated images. Level 0 is IFD 0's image, so a level-0 tile can be served
+// before the SubIFDs are read (`openBase`).
 
 import { UnsupportedFormat } from '../errors.js';
 import { associatedGrid } from './associated.js';
@@ -13,6 +14,7 @@ import { isOmeXml, parseOmeXml, physicalSizeMicrons, type OmeMetadata } from './
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
 import { iccProfile, tiffProperties } from './tiff-properties.js';
 import { Tag } from './tiff/constants.js';
+import { readTiffImage, tiffImageGrid } from './tiff/image.js';
 import type { TiffFile } from './tiff/tiff-file.js';
 
 export const vendor = 'ome-tiff';
@@ -20,21 +22,33 @@ export const vendor = 'ome-tiff';
 const ASSOCIATED_NAMES = ['label', 'macro', 'thumbnail'] as const;
 
 export async function detect(probe: SlideProbe): Promise<boolean> {
-  const tiff = await probe.tiff();
+  const tiff = await probe.head();
   if (!tiff) return false;
   const description = await tiff.string(tiff.ifds[0], Tag.ImageDescription, probe.signal);
   return description !== undefined && isOmeXml(description);
 }
 
+/** Level 0: the first directory's image (its pyramid levels are its SubIFDs). */
+export async function openBase(
+  probe: SlideProbe,
+  options: OpenSlideOptions = {},
+): Promise<ImageGrid | undefined> {
+  const tiff = await probe.head();
+  if (!tiff) return undefined;
+  const grid = tiffImageGrid(tiff, await readTiffImage(tiff, tiff.ifds[0], options.signal ?? probe.signal));
+  probe.baseGrid = grid;
+  return grid;
+}
+
 export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
-  const tiff = await probe.tiff();
-  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const signal = options.signal ?? probe.signal;
+  const tiff = await probe.tiff(signal);
+  if (!tiff) throw new UnsupportedFormat(`${probe.source.key}: not a TIFF file`);
   const first = tiff.ifds[0];
   const ome = parseOmeXml((await tiff.string(first, Tag.ImageDescription, signal)) ?? '');
 
   // Planes of other channels, z or t follow IFD 0 in the main chain: they are not levels.
-  const grids = await pyramidGrids(tiff, first, [], signal);
+  const grids = await pyramidGrids(tiff, first, [], signal, probe.baseGrid);
   const raw = { ...(await tiffProperties(tiff, first, signal)), ...omeProperties(ome) };
   const properties: SlideProperties = { vendor, background_color: 'FFFFFF', raw };
   const pixels = ome.images[0]?.pixels ?? {};

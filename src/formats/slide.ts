@@ -79,3 +79,20 @@ export interface Slide {
   readonly associated: ReadonlyMap<string, ImageGrid>;
   readonly properties: SlideProperties;
 }
+
+/**
+ * A slide opened lazily (`openSlideLazily`): level 0 is known from the file's first directory,
+ * the rest of its structure is read by `complete()` when something needs it.
+ */
+export interface LazySlide {
+  /**
+   * Enough to serve level-0 tiles: level 0 only, no associated images, no vendor properties
+   * (`raw` empty), the format's background colour.
+   */
+  readonly base: Slide;
+  /**
+   * Reads the rest of the structure once (later calls share that read): the whole slide. Its
+   * level 0 is `base`'s (the same grid), unless a later directory turned out to be larger.
+   */
+  complete(signal?: AbortSignal): Promise<Slide>;
+}

@@ -9,10 +9,16 @@
 // opens every object listed directly under it, and a single-object open may ask for its folder's
 // siblings. Such a slide's identity combines its objects' identities, and it is revalidated by
 // listing the folder again (one list request) and comparing sizes and ETags/mtimes.
+//
+// Work that needs only level 0's stored tiles (`getBase`, `withLevel(id, 0, ...)`)
+// may open a slide lazily (`openLazily`): a TIFF answers after its first directory, and the rest
+// of its structure is read once something needs the whole slide (`get`), by one shared walk.
+//
+//   getBase(id) -> entry (whole, or lazy: level 0 only)      get(id) -> entry -> lazy? complete once
 
 import { createHash } from 'node:crypto';
 import { NotFound, ObjectChanged, UnsupportedFormat } from '../errors.js';
-import type { Slide } from '../formats/slide.js';
+import type { LazySlide, Slide } from '../formats/slide.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
 import { validateKey } from '../storage/keys.js';
@@ -42,6 +48,15 @@ export interface SlideRegistryOptions {
   wrap: (source: ByteSource) => ByteSource;
   /** Parses a slide (formats/detect.ts `openSlide`). */
   open: (source: ByteSource, signal?: AbortSignal, context?: OpenContext) => Promise<Slide>;
+  /**
+   * Parses as far as level 0 needs (formats/detect.ts `openSlideLazily`): used by `getBase`
+   * when the slide is not open yet; without it `getBase` opens whole.
+   */
+  openLazily?: (
+    source: ByteSource,
+    signal?: AbortSignal,
+    context?: OpenContext,
+  ) => Promise<Slide | LazySlide>;
   /** Parses a slide made of several objects (a folder id ending in `/`); without it such ids are `not_found`. */
   openMany?: (sources: ByteSource[], signal?: AbortSignal) => Promise<Slide>;
   /** Slides kept open; 0 keeps none (every request opens again). */
@@ -52,15 +67,21 @@ export interface SlideRegistryOptions {
 }
 
 interface Entry {
+  /** The slide; while `lazy` is set, the lazily opened one (level 0 only, `LazySlide.base`). */
   opened: OpenedSlide;
+  /** A lazily opened slide whose structure has not been read whole yet. */
+  lazy?: LazySlide;
   checkedAt: number;
   /** Multi-object slides: the folder listed, and a digest of the listing to revalidate against. */
   folder?: { prefix: string; fingerprint: string };
+  /** The object's identity when `opened.identity` differs from it (see `complete`). */
+  objectIdentity?: string;
 }
 
 export class SlideRegistry {
   private readonly lru: ByteLru<string, Entry>;
   private readonly opening = new SharedFlight<string, Entry>();
+  private readonly completing = new SharedFlight<string, OpenedSlide>();
   private readonly now: () => number;
   opens = 0;
   revalidations = 0;
@@ -72,11 +93,72 @@ export class SlideRegistry {
 
   /** The parsed slide for `id`. Throws `InvalidId`, `NotFound`, `UnsupportedFormat`, `CorruptFile`, storage errors. */
   async get(id: string, signal?: AbortSignal): Promise<OpenedSlide> {
+    const entry = await this.entry(id, false, signal);
+    if (!entry.lazy) return entry.opened;
+    try {
+      return await this.complete(id, entry, entry.lazy, signal);
+    } catch (e) {
+      // Replaced since its first directory was read: open the new version (whole) once.
+      if (!(e instanceof ObjectChanged)) throw e;
+      const again = await this.entry(id, false, signal);
+      return again.lazy ? this.complete(id, again, again.lazy, signal) : again.opened;
+    }
+  }
+
+  /**
+   * The slide for work that needs only level 0's stored tiles: a slide not open yet is opened
+   * lazily (`openLazily`), and one still open lazily answers with level 0 alone (`levels` has
+   * one entry, no associated images or vendor properties). Same errors as `get`.
+   */
+  async getBase(id: string, signal?: AbortSignal): Promise<OpenedSlide> {
+    return (await this.entry(id, true, signal)).opened;
+  }
+
+  private async entry(id: string, lazy: boolean, signal: AbortSignal | undefined): Promise<Entry> {
     validateKey(id);
     const entry = this.lru.get(id);
-    if (entry && this.now() - entry.checkedAt < this.options.revalidateMs) return entry.opened;
-    const fresh = await this.opening.run(id, (sharedSignal) => this.load(id, entry, sharedSignal), signal);
-    return fresh.opened;
+    if (entry && this.now() - entry.checkedAt < this.options.revalidateMs) return entry;
+    return this.opening.run(id, (sharedSignal) => this.load(id, entry, sharedSignal, lazy), signal);
+  }
+
+  /**
+   * Reads the rest of a lazily opened slide (one walk, shared by every caller) and keeps the
+   * whole slide in its entry. Level 0 stays the first directory's image unless a later
+   * directory is larger (a malformed pyramid): then the level-0 tiles answered so far were of
+   * another image, and a new identity keeps them apart in every cache and ETag.
+   */
+  private complete(
+    id: string,
+    entry: Entry,
+    lazy: LazySlide,
+    signal: AbortSignal | undefined,
+  ): Promise<OpenedSlide> {
+    const base = entry.opened;
+    return this.completing.run(
+      `${id}\0${base.identity}`,
+      async (sharedSignal) => {
+        let slide: Slide;
+        try {
+          slide = await lazy.complete(sharedSignal);
+        } catch (e) {
+          // Not kept: the next request opens the object again (it may have been replaced).
+          if (this.lru.peek(id)?.lazy === lazy) this.lru.delete(id);
+          throw e;
+        }
+        const same = slide.levels[0]?.grid === base.slide.levels[0].grid;
+        const opened = { id, slide, identity: same ? base.identity : `${base.identity}+levels` };
+        const current = this.lru.peek(id);
+        if (current?.lazy === lazy) {
+          this.lru.set(id, {
+            opened,
+            checkedAt: current.checkedAt,
+            ...(same ? {} : { objectIdentity: base.identity }),
+          });
+        }
+        return opened;
+      },
+      signal,
+    );
   }
 
   /**
@@ -100,18 +182,33 @@ export class SlideRegistry {
    * Runs `fn` on the slide; if the object turns out to have been replaced meanwhile
    * (`ObjectChanged`), drops the entry and runs it once more on the new version.
    */
-  async withSlide<T>(
+  withSlide<T>(
     id: string,
     signal: AbortSignal | undefined,
     fn: (opened: OpenedSlide) => Promise<T>,
   ): Promise<T> {
-    const opened = await this.get(id, signal);
+    return this.withLevel(id, undefined, signal, fn);
+  }
+
+  /**
+   * `withSlide` for work on one level's stored tiles: for level 0 the slide is got with
+   * `getBase` (a slide still open lazily answers with level 0 alone); for any other level, or
+   * `undefined`, the whole slide.
+   */
+  async withLevel<T>(
+    id: string,
+    level: number | undefined,
+    signal: AbortSignal | undefined,
+    fn: (opened: OpenedSlide) => Promise<T>,
+  ): Promise<T> {
+    const get = (): Promise<OpenedSlide> => (level === 0 ? this.getBase(id, signal) : this.get(id, signal));
+    const opened = await get();
     try {
       return await fn(opened);
     } catch (e) {
       if (!(e instanceof ObjectChanged)) throw e;
       this.invalidate(id, opened.identity);
-      return fn(await this.get(id, signal));
+      return fn(await get());
     }
   }
 
@@ -120,14 +217,20 @@ export class SlideRegistry {
     return { ...s, opens: this.opens, revalidations: this.revalidations };
   }
 
-  private async load(id: string, stale: Entry | undefined, signal: AbortSignal): Promise<Entry> {
+  private async load(
+    id: string,
+    stale: Entry | undefined,
+    signal: AbortSignal,
+    lazy: boolean,
+  ): Promise<Entry> {
     if (stale) {
       this.revalidations++;
       const same = stale.folder
         ? fingerprint(await this.listFolder(stale.folder.prefix, signal)) === stale.folder.fingerprint
-        : (await this.options.storage.stat(id, { signal })).identity === stale.opened.identity;
+        : (await this.options.storage.stat(id, { signal })).identity ===
+          (stale.objectIdentity ?? stale.opened.identity);
       if (same) {
-        const renewed = { opened: stale.opened, checkedAt: this.now() };
+        const renewed = { ...stale, checkedAt: this.now() };
         this.lru.set(id, renewed);
         return renewed;
       }
@@ -144,7 +247,20 @@ export class SlideRegistry {
       const candidates = listed.filter((o) => o.key !== id && SIBLING_NAME.test(`/${o.key}`));
       return this.openAll(candidates, sibSignal ?? signal);
     };
-    const slide = await this.options.open(source, signal, { siblings });
+    const openLazily = lazy ? this.options.openLazily : undefined;
+    const result = openLazily
+      ? await openLazily(source, signal, { siblings })
+      : await this.options.open(source, signal, { siblings });
+    if ('complete' in result) {
+      const entry: Entry = {
+        opened: { id, slide: result.base, identity: source.identity },
+        lazy: result,
+        checkedAt: this.now(),
+      };
+      this.lru.set(id, entry);
+      return entry;
+    }
+    const slide = result;
     const multi = listed !== undefined && slide.sources !== undefined && slide.sources.length > 1;
     const entry: Entry = {
       opened: { id, slide, identity: multi ? combinedIdentity(slide) : source.identity },

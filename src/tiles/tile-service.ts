@@ -16,7 +16,14 @@ import { Compression, type DecodedImage } from '../codecs/types.js';
 import { BadRequest, NotFound } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
-import { CONTENT_TYPES, encodeImage, encodePipeline, sharpOf, type ImageFormat } from './encode.js';
+import {
+  CONTENT_TYPES,
+  encodeImage,
+  encodePipeline,
+  sharpOf,
+  type EncodeOptions,
+  type ImageFormat,
+} from './encode.js';
 import { readGrid, readRegion } from './region.js';
 import { joinedRegion, type RegionOutput } from './region-join.js';
 import {
@@ -33,6 +40,9 @@ import { RequestTimings } from './timings.js';
 import type { OpenedSlide, SlideRegistry } from './slide-registry.js';
 
 export type { RenderRequest } from './render.js';
+
+/** Encoded regions up to this many pixels are cached (`TileService.regionImage`): 512×512. */
+export const REGION_CACHE_PIXELS = 512 * 512;
 
 export interface ImageResult {
   body: Buffer;
@@ -101,9 +111,12 @@ export class TileService {
     return this.registry.get(id, signal);
   }
 
-  /** One tile of the slide's native tile grid at `level` (synthesised levels included). */
+  /**
+   * One tile of the slide's native tile grid at `level` (synthesised levels included). A level-0
+   * tile needs only level 0: a slide not open yet is opened lazily (`SlideRegistry.withLevel`).
+   */
   getTile(id: string, level: number, x: number, y: number, request: TileRequest): Promise<ImageResult> {
-    return this.registry.withSlide(id, request.signal, (opened) => {
+    return this.registry.withLevel(id, level, request.signal, (opened) => {
       const lvl = levelOf(opened, level);
       if (
         !Number.isSafeInteger(x) ||
@@ -231,6 +244,31 @@ export class TileService {
       const pixels = await this.readLevelRegion(id, level, x, y, w, h, signal);
       if (output !== 'raw') return encodeImage(pixels, output);
       return Buffer.from(pixels.data.buffer, pixels.data.byteOffset, pixels.data.byteLength);
+    });
+  }
+
+  /**
+   * `levelRegion` encoded, as a cached image (ETag, the in-process and shared caches, and so the
+   * server's cached-image fast path): for small regions (≤ REGION_CACHE_PIXELS), which ML
+   * pipelines read again epoch after epoch. Larger ones would push tiles out of the cache.
+   */
+  regionImage(
+    id: string,
+    level: number,
+    x: number,
+    y: number,
+    w: number,
+    h: number,
+    output: EncodeOptions,
+    signal?: AbortSignal,
+  ): Promise<ImageResult> {
+    return this.registry.withSlide(id, signal, (opened) => {
+      const { format, quality, optimiseCoding = true } = output;
+      const key = `${opened.identity}\0${id}\0region\0${level}\0${x}\0${y}\0${w}\0${h}\0${format}\0${quality}\0${optimiseCoding}`;
+      return this.cached(key, format, signal, async (sharedSignal) => ({
+        body: await this.levelRegion(id, level, x, y, w, h, output, sharedSignal),
+        passthrough: false,
+      }));
     });
   }
 

@@ -83,6 +83,7 @@ beforeAll(async () => {
   await s3.createBucket('slides');
   await s3.upload('slides', 'lab/big.tif', file);
   await s3.upload('slides', 'lab/aperio.svs', svs);
+  await s3.upload('slides', 'lab/aperio-tile-first.svs', svs);
   server = await startTestServer('s3://slides/lab', s3.medstreamFlags());
 }, 180_000);
 
@@ -186,5 +187,22 @@ describe('read budget on S3 (60000x45000 Aperio-layout SVS, directories at the e
     const second = await request(server, '/tiles/aperio.svs/0/124/97.jpg');
     expect(second.status).toBe(200);
     expect(s3.rangeReadsSince(next)).toEqual([svsTileBytes]);
+  });
+});
+
+describe('read budget on S3 (the Aperio-layout SVS, a level-0 tile asked first)', () => {
+  it('open + first level-0 tile: exactly 1 HEAD + 3 GETs (header, every directory, the tile), ≤ 512 KiB plus the tile', async () => {
+    const start = s3.requestLog.length;
+    const first = await request(server, '/tiles/aperio-tile-first.svs/0/123/97.jpg');
+    expect(first.status).toBe(200);
+    expect(s3.requestLog.slice(start).filter((r) => r.method === 'HEAD')).toHaveLength(1);
+    const reads = s3.rangeReadsSince(start);
+    expect(reads).toHaveLength(3);
+    expect(reads.at(-1)).toBe(svsTileBytes);
+    expect(reads.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(512 * 1024 + svsTileBytes);
+    // Its directories all came with the first windows: the metadata costs no read.
+    const meta = s3.requestLog.length;
+    expect((await request(server, '/slides/aperio-tile-first.svs')).status).toBe(200);
+    expect(s3.rangeReadsSince(meta)).toEqual([]);
   });
 });

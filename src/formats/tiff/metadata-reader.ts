@@ -162,6 +162,15 @@ export class MetadataReader {
     this.retaining = false;
   }
 
+  /**
+   * Starts a second open phase after `release()` (the rest of a lazily opened chain): windows
+   * are kept again, with a fresh budget, until the next `release()`.
+   */
+  resume(): void {
+    this.retaining = true;
+    this.fetchedBytes = 0;
+  }
+
   private checkRange(offset: number, length: number, what: string): void {
     if (
       !Number.isSafeInteger(offset) ||

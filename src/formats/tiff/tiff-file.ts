@@ -6,7 +6,10 @@
 //   header -> IFD 0 -> IFD 1 -> ... (next-IFD chain)      SubIFDs(IFD n) -> [IFD, IFD, ...]
 //
 // Opening reads the header and every directory of the chain (few requests: see
-// `MetadataReader`); large arrays (tile offsets) stay unread until a tile needs them. Writers
+// `MetadataReader`); large arrays (tile offsets) stay unread until a tile needs them. A lazy
+// open (`lazy: true`) stops at the first directory that the windows read so far do not hold
+// (IFD 0 is always read): `readRest` walks the remainder when something needs it, so a slide's
+// first level-0 tile need not wait for the other levels' directories. Writers
 // that put the directories after the image data (Aperio, libtiff/libvips, NDPI) leave them in
 // the file's last few hundred KiB: when a directory of the chain lies outside the windows read
 // so far and the rest of the file fits the open's budget (or lies within `TAIL_ALLOWANCE` of
@@ -27,6 +30,8 @@ import { ByteOrder, decodeText } from './values.js';
 
 export interface TiffOpenOptions extends MetadataReaderOptions {
   signal?: AbortSignal;
+  /** Read the chain only as far as the windows already fetched hold it (IFD 0 at least). */
+  lazy?: boolean;
 }
 
 /** Whether `head` (the first bytes of an object) starts like a TIFF or BigTIFF file. */
@@ -44,6 +49,9 @@ export class TiffFile {
   private readonly visited = new Set<number>();
   private readonly subIfdCache = new Map<Ifd, Promise<Ifd[]>>();
   private directoryCount = 0;
+  /** Offset of the first directory of the chain not read yet (0: the chain is complete). */
+  private pending = 0;
+  private rest: Promise<void> | undefined;
 
   private constructor(
     readonly reader: MetadataReader,
@@ -84,23 +92,70 @@ export class TiffFile {
       throw new CorruptFile(`${source.key}: unexpected BigTIFF offset size ${order.u16(head, 4)}`);
     }
     // Before anything reads the first directory (the NDPI probe does): fetch where the chain is.
-    await prefetchChain(reader, order.offset(head, bigTiff ? 8 : 4, bigTiff), signal);
+    // A lazy open wants IFD 0 and its tile tables, not the file's last MiB (see `prefetchChain`).
+    const lazy = options.lazy ?? false;
+    await prefetchChain(reader, order.offset(head, bigTiff ? 8 : 4, bigTiff), signal, !lazy);
     const ndpiOffset = bigTiff ? undefined : await ndpiFirstDirectory(reader, order, head, signal);
     const tiff = new TiffFile(reader, order, bigTiff, ndpiOffset !== undefined);
-    await tiff.readChain(ndpiOffset ?? order.offset(head, bigTiff ? 8 : 4, bigTiff), signal);
+    const firstIfd = ndpiOffset ?? order.offset(head, bigTiff ? 8 : 4, bigTiff);
+    if (firstIfd === 0) throw new CorruptFile(`${source.key}: TIFF has no directories`);
+    await tiff.readChain(firstIfd, signal, lazy);
     return tiff;
   }
 
-  private async readChain(firstOffset: number, signal: AbortSignal | undefined): Promise<void> {
-    if (firstOffset === 0) throw new CorruptFile(`${this.source.key}: TIFF has no directories`);
+  /** Whether every directory of the main chain has been read (always, unless opened lazily). */
+  get chainComplete(): boolean {
+    return this.pending === 0;
+  }
+
+  /**
+   * Reads the directories a lazy open left unread (once; later calls share the walk). Reads
+   * through the open's windows when the reader has been `resume`d. Throws `CorruptFile` as
+   * `open` would have.
+   */
+  readRest(signal?: AbortSignal): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    this.rest ??= this.readChain(this.pending, signal, false);
+    return this.rest;
+  }
+
+  private async readChain(
+    firstOffset: number,
+    signal: AbortSignal | undefined,
+    lazy: boolean,
+  ): Promise<void> {
     let offset = firstOffset;
     while (offset !== 0) {
-      // A later directory from which the rest of the file fits the budget: fetch that tail once.
-      if (this.ifds.length > 0) await prefetchChain(this.reader, offset, signal);
+      if (this.ifds.length > 0) {
+        // Lazily: stop at the first directory that would cost a request.
+        if (lazy && !(await this.inWindows(offset))) {
+          this.pending = offset;
+          return;
+        }
+        // A later directory from which the rest of the file fits the budget: fetch that tail once.
+        await prefetchChain(this.reader, offset, signal);
+      }
       const ifd = await this.readDirectory(offset, `IFD ${this.ifds.length}`, signal);
       this.ifds.push(ifd);
       offset = ifd.nextOffset;
     }
+    this.pending = 0;
+  }
+
+  /**
+   * Whether the directory at `offset` lies wholly in the windows fetched so far (reading it
+   * costs no request). An offset outside the file answers true: reading it reports the damage.
+   */
+  private async inWindows(offset: number): Promise<boolean> {
+    const countSize = this.bigTiff ? 8 : 2;
+    if (!Number.isSafeInteger(offset) || offset <= 0 || offset + countSize > this.source.size) return true;
+    if (!this.reader.covers(offset, countSize)) return false;
+    const head = await this.reader.read(offset, countSize, 'directory entry count');
+    const count = this.bigTiff ? this.order.u64(head, 0) : this.order.u16(head, 0);
+    const entrySize = this.bigTiff ? 20 : 12;
+    const tail = this.bigTiff || this.ndpi ? 8 : 4;
+    const length = count * (entrySize + (this.ndpi ? 4 : 0)) + tail;
+    return this.reader.covers(offset + countSize, Math.min(length, this.source.size - offset - countSize));
   }
 
   private async readDirectory(offset: number, label: string, signal: AbortSignal | undefined): Promise<Ifd> {
@@ -119,6 +174,20 @@ export class TiffFile {
     }
     this.visited.add(offset);
     return readIfd(this.layout, offset, label, signal);
+  }
+
+  /**
+   * Whether reading the SubIFDs of `ifd` costs no request: it has none, or its offsets and the
+   * directories' first bytes all lie in the windows fetched so far.
+   */
+  async subIfdsInWindows(ifd: Ifd): Promise<boolean> {
+    const entry = ifd.entries.get(Tag.SubIFDs);
+    if (!entry || entry.count === 0) return true;
+    if (this.subIfdCache.has(ifd)) return true;
+    if (entry.count > Limits.maxSubIfds) return true; // reading them reports the damage
+    if (!entry.inline && !this.reader.covers(entry.valueOffset, entry.byteLength)) return false;
+    const offsets = (await this.numbers(ifd, Tag.SubIFDs)) ?? [];
+    return offsets.every((o) => !Number.isSafeInteger(o) || o <= 0 || this.reader.covers(o, 2));
   }
 
   /** The SubIFDs (tag 330) of `ifd`, read once, in one batch when they lie close together. */
@@ -236,7 +305,8 @@ export class TiffFile {
 /**
  * Fetches, in as few round trips as the budget allows, the bytes a chain starting at
  * `firstOffset` outside the windows read so far most likely lives in: from it to the end of the
- * file (one request) when that fits the remaining budget. The tile tables in that window stay
+ * file (one request) when that fits the remaining budget, or (`tail`) lies within
+ * `TAIL_ALLOWANCE` of the end. The tile tables in that window stay
  * with their TagArrays, so the first tiles need no table reads. A chain laid out
  * otherwise (directories at the start, as in a COG) never gets here: its first directory is in
  * the header's block.
@@ -256,6 +326,7 @@ async function prefetchChain(
   reader: MetadataReader,
   firstOffset: number,
   signal: AbortSignal | undefined,
+  tail = true,
 ): Promise<void> {
   const size = reader.size;
   if (!Number.isSafeInteger(firstOffset) || firstOffset <= 0 || firstOffset >= size) return;
@@ -267,7 +338,7 @@ async function prefetchChain(
   if (size - firstOffset <= budget) {
     const start = Math.max(0, firstOffset - Math.min(VALUES_BEFORE_DIRECTORY, budget - (size - firstOffset)));
     await reader.fetchExact(start, size - start, signal);
-  } else if (size - firstOffset <= TAIL_ALLOWANCE) {
+  } else if (tail && size - firstOffset <= TAIL_ALLOWANCE) {
     const start = Math.max(0, firstOffset - VALUES_BEFORE_DIRECTORY);
     await reader.fetchExact(start, size - start, signal);
   }

@@ -5,12 +5,14 @@
 // `mpp`, the output has that many microns per pixel, resampled (Lanczos-3) from the nearest
 // finer level. `raw` is interleaved 8-bit RGB with X-Region-Width/-Height/-Channels headers.
 // Neither `level` nor `mpp` means level 0. PNG is the default: ML wants lossless pixels.
+// Encoded `level` regions up to 512×512 are cached like tiles (ETag, X-Cache; a repeat is
+// answered by the cached-image fast path); larger ones and `raw` are computed each time.
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DecodedImage } from '../../codecs/types.js';
 import { BadRequest } from '../../errors.js';
 import { parseImageFormat, parseQuality, type ImageFormat } from '../../tiles/encode.js';
-import type { TileService } from '../../tiles/tile-service.js';
+import { REGION_CACHE_PIXELS, type TileService } from '../../tiles/tile-service.js';
 import { clientAbortSignal } from '../abort.js';
 import { sendImage, type CachePolicy } from '../image-reply.js';
 
@@ -93,6 +95,11 @@ export function registerRegionRoutes(
       const output = raw
         ? 'raw'
         : { format, quality: quality ?? tiles.defaultQuality, optimiseCoding: false };
+      // Small encoded regions are cached images (ETag / 304, X-Cache, the fast path for repeats).
+      if (output !== 'raw' && width * height <= REGION_CACHE_PIXELS) {
+        const image = await tiles.regionImage(opened.id, level, x, y, width, height, output, signal);
+        return sendImage(request, reply, image, policy);
+      }
       const body = await tiles.levelRegion(opened.id, level, x, y, width, height, output, signal);
       if (raw) return sendRawBytes(reply, body, width, height);
       reply.header('Cache-Control', `public, max-age=${policy.maxAgeSeconds}`);
