@@ -31,6 +31,8 @@ export interface VolumeResult {
   model: string;
   /** The SOP Instance UID the catalog serves for each slice (the viewer matches frames by it). */
   instances?: (string | undefined)[];
+  /** Milliseconds since the epoch when it was stored (set by putVolume; a SEG's ContentDate). */
+  created?: number;
 }
 
 type Entry = Buffer | VolumeResult;
@@ -108,9 +110,11 @@ export class ResultStore {
   }
 
   /** Stores a volume result (with the study of its source, if any); returns its id. */
-  async putVolume(result: VolumeResult, study?: string): Promise<string> {
+  async putVolume(given: VolumeResult, study?: string): Promise<string> {
     const id = randomUUID();
-    const expiresAt = Date.now() + this.ttlMs;
+    const created = Date.now();
+    const result: VolumeResult = { ...given, created };
+    const expiresAt = created + this.ttlMs;
     if (this.shared) {
       const { kind: _kind, voxels, ...rest } = result;
       await this.share(
@@ -209,7 +213,9 @@ export class ResultStore {
         );
       // JSON writes a slice without an instance UID as null.
       const instances = rest.instances?.map((uid) => uid ?? undefined);
-      stored = { entry: { kind: 'volume', ...rest, instances, voxels }, study, expiresAt };
+      // Written before results remembered when they were made: the TTL says it.
+      const created = rest.created ?? expiresAt - this.ttlMs;
+      stored = { entry: { kind: 'volume', ...rest, instances, created, voxels }, study, expiresAt };
     }
     this.lru.set(id, stored);
     return stored;

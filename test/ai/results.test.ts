@@ -73,7 +73,10 @@ describe('ResultStore shared through Redis', () => {
     const id = await a.putVolume(made, '1.2.3');
     expect(await b.studyOf(id)).toBe('1.2.3');
     const read = await b.volume(id);
-    expect(read).toEqual(made);
+    // Stored with when it was made (a SEG's ContentDate), the same on both.
+    expect(read).toEqual({ ...made, created: expect.any(Number) });
+    expect(read.created).toBe((await a.volume(id)).created);
+    expect(Math.abs(read.created! - Date.now())).toBeLessThan(60_000);
     expect(Object.is(read.geometry.affine[4], -0)).toBe(true);
     expect(await b.slice(id, 1)).toEqual(await a.slice(id, 1));
     const plane = await a.putPlane({ data: new Uint8Array([0, 255, 7, 9]), width: 2, height: 2 });
