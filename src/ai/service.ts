@@ -170,6 +170,11 @@ export class AiService {
     return (await this.options.results.volume(id)).voxels;
   }
 
+  /** A volume result's voxels as gzip, made once per result (ResultStore.rawGzip). */
+  resultVoxelsGzip(id: string): Promise<Buffer> {
+    return this.options.results.rawGzip(id);
+  }
+
   /** A volume result as NIfTI-1 (.nii.gz, uint8) in the source volume's geometry. */
   async resultNifti(id: string): Promise<Uint8Array> {
     const v = await this.options.results.volume(id);
