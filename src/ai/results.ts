@@ -3,11 +3,12 @@
 // source volume's geometry) whose slices, NIfTI and DICOM SEG are encoded when fetched. Kept in a
 // byte-bounded LRU in this process; with a shared backend (Redis, shared-results.ts) also written
 // there, so every replica finds them (the LRU then caches what this replica made or read). A
-// result of radiology data remembers its study (access checks).
+// result of radiology data remembers its study (access checks). A volume's voxels as gzip (the
+// `.raw` route) are made once and kept with it, in the same LRU.
 
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { deflateRaw, inflateRaw } from 'node:zlib';
+import { crc32, deflateRaw, inflateRaw } from 'node:zlib';
 import sharp from 'sharp';
 import { BadRequest, MedStreamError, NotFound } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
@@ -31,6 +32,8 @@ export interface VolumeResult {
   model: string;
   /** The SOP Instance UID the catalog serves for each slice (the viewer matches frames by it). */
   instances?: (string | undefined)[];
+  /** Milliseconds since the epoch when it was stored (set by putVolume; a SEG's ContentDate). */
+  created?: number;
 }
 
 type Entry = Buffer | VolumeResult;
@@ -41,6 +44,8 @@ interface Stored {
   study?: string;
   /** Milliseconds since the epoch after which the result is gone (on every replica). */
   expiresAt: number;
+  /** A volume's voxels as a gzip member, once made (see rawGzip). */
+  gzip?: Buffer;
 }
 
 /** What the shared backend's `meta` holds (JSON): the result without its payload. */
@@ -65,6 +70,8 @@ export class ResultStore {
   private readonly maxSharedBytes: number;
   /** Shared reads in flight, so concurrent requests for one result fetch it once. */
   private readonly loading = new Map<string, Promise<Stored>>();
+  /** Gzips being made, so concurrent `.raw` requests for one result compress it once. */
+  private readonly gzipping = new Map<string, Promise<Buffer>>();
   private readonly ttlMs: number;
 
   constructor(options: ResultStoreOptions) {
@@ -73,7 +80,7 @@ export class ResultStore {
     this.ttlMs = options.ttlMs;
     this.lru = new ByteLru({
       maxBytes: options.maxBytes,
-      sizeOf: ({ entry: e }) => (Buffer.isBuffer(e) ? e.length + 128 : e.voxels.length + VOLUME_OVERHEAD),
+      sizeOf: sizeOfStored,
     });
   }
 
@@ -108,19 +115,21 @@ export class ResultStore {
   }
 
   /** Stores a volume result (with the study of its source, if any); returns its id. */
-  async putVolume(result: VolumeResult, study?: string): Promise<string> {
+  async putVolume(given: VolumeResult, study?: string): Promise<string> {
     const id = randomUUID();
-    const expiresAt = Date.now() + this.ttlMs;
+    const created = Date.now();
+    const result: VolumeResult = { ...given, created };
+    const expiresAt = created + this.ttlMs;
+    let gzip: Buffer | undefined;
     if (this.shared) {
       const { kind: _kind, voxels, ...rest } = result;
-      await this.share(
-        id,
-        { kind: 'volume', study, expiresAt, voxels: voxels.length, ...rest },
-        await deflate(voxels, { level: 1 }),
-      );
+      const deflated = await deflate(voxels, { level: 1 });
+      await this.share(id, { kind: 'volume', study, expiresAt, voxels: voxels.length, ...rest }, deflated);
+      // Compressed already: its gzip costs a CRC.
+      gzip = gzipMember(deflated, voxels);
     }
     this.assertFits(result.voxels.length);
-    this.lru.set(id, { entry: result, study, expiresAt });
+    this.lru.set(id, this.withGzip({ entry: result, study, expiresAt }, gzip));
     return id;
   }
 
@@ -146,6 +155,30 @@ export class ResultStore {
     return entry;
   }
 
+  /**
+   * A volume result's voxels as gzip (level 1), the same bytes on every replica. Made once per
+   * result and kept with it, in the same memory and for the same time (with Redis it is the
+   * stored deflate wrapped, nothing compressed again); when the result and its gzip together
+   * do not fit in --ai-results, it is made for each request and not kept.
+   */
+  async rawGzip(id: string): Promise<Buffer> {
+    const stored = await this.stored(id);
+    if (stored.gzip) return stored.gzip;
+    const { entry } = stored;
+    if (Buffer.isBuffer(entry)) throw new NotFound(`result ${id} is an image, not a volume`);
+    let p = this.gzipping.get(id);
+    if (!p) {
+      p = deflate(entry.voxels, { level: 1 })
+        .then((deflated) => gzipMember(deflated, entry.voxels))
+        .finally(() => this.gzipping.delete(id));
+      this.gzipping.set(id, p);
+    }
+    const gzip = await p;
+    // Kept unless the result was dropped (or replaced) meanwhile.
+    if (this.lru.peek(id) === stored) this.lru.set(id, this.withGzip(stored, gzip));
+    return gzip;
+  }
+
   /** Slice k of a volume result as a PNG (`columns x rows`). */
   async slice(id: string, k: number): Promise<Buffer> {
     const v = await this.volume(id);
@@ -166,6 +199,12 @@ export class ResultStore {
         `the result takes ${data.length} bytes (compressed), over the ${this.maxSharedBytes} bytes a result may take in Redis (--ai-results-shared-max): infer a smaller series or raise the limit`,
       );
     await this.shared.put(id, JSON.stringify(meta, keepNumbers), data);
+  }
+
+  /** `stored` with its gzip, if both fit in the memory for results (else without). */
+  private withGzip(stored: Stored, gzip: Buffer | undefined): Stored {
+    const kept = { ...stored, gzip };
+    return gzip && sizeOfStored(kept) <= this.lru.maxBytes ? kept : stored;
   }
 
   /** This process's copy, unless it has expired. */
@@ -209,7 +248,12 @@ export class ResultStore {
         );
       // JSON writes a slice without an instance UID as null.
       const instances = rest.instances?.map((uid) => uid ?? undefined);
-      stored = { entry: { kind: 'volume', ...rest, instances, voxels }, study, expiresAt };
+      // Written before results remembered when they were made: the TTL says it.
+      const created = rest.created ?? expiresAt - this.ttlMs;
+      stored = this.withGzip(
+        { entry: { kind: 'volume', ...rest, instances, created, voxels }, study, expiresAt },
+        gzipMember(data, voxels),
+      );
     }
     this.lru.set(id, stored);
     return stored;
@@ -220,6 +264,26 @@ export class ResultStore {
       `no result ${JSON.stringify(id)} (results are kept for a while, then dropped: run the inference again)`,
     );
   }
+}
+
+/** Bytes a stored result takes in the LRU. */
+function sizeOfStored({ entry, gzip }: Stored): number {
+  const size = Buffer.isBuffer(entry) ? entry.length + 128 : entry.voxels.length + VOLUME_OVERHEAD;
+  return size + (gzip?.length ?? 0);
+}
+
+/**
+ * A gzip member (RFC 1952) around raw deflate data of `data`: a fixed 10-byte header (no name,
+ * no time, XFL 4 = fastest, OS 255 = unknown, so every platform writes the same bytes), the
+ * deflate data, the CRC-32 and the length modulo 2^32.
+ */
+function gzipMember(deflated: Uint8Array, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(10 + deflated.length + 8);
+  out.set([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff]);
+  out.set(deflated, 10);
+  out.writeUInt32LE(crc32(data), 10 + deflated.length);
+  out.writeUInt32LE(data.length % 2 ** 32, 14 + deflated.length);
+  return out;
 }
 
 /**

@@ -170,13 +170,22 @@ export class AiService {
     return (await this.options.results.volume(id)).voxels;
   }
 
+  /** A volume result's voxels as gzip, made once per result (ResultStore.rawGzip). */
+  resultVoxelsGzip(id: string): Promise<Buffer> {
+    return this.options.results.rawGzip(id);
+  }
+
   /** A volume result as NIfTI-1 (.nii.gz, uint8) in the source volume's geometry. */
   async resultNifti(id: string): Promise<Uint8Array> {
     const v = await this.options.results.volume(id);
     return encodeNiftiMask(v.geometry, v.voxels, `medstream ${v.model} ${v.task}`);
   }
 
-  /** Class `k` of a segmentation result over a DICOM series, as a binary DICOM SEG. */
+  /**
+   * Class `k` of a segmentation result over a DICOM series, as a binary DICOM SEG. Its UIDs are
+   * derived from the result id and the class, its ContentDate is when the result was made: every
+   * request, on every replica, gets the same bytes (one object, however often it is stored).
+   */
   async resultSeg(id: string, k: number): Promise<Uint8Array> {
     const v = await this.options.results.volume(id);
     if (v.task !== 'segmentation') throw new BadRequest(`result ${id} is a heat map: no DICOM SEG`);
@@ -184,11 +193,16 @@ export class AiService {
       throw new BadRequest(`result ${id} is over a NIfTI volume: a SEG references DICOM instances`);
     const binary = new Uint8Array(v.voxels.length);
     for (let i = 0; i < binary.length; i++) binary[i] = v.voxels[i] === k ? 1 : 0;
-    return encodeSegmentation({ ...v.geometry, data: new Float32Array(0) }, binary, {
-      label: v.labels[k] ?? `class ${k}`,
-      algorithmName: `medstream ${v.model}`,
-      seriesDescription: `${v.model} ${v.labels[k] ?? `class ${k}`}`,
-    });
+    return encodeSegmentation(
+      { ...v.geometry, data: new Float32Array(0) },
+      binary,
+      {
+        label: v.labels[k] ?? `class ${k}`,
+        algorithmName: `medstream ${v.model}`,
+        seriesDescription: `${v.model} ${v.labels[k] ?? `class ${k}`}`,
+      },
+      { seed: `medstream/ai-result/${id}/class/${k}`, created: new Date(v.created ?? 0) },
+    );
   }
 
   async close(): Promise<void> {

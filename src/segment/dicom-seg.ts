@@ -8,7 +8,13 @@ import { BadRequest } from '../errors.js';
 import { columnNorm } from '../volumes/affine.js';
 import type { Volume } from '../volumes/volume.js';
 import { volumeSliceGeometry } from '../volumes/volume.js';
-import { type SegmentDescription, encodeSegDataset, packBinaryFrames, segFrame } from './seg-dataset.js';
+import {
+  type SegIdentity,
+  type SegmentDescription,
+  encodeSegDataset,
+  packBinaryFrames,
+  segFrame,
+} from './seg-dataset.js';
 
 /** Refuses a volume a SEG cannot reference (call before segmenting, to fail fast). */
 export function checkSegSource(volume: Pick<Volume, 'source' | 'dims'>): void {
@@ -34,11 +40,15 @@ export function checkSegSource(volume: Pick<Volume, 'source' | 'dims'>): void {
   }
 }
 
-/** Encodes a binary SEG of `mask` (0/1 per voxel, the volume's index order). */
+/**
+ * Encodes a binary SEG of `mask` (0/1 per voxel, the volume's index order). With `identity` its
+ * UIDs and content date are those of that result (the same bytes each time), else new ones.
+ */
 export function encodeSegmentation(
   volume: Volume,
   mask: Uint8Array,
   description: SegmentDescription,
+  identity?: SegIdentity,
 ): Uint8Array {
   checkSegSource(volume);
   if (volume.source.kind !== 'dicom') throw new BadRequest('not a DICOM source');
@@ -107,5 +117,6 @@ export function encodeSegmentation(
       frames.map((k) => mask.subarray(k * plane, (k + 1) * plane)),
       plane,
     ),
+    identity,
   });
 }

@@ -1,8 +1,9 @@
 // What every binary DICOM SEG MedStream writes shares (PS3.3 A.51): patient/study/series
 // attributes, a two-dimension organisation (segment number + one source-specific index), image
 // pixel attributes, the one-segment Segment Sequence, per-frame derivation items, packed pixels.
+// Its own UIDs are new ones, or derived from a seed so that one result is always one object.
 
-import { type Element, encodePart10, newUid } from '../volumes/dicom-encode.js';
+import { type Element, encodePart10, newUid, uidFromName } from '../volumes/dicom-encode.js';
 
 export const SEGMENTATION_STORAGE = '1.2.840.10008.5.1.4.1.1.66.4';
 
@@ -49,6 +50,35 @@ export interface SegDataset {
   perFrame: Element[][];
   /** The frames' pixels (see packBinaryFrames). */
   pixels: Uint8Array;
+  /** See SegIdentity; absent: new UIDs, written now. */
+  identity?: SegIdentity;
+}
+
+/**
+ * What makes a SEG the same object each time it is encoded: its Series, SOP Instance and
+ * Dimension Organization UIDs derived from `seed` (uidFromName of `${seed}/series`, ...), and
+ * its ContentDate/ContentTime. With the same seed, date and content the bytes are identical, so
+ * storing it twice (STOW) replaces one instance instead of adding a second. The seed must be
+ * unique to the result (build it from a random id) and name everything that changes the SEG.
+ */
+export interface SegIdentity {
+  seed: string;
+  /** ContentDate/ContentTime (UTC): when the result was made. */
+  created: Date;
+}
+
+/** The UIDs a SEG of `identity` gets (new ones without). */
+export function segUids(identity?: SegIdentity): {
+  series: string;
+  instance: string;
+  dimensionOrganization: string;
+} {
+  const uid = (role: string) => (identity ? uidFromName(`${identity.seed}/${role}`) : newUid());
+  return {
+    series: uid('series'),
+    instance: uid('instance'),
+    dimensionOrganization: uid('dimension-organization'),
+  };
 }
 
 const code = (value: string, scheme: string, meaning: string): Element[] => [
@@ -121,9 +151,10 @@ export function segFrame(
 /** Encodes the SEG as a Part 10 file. */
 export function encodeSegDataset(seg: SegDataset): Uint8Array {
   const { patient, description } = seg;
-  const sopInstanceUid = newUid();
-  const dimensionOrganizationUid = newUid();
-  const now = new Date().toISOString();
+  const uids = segUids(seg.identity);
+  const sopInstanceUid = uids.instance;
+  const dimensionOrganizationUid = uids.dimensionOrganization;
+  const now = (seg.identity?.created ?? new Date()).toISOString();
   const text = (tag: number, vr: string, value: string | undefined): Element => ({
     tag,
     vr,
@@ -166,7 +197,7 @@ export function encodeSegDataset(seg: SegDataset): Uint8Array {
     text(0x00100040, 'CS', patient.PatientSex),
     { tag: 0x00181020, vr: 'LO', value: 'medstream' },
     { tag: 0x0020000d, vr: 'UI', value: seg.studyInstanceUid },
-    { tag: 0x0020000e, vr: 'UI', value: newUid() },
+    { tag: 0x0020000e, vr: 'UI', value: uids.series },
     text(0x00200010, 'SH', patient.StudyID),
     { tag: 0x00200011, vr: 'IS', value: description.seriesNumber ?? 1000 },
     { tag: 0x00200013, vr: 'IS', value: 1 },

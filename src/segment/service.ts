@@ -255,14 +255,20 @@ export class SegmentationService {
     }
     if (result.voxels === 0) noSeg = 'the mask is empty: nothing to write as a SEG';
     if (noSeg === undefined) {
-      files['seg.dcm'] = encodeSegmentation(segSource, result.mask, {
-        label: r.label,
-        algorithmName: `medstream ${engine.name}`,
-        seriesDescription: `Segmentation: ${r.label}`.slice(0, 64),
-        category: r.category,
-        type: r.type,
-        labColor: r.color ? dicomLab(r.color) : undefined,
-      });
+      files['seg.dcm'] = encodeSegmentation(
+        segSource,
+        result.mask,
+        {
+          label: r.label,
+          algorithmName: `medstream ${engine.name}`,
+          seriesDescription: `Segmentation: ${r.label}`.slice(0, 64),
+          category: r.category,
+          type: r.type,
+          labColor: r.color ? dicomLab(r.color) : undefined,
+        },
+        // UIDs of this job: a retried job (its worker died) stores the same instance again.
+        { seed: `medstream/segmentation-job/${context.id}`, created: new Date() },
+      );
     }
     const encoded = performance.now();
     // The last point a cancel stops the job. Storing is not aborted half-way (a fraction of a

@@ -2,7 +2,7 @@
 // elements with defined lengths, sequences built bottom-up, the file meta group, elements written
 // in ascending tag order as PS3.5 §7.1 requires. Values are given already typed; no dictionary.
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 
 /** One element: tag as 0xggggeeee, VR, and its value (strings, numbers, items, or raw bytes). */
 export type Element =
@@ -17,6 +17,22 @@ const UID_PADDED = new Set(['UI', 'OB']);
 /** A new UID under the UUID-derived root 2.25 (PS3.5 §B.2). */
 export function newUid(): string {
   return `2.25.${BigInt(`0x${randomUUID().replace(/-/g, '')}`).toString()}`;
+}
+
+/** The namespace of MedStream's name-based UUIDs (a fixed random UUID; RFC 9562 §5.5). */
+const UID_NAMESPACE = Buffer.from('6f1c2d0e9a7b4e3c8d5f0a1b2c3d4e5f', 'hex');
+
+/**
+ * A UID that is always the same for the same `name`: 2.25 followed by the decimal value of a
+ * name-based (SHA-1, version 5) UUID of `name` in MedStream's namespace (PS3.5 §B.2 allows any
+ * ITU-T X.667 UUID). At most 44 characters, no leading zeros. Unique as long as names are:
+ * build them from random ids (a result's, a job's).
+ */
+export function uidFromName(name: string): string {
+  const hash = createHash('sha1').update(UID_NAMESPACE).update(name, 'utf8').digest().subarray(0, 16);
+  hash[6] = (hash[6] & 0x0f) | 0x50;
+  hash[8] = (hash[8] & 0x3f) | 0x80;
+  return `2.25.${BigInt(`0x${hash.toString('hex')}`).toString()}`;
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

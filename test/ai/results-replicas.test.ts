@@ -1,9 +1,10 @@
 // Radiology inference results across two replicas: two real `medstream serve` processes sharing a
 // real redis-server (--redis-url), each with its own catalog and memory, auth on. A series
 // segmentation made on A, a heat map made on B and a one-frame mask made on A are served by both,
-// byte for byte: the description, every slice PNG and the NIfTI (the DICOM SEG's frames too). The study a
+// byte for byte: the description, every slice PNG, the NIfTI and the DICOM SEG. The study a
 // result remembers travels with it (a token of another study is refused on the other replica
-// too); unknown ids are 404 on both.
+// too); unknown ids are 404 on both. Each file has one ETag on both replicas, and 304 when the
+// client holds it.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -160,14 +161,52 @@ describe('inference results across replicas (Redis)', () => {
     });
     expect(gzipped.headers.get('content-encoding')).toBe('gzip');
 
-    // A SEG gets new SOP Instance and Series UIDs each time it is written (on one replica too):
-    // the same length and the same frames (PixelData ends the file: 11 frames of 48x48 bits).
+    // The SEG's UIDs and ContentDate belong to the result: the same bytes from both replicas
+    // and on a second request (storing it twice gives one instance).
     expect(seg).toHaveLength(1);
-    const [segA, segB] = [await get(a, seg![0].url), await get(b, seg![0].url)];
-    expect([segA.status, segB.status]).toEqual([200, 200]);
-    expect(segA.body.subarray(128, 132).toString('latin1')).toBe('DICM');
-    expect(segB.body.length).toBe(segA.body.length);
-    expect(segB.body.subarray(-2048).equals(segA.body.subarray(-2048))).toBe(true);
+    const segBytes = await sameFromBoth(seg![0].url);
+    expect(segBytes.subarray(128, 132).toString('latin1')).toBe('DICM');
+    expect((await get(a, seg![0].url)).body.equals(segBytes)).toBe(true);
+  }, 60_000);
+
+  it('tags each result file with one ETag on both replicas, and answers 304 to it', async () => {
+    const res = await infer(a, 'seg', { study: ct.studyUid, series: ct.seriesUid });
+    const { id, slices, nifti, seg } = (res.json() as SeriesAnswer).result;
+    const gz = { ...auth, 'accept-encoding': 'gzip' };
+    const plain = { ...auth, 'accept-encoding': 'identity' };
+    const cases: [string, Record<string, string>][] = [
+      [`/ai/results/${id}.json`, auth],
+      [slices[3].png, auth],
+      [nifti, auth],
+      [seg![0].url, auth],
+      [`/ai/results/${id}.raw`, gz],
+      [`/ai/results/${id}.raw`, plain],
+    ];
+    const tags = new Set<string>();
+    for (const [url, headers] of cases) {
+      const [fromA, fromB] = [await get(a, url, headers), await get(b, url, headers)];
+      const etag = fromA.headers.get('etag');
+      expect(etag, url).toMatch(/^(W\/)?"[^"]+"$/);
+      expect(fromB.headers.get('etag'), url).toBe(etag);
+      tags.add(etag!);
+      // The client holds it: 304, no body, from the replica that did not make it too.
+      const held = await get(b, url, { ...headers, 'if-none-match': etag! });
+      expect(held.status, url).toBe(304);
+      expect(held.body.length).toBe(0);
+      expect((await get(b, url, { ...headers, 'if-none-match': '"other", ' + etag! })).status).toBe(304);
+      expect((await get(a, url, { ...headers, 'if-none-match': '"other"' })).status).toBe(200);
+    }
+    // One tag per representation: the gzipped and the plain voxels differ.
+    expect(tags.size).toBe(cases.length);
+    const gzTag = (await get(a, `/ai/results/${id}.raw`, gz)).headers.get('etag')!;
+    const asPlain = await get(a, `/ai/results/${id}.raw`, { ...plain, 'if-none-match': gzTag });
+    expect(asPlain.status).toBe(200);
+    expect(asPlain.body.length).toBe(ct.dims[0] * ct.dims[1] * ct.dims[2]);
+    // Access is checked before the tag: another study's token gets 403, never 304.
+    const other = { Authorization: `Bearer ${tokenFor(['1.2.3.4'])}`, 'if-none-match': gzTag };
+    expect((await get(b, `/ai/results/${id}.raw`, { ...other, 'accept-encoding': 'gzip' })).status).toBe(403);
+    const unknown = '/ai/results/0b9f4a3e-0000-4000-8000-000000000000.raw';
+    expect((await get(a, unknown, { ...gz, 'if-none-match': '*' })).status).toBe(404);
   }, 60_000);
 
   it('serves a heat map made on B, and a one-frame mask made on A, from the other replica', async () => {

@@ -2,8 +2,10 @@
 // replicas. A volume made in one is read whole from the other (geometry with -0 and the voxels
 // identical); results expire after the TTL on both (404, memory-only stores too); a result over
 // the shared cap is refused (400), and so is, without Redis, one over the memory for results;
-// a Redis that is down is a typed 503.
+// a Redis that is down is a typed 503. A volume's gzip (the `.raw` route) is made once and kept
+// with it while it fits, shared stores wrap the deflate Redis holds.
 
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultStore, type VolumeResult } from '../../src/ai/results.js';
 import { RedisResultBackend } from '../../src/ai/shared-results.js';
@@ -73,7 +75,10 @@ describe('ResultStore shared through Redis', () => {
     const id = await a.putVolume(made, '1.2.3');
     expect(await b.studyOf(id)).toBe('1.2.3');
     const read = await b.volume(id);
-    expect(read).toEqual(made);
+    // Stored with when it was made (a SEG's ContentDate), the same on both.
+    expect(read).toEqual({ ...made, created: expect.any(Number) });
+    expect(read.created).toBe((await a.volume(id)).created);
+    expect(Math.abs(read.created! - Date.now())).toBeLessThan(60_000);
     expect(Object.is(read.geometry.affine[4], -0)).toBe(true);
     expect(await b.slice(id, 1)).toEqual(await a.slice(id, 1));
     const plane = await a.putPlane({ data: new Uint8Array([0, 255, 7, 9]), width: 2, height: 2 });
@@ -123,6 +128,41 @@ describe('ResultStore shared through Redis', () => {
     stores.push(shared);
     const id = await shared.putVolume(volume(1200));
     expect((await shared.volume(id)).voxels).toEqual(volume(1200).voxels);
+  });
+
+  it('gzips a volume once and keeps it with the result, while both fit', async () => {
+    const memory = new ResultStore({ maxBytes: 1 << 20, ttlMs: 60_000 });
+    const made = volume(1200);
+    const id = await memory.putVolume(made);
+    const [first, ...others] = await Promise.all([1, 2, 3].map(() => memory.rawGzip(id)));
+    for (const other of others) expect(other).toBe(first);
+    expect(await memory.rawGzip(id)).toBe(first);
+    expect(first.subarray(0, 3)).toEqual(Buffer.from([0x1f, 0x8b, 8]));
+    expect(new Uint8Array(gunzipSync(first))).toEqual(made.voxels);
+    expect(
+      await code(memory.rawGzip(await memory.putPlane({ data: new Uint8Array(4), width: 2, height: 2 }))),
+    ).toBe('not_found');
+
+    // 1200 voxels fit in 2400 bytes, not with their gzip: made for each request, the result kept.
+    const tight = new ResultStore({ maxBytes: 2400, ttlMs: 60_000 });
+    const noise = volume(1200);
+    let x = 7;
+    noise.voxels = noise.voxels.map(() => ((x = (x * 1103515245 + 12345) >>> 0), x >>> 24));
+    const tightId = await tight.putVolume(noise);
+    const [g1, g2] = [await tight.rawGzip(tightId), await tight.rawGzip(tightId)];
+    expect(g2).not.toBe(g1);
+    expect(g2.equals(g1)).toBe(true);
+    expect(new Uint8Array(gunzipSync(g1))).toEqual(noise.voxels);
+    expect((await tight.volume(tightId)).voxels).toEqual(noise.voxels);
+
+    // Shared: the gzip wraps the deflate Redis holds, the same bytes on both stores.
+    const [a, b] = [store(), store()];
+    const sharedId = await a.putVolume(made);
+    const fromB = await b.rawGzip(sharedId);
+    expect(fromB.equals(await a.rawGzip(sharedId))).toBe(true);
+    expect(await b.rawGzip(sharedId)).toBe(fromB);
+    expect(new Uint8Array(gunzipSync(fromB))).toEqual(made.voxels);
+    expect(fromB.equals(first)).toBe(true);
   });
 
   it('answers a typed 503 when Redis is down', async () => {

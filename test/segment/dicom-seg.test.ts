@@ -2,6 +2,8 @@
 // UIDs filled in by pydicom) references every source instance, the series and the Frame of
 // Reference; each frame sits at its source slice's ImagePositionPatient and holds exactly the mask;
 // inconsistent input (NIfTI source, missing UIDs, empty mask) is refused before anything is encoded.
+// A SEG given an identity (a result's seed and date) is the same bytes each time, its UIDs the
+// name-based UUIDs Python's uuid5 makes, valid for pydicom; without one its UIDs are new each time.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BadRequest } from '../../src/errors.js';
 import { encodeSegmentation } from '../../src/segment/dicom-seg.js';
+import { segUids } from '../../src/segment/seg-dataset.js';
+import { uidFromName } from '../../src/volumes/dicom-encode.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { openSeriesSources, readDicomSeries } from '../../src/volumes/dicom-series.js';
 import { FrameSampleDecoder } from '../../src/volumes/frame-samples.js';
@@ -111,6 +115,84 @@ print(json.dumps([[float(x) for x in pydicom.dcmread(sys.argv[1] + '/' + f).Imag
     expect(r.pixel).toEqual([1, 1, 0]);
     expect(r.label).toBe('liver');
     expect(r.patient).toBe('Test^Patient');
+  });
+
+  it('writes the same bytes for the same identity, new UIDs without one (pydicom, dcm2json)', () => {
+    const mask = new Uint8Array(volume.data.length);
+    const [nx, ny] = volume.dims;
+    for (let k = 2; k <= 4; k++)
+      for (let j = 100; j < 140; j++) mask.fill(1, nx * (j + ny * k) + 50, nx * (j + ny * k) + 90);
+    const description = { label: 'lesion', algorithmName: 'medstream test' };
+    const identity = {
+      seed: 'medstream/test/0f8e5c52-1b7a-4d3e-9c2f-6a5b4c3d2e1f',
+      created: new Date('2026-12-06T09:08:07.654Z'),
+    };
+    const once = encodeSegmentation(volume, mask, description, identity);
+    const again = encodeSegmentation(volume, mask, description, { ...identity });
+    expect(Buffer.from(again).equals(once)).toBe(true);
+    const fresh = [1, 2].map(() => encodeSegmentation(volume, mask, description));
+    const files = {
+      once,
+      other: encodeSegmentation(volume, mask, description, { ...identity, seed: `${identity.seed}x` }),
+      fresh0: fresh[0],
+      fresh1: fresh[1],
+    };
+    for (const [name, bytes] of Object.entries(files))
+      writeFileSync(path.join(tmp, `uids-${name}.dcm`), bytes);
+    const read = python<
+      Record<
+        string,
+        {
+          sop: string;
+          meta: string;
+          series: string;
+          dim: string;
+          date: string;
+          time: string;
+          valid: boolean;
+          frames: number;
+        }
+      >
+    >(
+      `import sys, json, pydicom
+out = {}
+for name in sys.argv[2:]:
+    s = pydicom.dcmread(sys.argv[1] + '/uids-' + name + '.dcm')
+    uids = [s.SOPInstanceUID, s.SeriesInstanceUID, s.DimensionOrganizationSequence[0].DimensionOrganizationUID]
+    out[name] = {'sop': s.SOPInstanceUID, 'meta': s.file_meta.MediaStorageSOPInstanceUID, 'series': s.SeriesInstanceUID,
+      'dim': uids[2], 'date': s.ContentDate, 'time': s.ContentTime, 'frames': int(s.NumberOfFrames),
+      'valid': all(pydicom.uid.UID(u).is_valid and len(u) <= 64 for u in uids)}
+print(json.dumps(out))`,
+      [tmp, ...Object.keys(files)],
+    );
+    const uids = segUids(identity);
+    expect(read.once).toMatchObject({
+      sop: uids.instance,
+      meta: uids.instance,
+      series: uids.series,
+      dim: uids.dimensionOrganization,
+    });
+    expect(read.once).toMatchObject({ date: '20261206', time: '090807', frames: 3, valid: true });
+    // The same UIDs as Python's name-based (version 5) UUIDs in MedStream's namespace (PS3.5 §B.2).
+    const reference = python<string[]>(
+      `import sys, json, uuid
+ns = uuid.UUID('6f1c2d0e9a7b4e3c8d5f0a1b2c3d4e5f')
+print(json.dumps(['2.25.%d' % uuid.uuid5(ns, sys.argv[1] + '/' + r).int for r in ('series', 'instance', 'dimension-organization')]))`,
+      [identity.seed],
+    );
+    expect(reference).toEqual([uids.series, uids.instance, uids.dimensionOrganization]);
+    expect(uidFromName('')).toMatch(/^2\.25\.[1-9]\d{0,38}$/);
+    // Another seed, or none: other objects.
+    const all = Object.values(read);
+    expect(all.every((r) => r.valid)).toBe(true);
+    expect(new Set(all.map((r) => r.sop)).size).toBe(4);
+    expect(new Set(all.map((r) => r.series)).size).toBe(4);
+    // dcmtk reads it whole (dcm2json fails on a malformed data set).
+    const json = JSON.parse(
+      execFileSync('dcm2json', [path.join(tmp, 'uids-once.dcm')], { encoding: 'utf8' }),
+    ) as Record<string, { Value?: unknown[] }>;
+    expect(json['00080018'].Value).toEqual([uids.instance]);
+    expect(json['0020000E'].Value).toEqual([uids.series]);
   });
 
   it('refuses inconsistent input before encoding', () => {

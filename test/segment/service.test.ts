@@ -1,17 +1,21 @@
 // The segmentation job handler on its own (no HTTP, no catalog): it reads a DICOM series from
 // storage, reports progress, and stops between slices when its job is cancelled, storing nothing;
-// an engine that cannot be loaded is a 409 naming what to install.
+// an engine that cannot be loaded is a 409 naming what to install. A job's SEG has UIDs of its
+// own, the same when the job is run again (retried after its worker died).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LazyEngines } from '../../src/cli/segment-service.js';
 import type { Catalog } from '../../src/catalog/catalog.js';
+import { parseDicomHeader } from '../../src/dicom/parser.js';
+import { Tag } from '../../src/dicom/tags.js';
 import { Cancelled, MedStreamError } from '../../src/errors.js';
 import { MemoryJobQueue } from '../../src/jobs/memory-queue.js';
 import { SegmentationService, type SegmentationPayload } from '../../src/segment/service.js';
 import { LocalStorage } from '../../src/storage/local.js';
 import { FrameSampleDecoder } from '../../src/volumes/frame-samples.js';
+import { BytesSource } from '../support/file-source.js';
 import { writePhantomSeries, type PhantomSeries } from '../support/phantom-series.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'medstream-segservice-'));
@@ -76,6 +80,31 @@ describe('SegmentationService.run', () => {
     expect(progress).toMatchObject({ slicesRead: ct.dims[2], slicesTotal: ct.dims[2] });
     expect(progress.slicesDone).toBeGreaterThan(5);
     expect(out.summary.stored?.seriesUid).toBe('1.2.3');
+    expect(stored).toBe(1);
+  });
+
+  it('gives a job SEG UIDs of its own, the same when it is run again (a retry)', async () => {
+    const seg = async (id: string, attempt: number) => {
+      const out = await service.run(
+        { ...payload(), request: { ...payload().request, store: false } },
+        { id, attempt, signal: new AbortController().signal, progress: () => {} },
+      );
+      const { meta, dataset } = await parseDicomHeader(new BytesSource(out.files['seg.dcm']));
+      return {
+        sop: dataset.string(Tag.SopInstanceUid),
+        meta: meta.string(Tag.MediaStorageSopInstanceUid),
+        series: dataset.string(Tag.SeriesInstanceUid),
+      };
+    };
+    const first = await seg('5d0c0b57-3c1e-4a57-9d55-2b1f0c7e8a01', 1);
+    const retried = await seg('5d0c0b57-3c1e-4a57-9d55-2b1f0c7e8a01', 2);
+    const other = await seg('8e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b', 1);
+    expect(first.sop).toMatch(/^2\.25\.[1-9]\d*$/);
+    expect(first.meta).toBe(first.sop);
+    expect(retried).toEqual(first);
+    expect(other.sop).not.toBe(first.sop);
+    expect(other.series).not.toBe(first.series);
+    expect(first.series).not.toBe(first.sop);
     expect(stored).toBe(1);
   });
 

@@ -9,6 +9,7 @@
 //   GET  /ai/results/{id}/slices/{k}.png, {id}.nii.gz, {id}.dcm?class=K   a series result
 //   GET  /ai/results/{id}.json      what a series result is (the radiology viewer's AI overlay)
 //   GET  /ai/results/{id}.raw       a series result's voxels, one byte each (gzip when accepted)
+//                                   results never change: each has an ETag, 304 on If-None-Match
 //   POST /ai/models/{name}/slides/{id}/heatmap   {mpp, tileSize, stride?, label?, minTissue?}
 //                                   -> 202 a job over the slide's tissue tiles (heatmap-jobs.ts)
 //   GET  /ai/jobs/{id}              its progress, and when done its grid and map
@@ -19,15 +20,14 @@
 // the study (a DICOMweb token scoped to it, or a signed URL with `study=`); a DICOMweb token
 // reaches nothing else here but the model list.
 
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { promisify } from 'node:util';
-import { gzip } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HeatmapJob } from '../../ai/heatmap-jobs.js';
 import type { AiService, InferSource } from '../../ai/service.js';
 import { AccessDenied, BadRequest } from '../../errors.js';
 import { clientAbortSignal } from '../abort.js';
 import { byDicomwebToken } from '../auth.js';
 import { assertStudyAccess } from '../dicomweb-auth.js';
+import { matchesEtag } from '../image-reply.js';
 import { accessOf } from './dicomweb/common.js';
 
 export interface AiRouteOptions {
@@ -36,12 +36,21 @@ export interface AiRouteOptions {
 }
 
 const DEFAULT_THUMBNAIL = 1024;
-const gzipAsync = promisify(gzip);
 
 /** 403 for a DICOMweb token on a route of slides or uploads: such a token reaches studies only. */
 function assertNotByToken(request: FastifyRequest, what: string): void {
   if (byDicomwebToken(request))
     throw new AccessDenied(`a DICOMweb token reaches studies only, not ${what}: sign the URL instead`);
+}
+
+/**
+ * Sets the ETag of one representation of a result and says whether the client holds it (If-None-Match).
+ * A result never changes and every replica writes the same bytes for it, so the tag names the
+ * result and the representation (`W/` where the compress plugin may gzip it).
+ */
+function holdsResult(request: FastifyRequest, reply: FastifyReply, etag: string): boolean {
+  reply.header('ETag', etag);
+  return matchesEtag(request.headers['if-none-match'], etag);
 }
 
 /** 403 unless the request may read the study a result was made from (slide and image results: signed URLs only). */
@@ -142,26 +151,43 @@ export async function registerAiRoutes(
         const m = /^([0-9a-f-]{36})\.(png|nii\.gz|dcm|json|raw)$/.exec(request.params.file);
         if (!m)
           throw new BadRequest('result ids look like /ai/results/<uuid>.png (or .nii.gz, .dcm, .json, .raw)');
-        await assertResultAccess(request, ai, m[1]);
+        const id = m[1];
+        // 404 for an unknown or expired result: never a 304 for one that is gone.
+        await assertResultAccess(request, ai, id);
         reply.header('Cache-Control', 'private, max-age=3600');
-        if (m[2] === 'json') return ai.resultInfo(m[1]);
-        if (m[2] === 'png') return reply.type('image/png').send(await ai.result(m[1]));
-        if (m[2] === 'raw') {
-          const voxels = Buffer.from(await ai.resultVoxels(m[1]));
-          reply.type('application/octet-stream').header('Vary', 'Accept-Encoding');
-          // Masks and maps shrink many times (the compress plugin leaves binary types alone).
-          if (!/\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''))) return reply.send(voxels);
-          return reply.header('Content-Encoding', 'gzip').send(await gzipAsync(voxels, { level: 1 }));
+        if (m[2] === 'json') {
+          if (holdsResult(request, reply, `W/"${id}.json"`)) return reply.code(304).send();
+          return ai.resultInfo(id);
         }
-        if (m[2] === 'nii.gz')
+        if (m[2] === 'png') {
+          if (holdsResult(request, reply, `"${id}.png"`)) return reply.code(304).send();
+          return reply.type('image/png').send(await ai.result(id));
+        }
+        if (m[2] === 'raw') {
+          reply.type('application/octet-stream').header('Vary', 'Accept-Encoding');
+          // Masks and maps shrink many times (the compress plugin leaves binary types alone);
+          // the gzip is made once per result and kept with it.
+          const gzipped = /\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''));
+          if (holdsResult(request, reply, gzipped ? `"${id}.raw.gz"` : `"${id}.raw"`))
+            return reply.code(304).send();
+          if (!gzipped) {
+            const voxels = await ai.resultVoxels(id);
+            return reply.send(Buffer.from(voxels.buffer, voxels.byteOffset, voxels.length));
+          }
+          return reply.header('Content-Encoding', 'gzip').send(await ai.resultVoxelsGzip(id));
+        }
+        if (m[2] === 'nii.gz') {
+          if (holdsResult(request, reply, `"${id}.nii.gz"`)) return reply.code(304).send();
           return reply
             .type('application/gzip')
-            .header('Content-Disposition', `attachment; filename="${m[1]}.nii.gz"`)
-            .send(Buffer.from(await ai.resultNifti(m[1])));
+            .header('Content-Disposition', `attachment; filename="${id}.nii.gz"`)
+            .send(Buffer.from(await ai.resultNifti(id)));
+        }
         const k = request.query.class === undefined ? 1 : Number(request.query.class);
         if (!Number.isInteger(k) || k < 1 || k > 255)
           throw new BadRequest('class must be an integer in 1..255 (a class index of the mask)');
-        return reply.type('application/dicom').send(Buffer.from(await ai.resultSeg(m[1], k)));
+        if (holdsResult(request, reply, `"${id}.dcm.${k}"`)) return reply.code(304).send();
+        return reply.type('application/dicom').send(Buffer.from(await ai.resultSeg(id, k)));
       },
     );
     scope.get<{ Params: { id: string; file: string } }>(
@@ -172,6 +198,8 @@ export async function registerAiRoutes(
           throw new BadRequest('slices of a result look like /ai/results/<uuid>/slices/<k>.png');
         await assertResultAccess(request, ai, request.params.id);
         reply.header('Cache-Control', 'private, max-age=3600');
+        if (holdsResult(request, reply, `"${request.params.id}.slice.${Number(m[1])}"`))
+          return reply.code(304).send();
         return reply.type('image/png').send(await ai.resultSlice(request.params.id, Number(m[1])));
       },
     );
