@@ -17,7 +17,7 @@
 //   getBase(id) -> entry (whole, or lazy: level 0 only)      get(id) -> entry -> lazy? complete once
 
 import { createHash } from 'node:crypto';
-import { NotFound, ObjectChanged, UnsupportedFormat } from '../errors.js';
+import { Cancelled, NotFound, ObjectChanged, UnsupportedFormat } from '../errors.js';
 import type { LazySlide, Slide } from '../formats/slide.js';
 import { ByteLru } from '../io/lru.js';
 import { SharedFlight } from '../io/shared-flight.js';
@@ -98,8 +98,11 @@ export class SlideRegistry {
     try {
       return await this.complete(id, entry, entry.lazy, signal);
     } catch (e) {
-      // Replaced since its first directory was read: open the new version (whole) once.
-      if (!(e instanceof ObjectChanged)) throw e;
+      // Replaced since its first directory was read, or a walk that every caller before this
+      // one gave up (a LazySlide is not walked twice): open again, whole, once.
+      const abandoned = e instanceof Cancelled && signal?.aborted !== true;
+      if (!(e instanceof ObjectChanged) && !abandoned) throw e;
+      if (this.lru.peek(id)?.lazy === entry.lazy) this.lru.delete(id);
       const again = await this.entry(id, false, signal);
       return again.lazy ? this.complete(id, again, again.lazy, signal) : again.opened;
     }
