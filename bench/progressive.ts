@@ -268,7 +268,8 @@ function breakdown(rows: Measured[], title: string): ResultTable {
       ms(r.imageReadyMs),
       ...(volume ? [] : [ms(r.actorReadyMs), ms(r.decodeMs), r.firstImageSize]),
       ms(r.firstRenderMs),
-      ms(r.firstRenderMs - r.firstResponseEndMs),
+      // Streaming renders from a partial response, before that response ends.
+      r.firstRenderMs < r.firstResponseEndMs ? 'before it' : ms(r.firstRenderMs - r.firstResponseEndMs),
       ms(r.firstDrawMs),
       `${ms(r.renderAloneMs)} (${ms(r.drawAloneMs)})`,
     ]),
