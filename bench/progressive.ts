@@ -8,7 +8,8 @@
 // A 64x64 image (layout `tiny`) measures the browser's floor on the same path. Env:
 // BENCH_PROGRESSIVE_CONFIGS (comma-separated config keys), BENCH_PROGRESSIVE_NETWORKS (`4g,local`),
 // BENCH_PROGRESSIVE_LAYOUTS (`stack,volume,tiny`), BENCH_PROGRESSIVE_WARMUP (`decoders,render`);
-// BENCH_PROGRESSIVE_DEBUG=1 prints the page's console.
+// BENCH_PROGRESSIVE_EARLY_DRAW=1 draws the empty volume right after load() (as the radiology
+// viewer does); BENCH_PROGRESSIVE_DEBUG=1 prints the page's console.
 
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../test/viewer/helpers.js';
@@ -120,6 +121,7 @@ interface Measured {
   decodeMs: number;
   firstImageSize: string;
   firstDrawMs: number;
+  emptyDrawMs: number;
   renderAloneMs: number;
   drawAloneMs: number;
 }
@@ -187,7 +189,8 @@ async function measure(
     if (!series || !warm) throw new Error(`bench series missing: ${[...uids.keys()].join(', ')}`);
     const options = [config.fast, config.final].filter((o) => o !== undefined);
     const pageLayout = layout === 'volume' ? 'volume' : 'stack';
-    const request = { layout: pageLayout, fast: config.fast, final: config.final };
+    const earlyDraw = process.env.BENCH_PROGRESSIVE_EARLY_DRAW === '1';
+    const request = { layout: pageLayout, fast: config.fast, final: config.final, earlyDraw };
     await page.evaluate(
       ([root, s, w, o, r]) =>
         (
@@ -258,6 +261,7 @@ function breakdown(rows: Measured[], title: string): ResultTable {
       'first render',
       'response end → first render',
       'first draw ms',
+      ...(volume ? ['empty volume draw ms'] : []),
       'render alone ms (draw)',
     ],
     rows: rows.map((r) => [
@@ -271,6 +275,7 @@ function breakdown(rows: Measured[], title: string): ResultTable {
       // Streaming renders from a partial response, before that response ends.
       r.firstRenderMs < r.firstResponseEndMs ? 'before it' : ms(r.firstRenderMs - r.firstResponseEndMs),
       ms(r.firstDrawMs),
+      ...(volume ? [ms(r.emptyDrawMs)] : []),
       `${ms(r.renderAloneMs)} (${ms(r.drawAloneMs)})`,
     ]),
   };
@@ -353,7 +358,7 @@ const progressiveBenchmark: Benchmark = {
               const r = await measure(browser, page.url, server.url, uids, layout, network, warmup, config);
               console.log(
                 `${layout} ${network} ${warmup} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests${r.firstRange ? ` (first: Range ${r.firstRange})` : ''}; ` +
-                  `viewport ${ms(r.viewportReadyMs)}, request ${ms(r.firstRequestMs)}, response end ${ms(r.firstResponseEndMs)}, image ${ms(r.imageReadyMs)} (${r.firstImageSize}, worker decode ${ms(r.decodeMs)}), actor ${ms(r.actorReadyMs)}, first draw ${ms(r.firstDrawMs)}, render alone ${ms(r.renderAloneMs)} (draw ${ms(r.drawAloneMs)})`,
+                  `viewport ${ms(r.viewportReadyMs)}, request ${ms(r.firstRequestMs)}, response end ${ms(r.firstResponseEndMs)}, image ${ms(r.imageReadyMs)} (${r.firstImageSize}, worker decode ${ms(r.decodeMs)}), actor ${ms(r.actorReadyMs)}, first draw ${ms(r.firstDrawMs)}, empty draw ${ms(r.emptyDrawMs)}, render alone ${ms(r.renderAloneMs)} (draw ${ms(r.drawAloneMs)})`,
               );
               results.push(r);
             }
