@@ -1,7 +1,8 @@
 # Makes the data of `npm run bench -- progressive` (called by bench/progressive-data.ts):
 # a 3036x3036 16-bit single image (the fixture CT's middle slice upsampled bilinearly, with seeded
 # noise of sigma 4 so it does not compress like a smooth synthetic image) and a 512x512x174 series
-# (the fixture's 20 slices repeated along z, 3 mm apart, new UIDs), both native explicit VR LE.
+# (the fixture's 20 slices repeated along z, 3 mm apart, new UIDs), both native explicit VR LE, and a
+# 64x64 image (the floor of the browser path).
 import copy, os, sys
 import numpy as np
 import pydicom
@@ -55,3 +56,22 @@ for i in range(174):
     d.ImagePositionPatient = [d.ImagePositionPatient[0], d.ImagePositionPatient[1], z0 + 3.0 * i]
     d.SeriesDescription = 'bench 174 slices'
     d.save_as(os.path.join(vol_dir, f'ct{i:04d}.dcm'), write_like_original=False)
+
+# A 64x64 image (the same middle slice, mean of 8x8 blocks): the browser's floor, through the same
+# Cornerstone3D path as the 3036x3036 stack (issue 16: first render with almost nothing to decode).
+tiny_dir = os.path.join(out, 'tiny64')
+os.makedirs(tiny_dir, exist_ok=True)
+d = copy.deepcopy(files[len(files) // 2])
+px = d.pixel_array.astype(np.float64)
+k = px.shape[0] // 64
+img = np.rint(px[: 64 * k, : 64 * k].reshape(64, k, 64, k).mean(axis=(1, 3)))
+d.Rows = d.Columns = 64
+d.PixelSpacing = [float(v) * k for v in d.PixelSpacing]
+d.PixelData = img.astype(np.int16 if d.PixelRepresentation else np.uint16).tobytes()
+d['PixelData'].VR = 'OW'
+d.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+d.is_implicit_VR, d.is_little_endian = False, True
+d.StudyInstanceUID, d.SeriesInstanceUID = generate_uid(), generate_uid()
+d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+d.SeriesDescription = 'bench 64x64'
+d.save_as(os.path.join(tiny_dir, 'tiny.dcm'), write_like_original=False)

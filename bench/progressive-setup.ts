@@ -20,7 +20,7 @@ const MAIN = path.join(ROOT, 'src/cli/main.ts');
 export const PROGRESSIVE_CACHE = path.join(ROOT, '.bench-cache', 'progressive');
 
 export interface BenchData {
-  /** The folder the server serves: stack3036/, volume174/ and warmup/ (the fixture CT). */
+  /** The folder the server serves: stack3036/, volume174/, tiny64/ and warmup/ (the fixture CT). */
   storage: string;
   /** --data-dir of the server: its catalog and the prepared derived frames. */
   dataDir: string;
@@ -28,6 +28,8 @@ export interface BenchData {
 
 /** The representations prepared ahead (every configuration's paths). */
 const PREPARED = 'htj2k,thumbnails,jls,lossy';
+/** Version of bench/progressive-data.py's output (2: the 64x64 image); older data is regenerated. */
+const DATA_VERSION = 'data 2';
 
 /** Generates and prepares the data unless a previous run left it complete. */
 export async function benchData(): Promise<BenchData> {
@@ -35,9 +37,10 @@ export async function benchData(): Promise<BenchData> {
   const dataDir = path.join(PROGRESSIVE_CACHE, 'server');
   const done = path.join(PROGRESSIVE_CACHE, 'prepared');
   const marker = await readFile(done, 'utf8').catch(() => undefined);
-  if (marker?.split('\n')[1] === PREPARED) return { storage, dataDir };
+  const [, prepared, version] = marker?.split('\n') ?? [];
+  if (prepared === PREPARED && version === DATA_VERSION) return { storage, dataDir };
   // Data from a run that prepared fewer representations: prepare the rest (resumable).
-  if (marker !== undefined) return prepare(storage, dataDir, done);
+  if (marker !== undefined && version === DATA_VERSION) return prepare(storage, dataDir, done);
   await rm(PROGRESSIVE_CACHE, { recursive: true, force: true });
   await mkdir(path.join(storage, 'warmup'), { recursive: true });
   console.log('generating the 3036² image and the 174-slice series (pydicom)…');
@@ -56,7 +59,7 @@ async function prepare(storage: string, dataDir: string, done: string): Promise<
     ['--import', 'tsx', MAIN, 'index', storage, '--prepare', PREPARED, '--data-dir', dataDir],
     { stdio: ['ignore', 'inherit', 'inherit'], cwd: ROOT },
   );
-  await writeFile(done, `${new Date().toISOString()}\n${PREPARED}\n`);
+  await writeFile(done, `${new Date().toISOString()}\n${PREPARED}\n${DATA_VERSION}\n`);
   return { storage, dataDir };
 }
 

@@ -4,8 +4,12 @@
 // (volume, interleaved stages), for each retrieve configuration, on "4g" (Chromium's network
 // emulation through CDP: 30 Mbit/s down, 5 up, 10 ms latency) and unthrottled on 127.0.0.1.
 // A fresh browser context per run (no HTTP cache); decoder start-up is warmed before timing, as
-// in Cornerstone3D's published table. Env: BENCH_PROGRESSIVE_CONFIGS (comma-separated config
-// keys), BENCH_PROGRESSIVE_NETWORKS (`4g,local`), BENCH_PROGRESSIVE_LAYOUTS (`stack,volume`).
+// in Cornerstone3D's published table, and with BENCH_PROGRESSIVE_WARMUP `render` the viewport too.
+// A 64x64 image (layout `tiny`) measures the browser's floor on the same path. Env:
+// BENCH_PROGRESSIVE_CONFIGS (comma-separated config keys), BENCH_PROGRESSIVE_NETWORKS (`4g,local`),
+// BENCH_PROGRESSIVE_LAYOUTS (`stack,volume,tiny`), BENCH_PROGRESSIVE_WARMUP (`decoders,render`);
+// BENCH_PROGRESSIVE_EARLY_DRAW=1 draws the empty volume right after load() (as the radiology
+// viewer does); BENCH_PROGRESSIVE_DEBUG=1 prints the page's console.
 
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../test/viewer/helpers.js';
@@ -14,8 +18,15 @@ import { benchData, serveBenchPage } from './progressive-setup.js';
 import { ServerProcess } from './tiles.js';
 
 type Options = Record<string, unknown>;
-type Layout = 'stack' | 'volume';
+type Layout = 'stack' | 'volume' | 'tiny';
 type Network = '4g' | 'local';
+/** What is warmed before the timed load: the decoders (as the published table), or the viewport too. */
+type Warmup = 'decoders' | 'render';
+const SERIES: Record<Layout, string> = {
+  stack: 'bench 3036x3036',
+  volume: 'bench 174 slices',
+  tiny: 'bench 64x64',
+};
 
 const SUBRESOLUTION = 6; // Cornerstone3D's ImageQualityStatus.SUBRESOLUTION
 const LOSSY = 7; // ImageQualityStatus.LOSSY
@@ -89,6 +100,7 @@ const PUBLISHED: Record<string, Record<string, [number | undefined, number]>> = 
 interface Measured {
   layout: Layout;
   network: Network;
+  warmup: Warmup;
   config: string;
   firstRenderMs: number;
   finalRenderMs: number;
@@ -100,6 +112,18 @@ interface Measured {
   firstResponseMs: number;
   /** The first frame request's Range header, if any (checked against initialChunkSize). */
   firstRange?: string;
+  /** Where the time to the first render went (bench/progressive-page/page.ts, Breakdown). */
+  viewportReadyMs: number;
+  firstRequestMs: number;
+  firstResponseEndMs: number;
+  imageReadyMs: number;
+  actorReadyMs: number;
+  decodeMs: number;
+  firstImageSize: string;
+  firstDrawMs: number;
+  emptyDrawMs: number;
+  renderAloneMs: number;
+  drawAloneMs: number;
 }
 
 const list = <T extends string>(name: string, all: T[]): T[] =>
@@ -123,6 +147,7 @@ async function measure(
   uids: Map<string, [string, string]>,
   layout: Layout,
   network: Network,
+  warmup: Warmup,
   config: Config,
 ): Promise<Measured> {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
@@ -130,6 +155,8 @@ async function measure(
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    if (process.env.BENCH_PROGRESSIVE_DEBUG)
+      page.on('console', (m) => console.error('page:', m.type(), m.text().slice(0, 300)));
     const cdp = await context.newCDPSession(page);
     await cdp.send('Network.enable');
     const urls = new Map<string, string>();
@@ -157,18 +184,21 @@ async function measure(
     });
     await page.goto(pageUrl);
     await page.waitForFunction('window.progressiveBench !== undefined');
-    const series = uids.get(layout === 'stack' ? 'bench 3036x3036' : 'bench 174 slices');
+    const series = uids.get(SERIES[layout]);
     const warm = [...uids.entries()].find(([d]) => !d.startsWith('bench'))?.[1];
     if (!series || !warm) throw new Error(`bench series missing: ${[...uids.keys()].join(', ')}`);
     const options = [config.fast, config.final].filter((o) => o !== undefined);
+    const pageLayout = layout === 'volume' ? 'volume' : 'stack';
+    const earlyDraw = process.env.BENCH_PROGRESSIVE_EARLY_DRAW === '1';
+    const request = { layout: pageLayout, fast: config.fast, final: config.final, earlyDraw };
     await page.evaluate(
-      ([root, s, w, o]) =>
+      ([root, s, w, o, r]) =>
         (
           globalThis as unknown as {
             progressiveBench: { prepare: (...a: unknown[]) => Promise<number> };
           }
-        ).progressiveBench.prepare(root, s[0], s[1], w, o),
-      [`${server}/dicomweb`, series, warm, options] as const,
+        ).progressiveBench.prepare(root, s[0], s[1], w, o, r),
+      [`${server}/dicomweb`, series, warm, options, warmup === 'render' ? request : undefined] as const,
     );
     if (network === '4g') await cdp.send('Network.emulateNetworkConditions', { offline: false, ...FOUR_G });
     counting = true;
@@ -179,17 +209,30 @@ async function measure(
             progressiveBench: { run: (r: unknown) => Promise<unknown> };
           }
         ).progressiveBench.run(req),
-      { layout, fast: config.fast, final: config.final },
-    )) as Omit<Measured, 'layout' | 'network' | 'config' | 'bytes' | 'requests' | 'firstResponseMs'>;
+      request,
+    )) as Omit<
+      Measured,
+      'layout' | 'network' | 'warmup' | 'config' | 'bytes' | 'requests' | 'firstResponseMs'
+    >;
     // The last responses' loadingFinished events may trail the page's own completion.
     await page.waitForTimeout(300);
     if (errors.length > 0) throw new Error(`${config.key} ${layout}: ${errors.join('; ')}`);
     // A byte-range configuration's first request is as long as its initialChunkSize says.
     const initial = config.fast?.initialChunkSize;
-    if (layout === 'stack' && typeof initial === 'number' && firstRange !== `bytes=0-${initial - 1}`)
+    if (pageLayout === 'stack' && typeof initial === 'number' && firstRange !== `bytes=0-${initial - 1}`)
       throw new Error(`${config.key}: first request's Range ${firstRange}, expected bytes=0-${initial - 1}`);
     const firstResponseMs = (firstDone - firstSent) * 1000;
-    return { layout, network, config: config.key, ...result, bytes, requests, firstResponseMs, firstRange };
+    return {
+      layout,
+      network,
+      warmup,
+      config: config.key,
+      ...result,
+      bytes,
+      requests,
+      firstResponseMs,
+      firstRange,
+    };
   } finally {
     await context.close();
   }
@@ -197,47 +240,92 @@ async function measure(
 
 const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '—' : x.toFixed(0));
 
+const SIZE: Record<Layout, string> = { stack: '3036²', volume: '512²', tiny: '64²' };
+const WARMED: Record<Warmup, string> = {
+  decoders: 'decoders warmed',
+  render: 'decoders and viewport warmed',
+};
+
+/** Where the time to the first render went, per row (ms after setStack / volume creation). */
+function breakdown(rows: Measured[], title: string): ResultTable {
+  const volume = rows[0].layout === 'volume';
+  return {
+    title: `${title}: time to first render`,
+    columns: [
+      'configuration',
+      ...(volume ? ['viewport ready'] : []),
+      'first request sent',
+      'first response end',
+      volume ? 'first frame in volume' : 'decoded image at viewport',
+      ...(volume ? [] : ['actor built', 'worker decode ms', 'first image']),
+      'first render',
+      'response end → first render',
+      'first draw ms',
+      ...(volume ? ['empty volume draw ms'] : []),
+      'render alone ms (draw)',
+    ],
+    rows: rows.map((r) => [
+      CONFIGS.find((c) => c.key === r.config)!.label,
+      ...(volume ? [ms(r.viewportReadyMs)] : []),
+      ms(r.firstRequestMs),
+      ms(r.firstResponseEndMs),
+      ms(r.imageReadyMs),
+      ...(volume ? [] : [ms(r.actorReadyMs), ms(r.decodeMs), r.firstImageSize]),
+      ms(r.firstRenderMs),
+      // Streaming renders from a partial response, before that response ends.
+      r.firstRenderMs < r.firstResponseEndMs ? 'before it' : ms(r.firstRenderMs - r.firstResponseEndMs),
+      ms(r.firstDrawMs),
+      ...(volume ? [ms(r.emptyDrawMs)] : []),
+      `${ms(r.renderAloneMs)} (${ms(r.drawAloneMs)})`,
+    ]),
+  };
+}
+
 function tables(results: Measured[]): ResultTable[] {
   const out: ResultTable[] = [];
-  for (const layout of ['stack', 'volume'] as Layout[]) {
-    for (const network of ['4g', 'local'] as Network[]) {
-      const rows = results.filter((r) => r.layout === layout && r.network === network);
-      if (rows.length === 0) continue;
-      const published = PUBLISHED[`${layout} ${network}`] ?? {};
-      const best = Math.min(...Object.values(published).flatMap(([f]) => (f === undefined ? [] : [f])));
-      out.push({
-        title: `${layout} (${rows[0].frames} × ${layout === 'stack' ? '3036²' : '512²'}), ${network}`,
-        columns: [
-          'configuration',
-          'first render ms',
-          'first response ms',
-          'final render ms',
-          'complete ms',
-          'MB on the wire',
-          'requests',
-          ...(network === '4g' ? ['bytes ÷ 30 Mbit/s ms', 'complete ÷ that'] : []),
-          'published first / final ms',
-          'first: best published ÷ ours',
-        ],
-        rows: rows.map((r) => {
-          const label = CONFIGS.find((c) => c.key === r.config)!.label;
-          const limit = (r.bytes * 8) / 30e3;
-          const p = published[r.config];
-          return [
-            label,
-            ms(r.firstRenderMs),
-            ms(r.firstResponseMs),
-            ms(r.finalRenderMs),
-            ms(r.completeMs),
-            (r.bytes / 1e6).toFixed(2),
-            String(r.requests),
-            ...(network === '4g' ? [ms(limit), (r.completeMs / limit).toFixed(2)] : []),
-            p ? `${ms(p[0])} / ${ms(p[1])}` : '—',
-            Number.isFinite(best) ? (best / r.firstRenderMs).toFixed(1) : '—',
-          ];
-        }),
-      });
-    }
+  for (const [layout, network, warmup] of (['stack', 'volume', 'tiny'] as Layout[]).flatMap((l) =>
+    (['4g', 'local'] as Network[]).flatMap((n) =>
+      (['decoders', 'render'] as Warmup[]).map((w) => [l, n, w] as const),
+    ),
+  )) {
+    const rows = results.filter((r) => r.layout === layout && r.network === network && r.warmup === warmup);
+    if (rows.length === 0) continue;
+    const published = layout === 'tiny' ? {} : (PUBLISHED[`${layout} ${network}`] ?? {});
+    const best = Math.min(...Object.values(published).flatMap(([f]) => (f === undefined ? [] : [f])));
+    const title = `${layout} (${rows[0].frames} × ${SIZE[layout]}), ${network}, ${WARMED[warmup]}`;
+    out.push({
+      title,
+      columns: [
+        'configuration',
+        'first render ms',
+        'first response ms',
+        'final render ms',
+        'complete ms',
+        'MB on the wire',
+        'requests',
+        ...(network === '4g' ? ['bytes ÷ 30 Mbit/s ms', 'complete ÷ that'] : []),
+        'published first / final ms',
+        'first: best published ÷ ours',
+      ],
+      rows: rows.map((r) => {
+        const label = CONFIGS.find((c) => c.key === r.config)!.label;
+        const limit = (r.bytes * 8) / 30e3;
+        const p = published[r.config];
+        return [
+          label,
+          ms(r.firstRenderMs),
+          ms(r.firstResponseMs),
+          ms(r.finalRenderMs),
+          ms(r.completeMs),
+          (r.bytes / 1e6).toFixed(2),
+          String(r.requests),
+          ...(network === '4g' ? [ms(limit), (r.completeMs / limit).toFixed(2)] : []),
+          p ? `${ms(p[0])} / ${ms(p[1])}` : '—',
+          Number.isFinite(best) ? (best / r.firstRenderMs).toFixed(1) : '—',
+        ];
+      }),
+    });
+    out.push(breakdown(rows, title));
   }
   return out;
 }
@@ -262,15 +350,18 @@ const progressiveBenchmark: Benchmark = {
         'BENCH_PROGRESSIVE_CONFIGS',
         CONFIGS.map((c) => c.key),
       );
-      for (const layout of list<Layout>('BENCH_PROGRESSIVE_LAYOUTS', ['stack', 'volume'])) {
+      for (const layout of list<Layout>('BENCH_PROGRESSIVE_LAYOUTS', ['stack', 'volume', 'tiny'])) {
         for (const network of list<Network>('BENCH_PROGRESSIVE_NETWORKS', ['4g', 'local'])) {
-          for (const key of configs) {
-            const config = CONFIGS.find((c) => c.key === key)!;
-            const r = await measure(browser, page.url, server.url, uids, layout, network, config);
-            console.log(
-              `${layout} ${network} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests${r.firstRange ? ` (first: Range ${r.firstRange})` : ''}`,
-            );
-            results.push(r);
+          for (const warmup of list<Warmup>('BENCH_PROGRESSIVE_WARMUP', ['decoders', 'render'])) {
+            for (const key of configs) {
+              const config = CONFIGS.find((c) => c.key === key)!;
+              const r = await measure(browser, page.url, server.url, uids, layout, network, warmup, config);
+              console.log(
+                `${layout} ${network} ${warmup} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests${r.firstRange ? ` (first: Range ${r.firstRange})` : ''}; ` +
+                  `viewport ${ms(r.viewportReadyMs)}, request ${ms(r.firstRequestMs)}, response end ${ms(r.firstResponseEndMs)}, image ${ms(r.imageReadyMs)} (${r.firstImageSize}, worker decode ${ms(r.decodeMs)}), actor ${ms(r.actorReadyMs)}, first draw ${ms(r.firstDrawMs)}, empty draw ${ms(r.emptyDrawMs)}, render alone ${ms(r.renderAloneMs)} (draw ${ms(r.drawAloneMs)})`,
+              );
+              results.push(r);
+            }
           }
         }
       }

@@ -1,7 +1,8 @@
-// Browser side of `npm run bench -- progressive` (bundled by bench/progressive-page.ts): starts
-// Cornerstone3D, loads a series' metadata and warms the decoders (excluded from the timings, as
-// in Cornerstone3D's published table), then loads a stack or a volume with a retrieve
-// configuration and reports first render, final render and completion (ms after the load began).
+// Browser side of `npm run bench -- progressive` (bundled by bench/progressive-setup.ts): starts
+// Cornerstone3D, loads a series' metadata and warms the decoders (excluded from the timings, as in
+// Cornerstone3D's published table) and, asked to, the renderer too; then loads a stack or a volume
+// with a retrieve configuration and reports first render, final render, completion and where the
+// time to the first render went (ms after the load began).
 
 import {
   cache,
@@ -22,15 +23,44 @@ import { loadSeries } from '../../src/viewer/radiology/series.js';
 import { retrieveConfiguration } from '../../src/viewer/radiology/stages.js';
 
 type Options = Record<string, unknown>;
+type Layout = 'stack' | 'volume';
 
 export interface RunRequest {
-  layout: 'stack' | 'volume';
+  layout: Layout;
   /** Retrieve options of the fast stage (undefined: one full-quality stage). */
   fast?: Options;
   final: Options;
+  /** Volume: render the empty volume right after volume.load(), as the radiology viewer does. */
+  earlyDraw?: boolean;
 }
 
-export interface RunResult {
+/** Where the time to the first render went, ms after the load began (NaN: not seen). */
+export interface Breakdown {
+  /** Volume: createAndCacheVolume and setVolumes done (the empty volume's texture). */
+  viewportReadyMs: number;
+  /** First frame request sent (Resource Timing's startTime of the earliest frame request). */
+  firstRequestMs: number;
+  /** The first frame response that finished arriving (Resource Timing's responseEnd). */
+  firstResponseEndMs: number;
+  /** Stack: the decoded first-stage image handed to the viewport; volume: first frame in the volume. */
+  imageReadyMs: number;
+  /** Stack: the viewport's actor updated for that image (vtk image data built). */
+  actorReadyMs: number;
+  /** The decode worker's own time for the first image shown (decodeTimeInMS; stack only). */
+  decodeMs: number;
+  /** Width × height of the first image shown (stack: a partial decode is smaller than the frame). */
+  firstImageSize: string;
+  /** The first render's draw: the rendering engine's animation-frame callback → IMAGE_RENDERED. */
+  firstDrawMs: number;
+  /** Volume: the draw of the empty volume (earlyDraw), which builds its 3D texture. */
+  emptyDrawMs: number;
+  /** A render alone once everything is loaded: viewport.render() → IMAGE_RENDERED, median of 3. */
+  renderAloneMs: number;
+  /** Its draw alone (animation-frame callback → IMAGE_RENDERED; the rest waits for the frame). */
+  drawAloneMs: number;
+}
+
+export interface RunResult extends Breakdown {
   firstRenderMs: number;
   finalRenderMs: number;
   completeMs: number;
@@ -40,14 +70,35 @@ export interface RunResult {
 const FULL = Enums.ImageQualityStatus.FULL_RESOLUTION;
 let imageIds: string[] = [];
 let engine: RenderingEngine | undefined;
+let el: HTMLDivElement | undefined;
+/** When the rendering engine's last animation-frame callback (the draw) began. */
+let frameStart = NaN;
 
-/** Page start: Cornerstone, the series metadata, and one decode per codec on the warm-up series. */
+/** The rendering engine, its animation-frame callback timed (the ContextPoolRenderingEngine inside, 5.14). */
+function makeEngine(): RenderingEngine {
+  const e = new RenderingEngine('bench');
+  const timed = (e as unknown as { _implementation: { _renderFlaggedViewports: () => void } })
+    ._implementation;
+  const draw = timed._renderFlaggedViewports;
+  timed._renderFlaggedViewports = () => {
+    frameStart = performance.now();
+    draw();
+  };
+  return e;
+}
+
+/**
+ * Page start: Cornerstone, the series metadata, and one decode per codec on the warm-up series;
+ * with `warmRender`, also the viewport the run will use, rendered once with the warm-up series
+ * (WebGL context, shaders, textures: what a viewer that has already shown a series has).
+ */
 async function prepare(
   root: string,
   study: string,
   series: string,
   warm: [string, string],
   options: Options[],
+  warmRender?: { layout: Layout; fast?: Options; final: Options },
 ) {
   coreInit();
   loaderInit({ maxWebWorkers: 2 });
@@ -68,6 +119,10 @@ async function prepare(
     );
   }
   cache.purgeCache();
+  if (warmRender) {
+    await showOnce(warmRender, warmIds, 'warm');
+    cache.purgeCache();
+  }
   return imageIds.length;
 }
 
@@ -79,46 +134,114 @@ function element(): HTMLDivElement {
   return div;
 }
 
-async function run(req: RunRequest): Promise<RunResult> {
-  engine = new RenderingEngine('bench');
-  const el = element();
+const ms = (t0: number) => performance.now() - t0;
+
+/** Resolves on the element's next IMAGE_RENDERED (render() → drawn). */
+function nextRender(): Promise<void> {
+  return new Promise((resolve) =>
+    el!.addEventListener(Enums.Events.IMAGE_RENDERED, () => resolve(), { once: true }),
+  );
+}
+
+/** The median time of three renders of what is on screen, and of their draws alone. */
+async function renderAlone(): Promise<[number, number]> {
+  const times: number[] = [];
+  const draws: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    const drawn = nextRender();
+    engine!.getViewport('vp').render();
+    await drawn;
+    times.push(performance.now() - t);
+    draws.push(performance.now() - frameStart);
+  }
+  const median = (x: number[]) => x.sort((a, b) => a - b)[1];
+  return [median(times), median(draws)];
+}
+
+/** The earliest frame request's start and the first frame response's end, from Resource Timing. */
+function firstResponse(t0: number): { start: number; end: number } {
+  const entries = (performance.getEntriesByType('resource') as PerformanceResourceTiming[]).filter(
+    (e) => e.name.includes('/instances/') && e.startTime >= t0,
+  );
+  if (entries.length === 0) return { start: NaN, end: NaN };
+  return {
+    start: Math.min(...entries.map((e) => e.startTime)) - t0,
+    end: Math.min(...entries.map((e) => e.responseEnd)) - t0,
+  };
+}
+
+/** Loads `ids` into the viewport ('vp', made on first use) in the stages of `req`, and times it. */
+async function showOnce(req: RunRequest, ids: string[], name: string): Promise<RunResult> {
+  const firstUse = engine === undefined;
+  engine ??= makeEngine();
+  el ??= element();
   const config = retrieveConfiguration(req.layout, req.fast, req.final);
-  let first = NaN;
-  let final = NaN;
-  let complete = NaN;
+  performance.setResourceTimingBufferSize(5000);
+  performance.clearResourceTimings();
+  const r: RunResult = {
+    firstRenderMs: NaN,
+    finalRenderMs: NaN,
+    completeMs: NaN,
+    frames: ids.length,
+    viewportReadyMs: NaN,
+    firstRequestMs: NaN,
+    firstResponseEndMs: NaN,
+    imageReadyMs: NaN,
+    actorReadyMs: NaN,
+    decodeMs: NaN,
+    firstImageSize: '',
+    firstDrawMs: NaN,
+    emptyDrawMs: NaN,
+    renderAloneMs: NaN,
+    drawAloneMs: NaN,
+  };
   let anyFrame = false;
   let t0 = 0;
+  const ac = new AbortController();
+  const on = (target: EventTarget, type: string, f: (e: Event) => void) =>
+    target.addEventListener(type, f, { signal: ac.signal });
   const done = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('not complete after 180 s')), 180_000);
+    const timer = setTimeout(() => reject(new Error(`${name}: not complete after 180 s`)), 180_000);
     const check = () => {
-      if (Number.isFinite(final) && Number.isFinite(complete)) {
+      if (Number.isFinite(r.finalRenderMs) && Number.isFinite(r.completeMs)) {
         clearTimeout(timer);
         resolve();
       }
     };
     if (req.layout === 'stack') {
-      el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
-        const now = performance.now() - t0;
-        if (Number.isNaN(first)) first = now;
+      on(el!, Enums.Events.IMAGE_RENDERED, () => {
+        const now = ms(t0);
         const image = (engine!.getViewport('vp') as StackViewport).getCornerstoneImage();
-        if (Number.isNaN(final) && image && (image.imageQualityStatus ?? FULL) >= FULL) {
-          final = complete = now;
+        if (Number.isNaN(r.firstRenderMs) && image) {
+          r.firstRenderMs = now;
+          r.firstDrawMs = performance.now() - frameStart;
+          r.decodeMs = (image as { decodeTimeInMS?: number }).decodeTimeInMS ?? NaN;
+          r.firstImageSize = `${image.columns}×${image.rows}`;
+        }
+        if (Number.isNaN(r.finalRenderMs) && image && (image.imageQualityStatus ?? FULL) >= FULL) {
+          r.finalRenderMs = r.completeMs = now;
           check();
         }
       });
     } else {
-      eventTarget.addEventListener(Enums.Events.IMAGE_VOLUME_MODIFIED, () => {
+      on(eventTarget, Enums.Events.IMAGE_VOLUME_MODIFIED, () => {
+        if (!anyFrame) r.imageReadyMs = ms(t0);
         anyFrame = true;
       });
-      eventTarget.addEventListener(Enums.Events.IMAGE_VOLUME_LOADING_COMPLETED, () => {
-        complete = performance.now() - t0;
+      on(eventTarget, Enums.Events.IMAGE_VOLUME_LOADING_COMPLETED, () => {
+        r.completeMs = ms(t0);
         engine!.getViewport('vp').render();
       });
-      el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
-        const now = performance.now() - t0;
-        if (anyFrame && Number.isNaN(first)) first = now;
-        if (Number.isFinite(complete) && Number.isNaN(final)) {
-          final = now;
+      on(el!, Enums.Events.IMAGE_RENDERED, () => {
+        const now = ms(t0);
+        if (!anyFrame && Number.isNaN(r.emptyDrawMs)) r.emptyDrawMs = performance.now() - frameStart;
+        if (anyFrame && Number.isNaN(r.firstRenderMs)) {
+          r.firstRenderMs = now;
+          r.firstDrawMs = performance.now() - frameStart;
+        }
+        if (Number.isFinite(r.completeMs) && Number.isNaN(r.finalRenderMs)) {
+          r.finalRenderMs = now;
           check();
         }
       });
@@ -126,27 +249,57 @@ async function run(req: RunRequest): Promise<RunResult> {
   });
   if (req.layout === 'stack') {
     utilities.imageRetrieveMetadataProvider.add('stack', config);
-    engine.enableElement({ viewportId: 'vp', type: Enums.ViewportType.STACK, element: el });
+    if (firstUse) engine.enableElement({ viewportId: 'vp', type: Enums.ViewportType.STACK, element: el });
+    const viewport = engine.getViewport('vp') as StackViewport & {
+      successCallback: (imageId: string, image: unknown) => void;
+    };
+    // The moment the first decoded image reaches the viewport, and its actor is built.
+    const success = Object.getPrototypeOf(viewport).successCallback as typeof viewport.successCallback;
+    viewport.successCallback = function (this: typeof viewport, imageId, image) {
+      if (Number.isNaN(r.imageReadyMs)) r.imageReadyMs = ms(t0);
+      success.call(this, imageId, image);
+      if (Number.isNaN(r.actorReadyMs)) r.actorReadyMs = ms(t0);
+    };
     t0 = performance.now();
-    void (engine.getViewport('vp') as StackViewport).setStack(imageIds);
+    void viewport.setStack(ids);
   } else {
-    const volumeId = `cornerstoneStreamingImageVolume:bench${Date.now()}`;
+    const volumeId = `cornerstoneStreamingImageVolume:${name}${Date.now()}`;
     utilities.imageRetrieveMetadataProvider.add(volumeId, config);
-    engine.enableElement({
-      viewportId: 'vp',
-      type: Enums.ViewportType.ORTHOGRAPHIC,
-      element: el,
-      defaultOptions: { orientation: Enums.OrientationAxis.AXIAL },
-    });
+    if (firstUse)
+      engine.enableElement({
+        viewportId: 'vp',
+        type: Enums.ViewportType.ORTHOGRAPHIC,
+        element: el,
+        defaultOptions: { orientation: Enums.OrientationAxis.AXIAL },
+      });
     t0 = performance.now();
-    const volume = (await volumeLoader.createAndCacheVolume(volumeId, { imageIds })) as Types.IImageVolume & {
+    const volume = (await volumeLoader.createAndCacheVolume(volumeId, {
+      imageIds: ids,
+    })) as Types.IImageVolume & {
       load: () => void;
     };
     await (engine.getViewport('vp') as VolumeViewport).setVolumes([{ volumeId }]);
+    r.viewportReadyMs = ms(t0);
     volume.load();
+    // As the radiology viewer does (display.ts): draw the empty volume now, so that building its
+    // texture overlaps the first requests (BENCH_PROGRESSIVE_EARLY_DRAW=1; by default the first
+    // draw waits for the first frame, as in runs 1-4).
+    if (req.earlyDraw) engine.render();
   }
-  await done;
-  return { firstRenderMs: first, finalRenderMs: final, completeMs: complete, frames: imageIds.length };
+  try {
+    await done;
+  } finally {
+    ac.abort();
+  }
+  const first = firstResponse(t0);
+  r.firstRequestMs = first.start;
+  r.firstResponseEndMs = first.end;
+  [r.renderAloneMs, r.drawAloneMs] = await renderAlone();
+  return r;
+}
+
+async function run(req: RunRequest): Promise<RunResult> {
+  return showOnce(req, imageIds, 'bench');
 }
 
 (window as unknown as { progressiveBench: unknown }).progressiveBench = { prepare, run };

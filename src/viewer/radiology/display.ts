@@ -2,7 +2,8 @@
 // sagittal, coronal) over a streaming image volume with crosshairs. The volume is preallocated
 // from the series metadata, its frames are written into place as they arrive, and the viewports
 // re-render as they do. Window, invert, reset, the active mouse tool and the slice go through here
-// so that the toolbar, the keyboard and deep links share one path.
+// so that the toolbar, the keyboard and deep links share one path. The stack shows each image in
+// the standard display orientation of its plane (orientation.ts).
 
 import {
   cache,
@@ -28,6 +29,7 @@ import {
   ZoomTool,
 } from '@cornerstonejs/tools';
 import type { LoadedSeries } from './series.js';
+import { orientStack } from './orientation.js';
 import { applyStages, type StagesOptions } from './stages.js';
 
 export type Layout = 'stack' | 'mpr';
@@ -256,6 +258,12 @@ export class SeriesDisplay {
       eventTarget.removeEventListener(Enums.Events.IMAGE_LOAD_ERROR, onFailed);
     });
     const main = this.elements[0];
+    if (this.layout === 'stack') {
+      // Each new image is drawn after this event: in the standard orientation (orientation.ts).
+      const orient = (): void => void orientStack(this.stackViewport());
+      main.addEventListener(Enums.Events.STACK_NEW_IMAGE, orient);
+      this.cleanup.push(() => main.removeEventListener(Enums.Events.STACK_NEW_IMAGE, orient));
+    }
     const onRendered = (): void => {
       const at = performance.now();
       this.samples.push({
@@ -378,6 +386,7 @@ export class SeriesDisplay {
       vp.resetProperties();
       vp.resetCamera();
     }
+    if (this.layout === 'stack') orientStack(this.stackViewport());
     this.engine.render();
     this.report();
   }
