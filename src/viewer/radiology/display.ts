@@ -3,7 +3,7 @@
 // from the series metadata, its frames are written into place as they arrive, and the viewports
 // re-render as they do. Window, invert, reset, the active mouse tool and the slice go through here
 // so that the toolbar, the keyboard and deep links share one path. The stack shows each image in
-// the standard display orientation of its plane (orientation.ts).
+// the standard display orientation of its plane (orientation.ts); the tool group is display-tools.ts.
 
 import {
   cache,
@@ -15,34 +15,21 @@ import {
   utilities as csUtilities,
   type Types,
 } from '@cornerstonejs/core';
+import { annotation, LengthTool, ToolGroupManager, utilities as toolUtilities } from '@cornerstonejs/tools';
 import {
-  annotation,
-  CrosshairsTool,
-  Enums as ToolEnums,
-  LengthTool,
-  PanTool,
-  RectangleROITool,
-  StackScrollTool,
-  ToolGroupManager,
-  utilities as toolUtilities,
-  WindowLevelTool,
-  ZoomTool,
-} from '@cornerstonejs/tools';
+  activateTool,
+  createToolGroup,
+  crosshairCenterOf,
+  crosshairGripOf,
+  toolModeOf,
+  type Layout,
+  type MouseTool,
+} from './display-tools.js';
 import type { LoadedSeries } from './series.js';
 import { orientStack } from './orientation.js';
 import { applyStages, type StagesOptions } from './stages.js';
 
-export type Layout = 'stack' | 'mpr';
-export type MouseTool = 'wl' | 'pan' | 'zoom' | 'length' | 'crosshairs' | 'box';
-
-const TOOL_NAMES: Record<MouseTool, string> = {
-  wl: WindowLevelTool.toolName,
-  pan: PanTool.toolName,
-  zoom: ZoomTool.toolName,
-  length: LengthTool.toolName,
-  crosshairs: CrosshairsTool.toolName,
-  box: RectangleROITool.toolName,
-};
+export type { Layout, MouseTool };
 
 const ENGINE_ID = 'medstream-radiology';
 const MPR_VIEWPORTS = [
@@ -114,7 +101,8 @@ export class SeriesDisplay {
         })),
       );
     }
-    this.setupTools();
+    createToolGroup(this.groupId, this.engine.id, layout, this.viewportIds);
+    this.setTool('wl');
     this.listen();
   }
 
@@ -159,56 +147,16 @@ export class SeriesDisplay {
     this.report();
   }
 
-  private setupTools(): void {
-    const group = ToolGroupManager.createToolGroup(this.groupId);
-    if (!group) throw new Error('tool group exists');
-    const names = [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, RectangleROITool].map(
-      (t) => t.toolName,
-    );
-    if (this.layout === 'mpr') names.push(CrosshairsTool.toolName);
-    for (const n of names) group.addTool(n);
-    // The box is a segmentation prompt, not a measurement: no statistics text box (area, mean
-    // HU...) over the anatomy, and none computed (docs/radiology-viewer.md, "Segmentation").
-    group.setToolConfiguration(RectangleROITool.toolName, { calculateStats: false, getTextLines: () => [] });
-    for (const id of this.viewportIds) group.addViewport(id, this.engine.id);
-    const B = ToolEnums.MouseBindings;
-    group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: B.Auxiliary }] });
-    group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: B.Secondary }] });
-    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: B.Wheel }] });
-    group.setToolPassive(LengthTool.toolName);
-    group.setToolPassive(RectangleROITool.toolName);
-    this.setTool('wl');
-  }
-
   /** The tool on the primary mouse button (and one-finger touch). */
   setTool(tool: MouseTool): void {
     if (tool === 'crosshairs' && this.layout !== 'mpr') return;
-    const group = ToolGroupManager.getToolGroup(this.groupId);
-    if (!group) return;
-    const B = ToolEnums.MouseBindings;
-    const previous = TOOL_NAMES[this.primary];
-    if (previous === PanTool.toolName)
-      group.setToolActive(previous, { bindings: [{ mouseButton: B.Auxiliary }] });
-    else if (previous === ZoomTool.toolName)
-      group.setToolActive(previous, { bindings: [{ mouseButton: B.Secondary }] });
-    else group.setToolPassive(previous);
+    activateTool(this.groupId, this.layout, this.primary, tool);
     this.primary = tool;
-    group.setToolActive(TOOL_NAMES[tool], { bindings: [{ mouseButton: B.Primary }] });
-    if (this.layout === 'mpr' && tool !== 'crosshairs') {
-      // While boxes are drawn the crosshair lines are shown but not grabbable (a drag on the
-      // thin sagittal/coronal strips would otherwise move them instead of drawing); passive again
-      // (draggable) with the other tools.
-      // Only on a change of mode: each one makes Cornerstone recompute the crosshairs.
-      const mode = group.getToolOptions(CrosshairsTool.toolName)?.mode;
-      if (tool === 'box') {
-        if (mode !== ToolEnums.ToolModes.Enabled) group.setToolEnabled(CrosshairsTool.toolName);
-      } else if (mode !== ToolEnums.ToolModes.Passive) group.setToolPassive(CrosshairsTool.toolName);
-    }
   }
 
   /** The Cornerstone mode of a tool of this display (Active, Passive, Enabled, Disabled): for the tests. */
   toolMode(tool: MouseTool): string | undefined {
-    return ToolGroupManager.getToolGroup(this.groupId)?.getToolOptions(TOOL_NAMES[tool])?.mode;
+    return toolModeOf(this.groupId, tool);
   }
 
   /**
@@ -216,21 +164,12 @@ export class SeriesDisplay {
    * of its first drag segment), in MPR: for the tests.
    */
   crosshairGrip(n: number): [number, number] | undefined {
-    type Data = {
-      viewportId?: string;
-      handles?: { rotationPoints?: [unknown, unknown, number[], number[]][] };
-    };
-    const all = annotation.state.getAnnotations(CrosshairsTool.toolName, this.elements[n]) ?? [];
-    const data = all.map((a) => a.data as Data).find((d) => d.viewportId === this.viewportIds[n]);
-    const p = data?.handles?.rotationPoints?.[0];
-    return p ? [(p[2][0] + p[3][0]) / 2, (p[2][1] + p[3][1]) / 2] : undefined;
+    return crosshairGripOf(this.elements[n], this.viewportIds[n]);
   }
 
   /** Where the crosshair lines cross (world mm), in MPR: for the tests. */
   crosshairCenter(): number[] | undefined {
-    const group = ToolGroupManager.getToolGroup(this.groupId);
-    const tool = group?.getToolInstance(CrosshairsTool.toolName) as { toolCenter?: Types.Point3 } | undefined;
-    return tool?.toolCenter ? [...tool.toolCenter] : undefined;
+    return crosshairCenterOf(this.groupId);
   }
 
   get tool(): MouseTool {
