@@ -9,12 +9,16 @@
 // BENCH_PROGRESSIVE_CONFIGS (comma-separated config keys), BENCH_PROGRESSIVE_NETWORKS (`4g,local`),
 // BENCH_PROGRESSIVE_LAYOUTS (`stack,volume,tiny`), BENCH_PROGRESSIVE_WARMUP (`decoders,render`);
 // BENCH_PROGRESSIVE_EARLY_DRAW=1 draws the empty volume right after load() (as the radiology
-// viewer does); BENCH_PROGRESSIVE_DEBUG=1 prints the page's console.
+// viewer does); BENCH_PROGRESSIVE_DEBUG=1 prints the page's console. BENCH_PROGRESSIVE_TRACE=DIR
+// (stall hunting, bench/progressive-trace.ts) writes the server's access log and each run's
+// per-request CDP timings there, ends a run after 20 s without network progress, and goes on;
+// BENCH_PROGRESSIVE_REPEAT=N runs each cell N times.
 
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../test/viewer/helpers.js';
 import type { Benchmark, BenchmarkResult, ResultTable, Suite } from './harness.js';
 import { benchData, serveBenchPage } from './progressive-setup.js';
+import { RequestTrace } from './progressive-trace.js';
 import { ServerProcess } from './tiles.js';
 
 type Options = Record<string, unknown>;
@@ -149,6 +153,7 @@ async function measure(
   network: Network,
   warmup: Warmup,
   config: Config,
+  trace?: RequestTrace,
 ): Promise<Measured> {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });
   try {
@@ -159,6 +164,7 @@ async function measure(
       page.on('console', (m) => console.error('page:', m.type(), m.text().slice(0, 300)));
     const cdp = await context.newCDPSession(page);
     await cdp.send('Network.enable');
+    trace?.attach(cdp, server, () => counting);
     const urls = new Map<string, string>();
     let bytes = 0;
     let requests = 0;
@@ -202,7 +208,7 @@ async function measure(
     );
     if (network === '4g') await cdp.send('Network.emulateNetworkConditions', { offline: false, ...FOUR_G });
     counting = true;
-    const result = (await page.evaluate(
+    const running = page.evaluate(
       (req) =>
         (
           globalThis as unknown as {
@@ -210,7 +216,8 @@ async function measure(
           }
         ).progressiveBench.run(req),
       request,
-    )) as Omit<
+    );
+    const result = (await (trace ? trace.race(running) : running)) as Omit<
       Measured,
       'layout' | 'network' | 'warmup' | 'config' | 'bytes' | 'requests' | 'firstResponseMs'
     >;
@@ -335,12 +342,15 @@ const progressiveBenchmark: Benchmark = {
   title: 'Progressive loading in Cornerstone3D (Chromium) against MedStream',
   async run(): Promise<BenchmarkResult> {
     const data = await benchData();
+    const traceDir = process.env.BENCH_PROGRESSIVE_TRACE;
     const server = await ServerProcess.start(
       data.storage,
       ['--data-dir', data.dataDir, '--cors-origins', '*'],
       {},
-      'warn',
+      traceDir ? 'info' : 'warn',
     );
+    const trace = traceDir ? await RequestTrace.create(traceDir, server) : undefined;
+    const repeat = Math.max(1, Number(process.env.BENCH_PROGRESSIVE_REPEAT ?? 1));
     const page = await serveBenchPage();
     const browser = await launchChromium();
     const results: Measured[] = [];
@@ -353,11 +363,31 @@ const progressiveBenchmark: Benchmark = {
       for (const layout of list<Layout>('BENCH_PROGRESSIVE_LAYOUTS', ['stack', 'volume', 'tiny'])) {
         for (const network of list<Network>('BENCH_PROGRESSIVE_NETWORKS', ['4g', 'local'])) {
           for (const warmup of list<Warmup>('BENCH_PROGRESSIVE_WARMUP', ['decoders', 'render'])) {
-            for (const key of configs) {
+            for (const key of configs.flatMap((k) => Array<string>(repeat).fill(k))) {
               const config = CONFIGS.find((c) => c.key === key)!;
-              const r = await measure(browser, page.url, server.url, uids, layout, network, warmup, config);
+              const name = `${layout} ${network} ${warmup} ${key}`;
+              let r: Measured;
+              try {
+                r = await measure(
+                  browser,
+                  page.url,
+                  server.url,
+                  uids,
+                  layout,
+                  network,
+                  warmup,
+                  config,
+                  trace,
+                );
+              } catch (e) {
+                if (!trace) throw e;
+                console.log(`${name}: FAILED ${(e as Error).message}`);
+                continue;
+              } finally {
+                await trace?.save(name);
+              }
               console.log(
-                `${layout} ${network} ${warmup} ${key}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests${r.firstRange ? ` (first: Range ${r.firstRange})` : ''}; ` +
+                `${name}: first ${ms(r.firstRenderMs)} ms (first response ${ms(r.firstResponseMs)} ms), final ${ms(r.finalRenderMs)} ms, complete ${ms(r.completeMs)} ms, ${(r.bytes / 1e6).toFixed(2)} MB in ${r.requests} requests${r.firstRange ? ` (first: Range ${r.firstRange})` : ''}; ` +
                   `viewport ${ms(r.viewportReadyMs)}, request ${ms(r.firstRequestMs)}, response end ${ms(r.firstResponseEndMs)}, image ${ms(r.imageReadyMs)} (${r.firstImageSize}, worker decode ${ms(r.decodeMs)}), actor ${ms(r.actorReadyMs)}, first draw ${ms(r.firstDrawMs)}, empty draw ${ms(r.emptyDrawMs)}, render alone ${ms(r.renderAloneMs)} (draw ${ms(r.drawAloneMs)})`,
               );
               results.push(r);

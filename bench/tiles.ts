@@ -94,6 +94,11 @@ export class ServerProcess {
     return this.child.pid!;
   }
 
+  /** Also hands the server's stdout (its JSON log lines) to `listener`. */
+  onOutput(listener: (chunk: Buffer) => void): void {
+    this.child.stdout!.on('data', listener);
+  }
+
   async close(): Promise<void> {
     await stopChild(this.child);
   }

@@ -435,6 +435,12 @@ export const OPTIONS = [
     description: 'memory for hot derived frames (LRU; 0 = none)',
   },
   {
+    flag: 'derived-timeout',
+    kind: 'duration',
+    default: '60s',
+    description: 'a request waiting longer for a derived frame to be made gets 503 overloaded (0 = no limit)',
+  },
+  {
     flag: 'workers',
     kind: 'int',
     default: '1',
@@ -569,6 +575,8 @@ export interface Config {
   /** Storage prefix derived frames are written back to; undefined = none. */
   derivedStore?: string;
   derivedMemoryBytes: number;
+  /** A request waiting longer for a derived frame (encode, queue) fails with 503 `overloaded`. */
+  derivedTimeoutMs: number;
   /** HTTP server processes (cli/cluster.ts); 0 = one per core. */
   workers: number;
   /** One log line per response at info level. */
@@ -800,6 +808,7 @@ export function parseConfig(
         ? undefined
         : validateStowPrefix(out.derivedStore as string, '--derived-store'),
     derivedMemoryBytes: out.derivedMemory as number,
+    derivedTimeoutMs: out.derivedTimeout as number,
     workers: out.workers as number,
     accessLog: out.accessLog as boolean,
     aiMaxVoxels: out.aiMaxVoxels as number,

@@ -159,6 +159,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // --derived-store, in the storage for every replica.
   const derived = new DerivedFrames({
     workers: config.decodeWorkers || undefined,
+    waitTimeoutMs: config.derivedTimeoutMs,
     cache: new DerivedCache({
       dir: options.derivedCacheDir ?? join(config.dataDir, 'derived-cache'),
       maxBytes: config.derivedCacheBytes,

@@ -121,7 +121,8 @@ export class WorkerPool<Request, Result> {
           const index = this.queue.indexOf(task);
           if (index >= 0) this.queue.splice(index, 1);
           // A running WASM decode cannot be interrupted; its result is dropped when it arrives.
-          this.settle(task, new Cancelled(undefined, { cause: signal.reason }));
+          // Its time limit still holds its worker, so a stuck one is replaced, not kept busy forever.
+          this.settle(task, new Cancelled(undefined, { cause: signal.reason }), undefined, index < 0);
         };
         signal.addEventListener('abort', task.onAbort, { once: true });
       }
@@ -169,7 +170,7 @@ export class WorkerPool<Request, Result> {
   /** Starts the running task's time limit; on expiry the worker may be stuck, so it is replaced. */
   private armTimer(slot: Slot<Result>): void {
     const task = slot.task;
-    if (!task || task.settled || task.timer) return;
+    if (!task || task.timer) return;
     task.timer = setTimeout(() => {
       this.settle(
         task,
@@ -195,6 +196,7 @@ export class WorkerPool<Request, Result> {
       }
       const task = slot.task;
       if (!task || task.id !== reply.id) return;
+      if (task.timer) clearTimeout(task.timer);
       if (reply.ok) this.settle(task, undefined, reply.result);
       else if (reply.error.code === 'unsupported_format')
         this.settle(task, new UnsupportedFormat(reply.error.message));
@@ -207,6 +209,7 @@ export class WorkerPool<Request, Result> {
     });
     worker.on('exit', () => {
       this.slots.delete(slot);
+      if (slot.task?.timer) clearTimeout(slot.task.timer);
       if (slot.task) this.settle(slot.task, new DecodeError(`${name}: worker exited during a decode`));
       slot.task = undefined;
       this.dispatch();
@@ -220,10 +223,11 @@ export class WorkerPool<Request, Result> {
     this.dispatch();
   }
 
-  private settle(task: Task<Result>, error: unknown, result?: Result): void {
+  /** `keepTimer`: the task was given up on while its worker still runs it (see `run`). */
+  private settle(task: Task<Result>, error: unknown, result?: Result, keepTimer = false): void {
     if (task.settled) return;
     task.settled = true;
-    if (task.timer) clearTimeout(task.timer);
+    if (task.timer && !keepTimer) clearTimeout(task.timer);
     if (task.signal && task.onAbort) task.signal.removeEventListener('abort', task.onAbort);
     if (error === undefined) task.resolve(result as Result);
     else task.reject(error);

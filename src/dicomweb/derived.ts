@@ -4,6 +4,8 @@
 // (volumes/frame-samples.ts), reduced when a thumbnail is asked for, and encoded in worker threads
 // (codecs/wasm-encode-worker.ts) on first request; concurrent first requests share one encode;
 // the result is kept in derived-cache.ts. Encodes are deterministic: same frame, same bytes.
+// A request waits a bounded time (waitTimeoutMs) and then fails with 503 `overloaded`; a shared
+// encode or decode is cancelled only when every request waiting on it has left.
 
 import { createHash } from 'node:crypto';
 import os from 'node:os';
@@ -14,9 +16,9 @@ import { parseJ2kCodestream, rpclViolations } from '../codecs/j2k-markers.js';
 import type { WasmEncodeCodec, WasmEncodeResult, WasmEncodeTask } from '../codecs/wasm-encode-worker.js';
 import { WorkerPool, type WorkerPoolStats } from '../codecs/worker-pool.js';
 import { TransferSyntax } from '../dicom/tags.js';
-import { DecodeError, UnsupportedFormat } from '../errors.js';
+import { DecodeError, MedStreamError, UnsupportedFormat } from '../errors.js';
 import { ByteLru } from '../io/lru.js';
-import { SharedTask } from '../io/shared-flight.js';
+import { SharedFlight, SharedTask } from '../io/shared-flight.js';
 import { FrameSampleDecoder, unpackNative, type FramePixelInfo } from '../volumes/frame-samples.js';
 import type { DerivedCache, DerivedCacheStats } from './derived-cache.js';
 
@@ -66,7 +68,15 @@ export interface DerivedFramesOptions {
   /** OpenJPH quantization step of the lossy representation (default 0.002). */
   lossyStep?: number;
   taskTimeoutMs?: number;
+  /**
+   * Longest a request waits for one derived frame (cache lookups, stored read, decode and encode,
+   * queues included) before it fails with 503 `overloaded` (default 60 s; 0 = no limit).
+   */
+  waitTimeoutMs?: number;
 }
+
+/** Default of DerivedFramesOptions.waitTimeoutMs. */
+export const DERIVED_WAIT_TIMEOUT_MS = 60_000;
 
 const STORED: ReadonlySet<string> = new Set([
   TransferSyntax.ExplicitVrLittleEndian,
@@ -103,10 +113,12 @@ export class DerivedFrames {
   private readonly decoder: FrameSampleDecoder;
   private readonly ownDecoder: boolean;
   /** Decoded stored frames, briefly: the representations of one frame share one decode. */
-  private readonly decoded = new ByteLru<string, Promise<ArrayLike<number>>>({
+  private readonly decoded = new ByteLru<string, ArrayLike<number>>({
     maxBytes: 32 * 1024 * 1024,
     sizeOf: () => 1024 * 1024,
   });
+  /** Decodes in flight, shared by the encodes of every kind and cancelled only when all left. */
+  private readonly decoding = new SharedFlight<string, ArrayLike<number>>();
 
   constructor(private readonly options: DerivedFramesOptions) {
     this.ownDecoder = options.decoder === undefined;
@@ -142,22 +154,55 @@ export class DerivedFrames {
       );
     }
     const key = DerivedFrames.key(instance, frame, kind);
-    let bytes = await this.options.cache.get(key, signal);
-    if (!bytes) {
-      let flight = this.flights.get(key);
-      if (!flight) {
-        flight = new SharedTask(
-          async (own) => {
-            const made = await this.make(instance, await readStored(own), kind, own, frame);
-            await this.options.cache.set(key, made);
-            return made;
-          },
-          () => this.flights.delete(key),
-        );
-        this.flights.set(key, flight);
-      } else this.joined++;
-      bytes = await flight.join(signal);
+    const cached = await this.options.cache.get(key, signal);
+    if (cached) return { bytes: cached, key, ...describe(kind, cached) };
+    const limit = this.options.waitTimeoutMs ?? DERIVED_WAIT_TIMEOUT_MS;
+    if (limit <= 0) return this.made(instance, frame, kind, key, readStored, signal);
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error(`not ready after ${limit} ms`)), limit);
+    try {
+      return await this.made(
+        instance,
+        frame,
+        kind,
+        key,
+        readStored,
+        signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal,
+      );
+    } catch (e) {
+      if (!deadline.signal.aborted || signal?.aborted) throw e;
+      throw new MedStreamError(
+        'overloaded',
+        `frame ${frame} of instance ${instance.sopUid} as ${kind} was not ready after ${limit} ms`,
+        { cause: e, retryable: true },
+      );
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /** Joins the encode of a frame no cache layer had, or starts it. */
+  private async made(
+    instance: StoredInstance,
+    frame: number,
+    kind: DerivedKind,
+    key: string,
+    readStored: (signal: AbortSignal) => Promise<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<DerivedFrame> {
+    let flight = this.flights.get(key);
+    if (!flight) {
+      flight = new SharedTask(
+        async (own) => {
+          const made = await this.make(instance, await readStored(own), kind, own, frame);
+          await this.options.cache.set(key, made);
+          return made;
+        },
+        () => this.flights.delete(key),
+      );
+      this.flights.set(key, flight);
+    } else this.joined++;
+    const bytes = await flight.join(signal);
     return { bytes, key, ...describe(kind, bytes) };
   }
 
@@ -177,14 +222,19 @@ export class DerivedFrames {
       if (frame === undefined) samples = await this.samplesOf(instance, stored, info, signal);
       else {
         const key = `${instance.key}\0${instance.version}\0${frame}`;
-        let decoding = this.decoded.get(key);
-        if (!decoding) {
-          decoding = this.samplesOf(instance, stored, info, signal);
-          this.decoded.set(key, decoding);
-          // A failed or cancelled decode is not kept.
-          decoding.catch(() => this.decoded.delete(key));
-        }
-        samples = await decoding;
+        // A decode another kind's encode started is joined, not owned: it stops only when every
+        // encode waiting on it has been cancelled. Only decoded samples are kept.
+        samples =
+          this.decoded.get(key) ??
+          (await this.decoding.run(
+            key,
+            async (own) => {
+              const decoded = await this.samplesOf(instance, stored, info, own);
+              this.decoded.set(key, decoded);
+              return decoded;
+            },
+            signal,
+          ));
       }
     } catch (e) {
       if (!signal?.aborted) stats.failures.decode++;

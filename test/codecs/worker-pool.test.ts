@@ -71,6 +71,21 @@ describe('WorkerPool', () => {
     expect(await p.run({ op: 'echo', value: 4 })).toBe(8);
   });
 
+  it('replaces a stuck worker whose task was cancelled, so the tasks queued behind it run', async () => {
+    const p = pool({ size: 1, taskTimeoutMs: 300 });
+    const client = new AbortController();
+    const stuck = p.run({ op: 'spin' }, [], client.signal);
+    const behind = p.run({ op: 'echo', value: 7 });
+    // The client hangs up while the worker is stuck (or still starting): the time limit still holds.
+    client.abort();
+    await expect(stuck).rejects.toThrow(Cancelled);
+    const outcome = await Promise.race([
+      behind,
+      new Promise<string>((resolve) => setTimeout(() => resolve('still queued after 8 s'), 8_000)),
+    ]);
+    expect(outcome).toBe(14);
+  });
+
   it('fails only the task of a crashed worker', async () => {
     const p = pool({ size: 1 });
     await expect(p.run({ op: 'crash' })).rejects.toThrow(DecodeError);
