@@ -4,9 +4,10 @@
 // instead of the user's loose box; sides of that box the SAM mask reaches are widened (2 px a
 // round, within the user's box) until it no longer does. Propagation: each slice is prompted
 // from the previous slice's (filtered) mask the same way (bounding box + 1 px, deepest point), and
-// SAM's mask is kept only within 1 px of classical support (`supportedMask`). The pipeline's HU
+// SAM's mask is kept only within 3 mm of classical support (`supportedMask`). The pipeline's HU
 // filter and stopping rule apply as for every engine. Measured on the fixtures in BENCHMARKS.md (issue 18).
 
+import { columnNorm } from '../volumes/affine.js';
 import { ClassicalEngine } from './classical.js';
 import type { Box, EngineInput, EngineSession, SegmentationEngine, SliceMask } from './engine.js';
 import { type Plane, boundingBox, deepestPoint, dilate, largestComponent2d } from './mask2d.js';
@@ -61,8 +62,10 @@ export function widenWhereTouching(prompt: Box, mask: Box | undefined, limit: Bo
 
 /** Ring (px) around SAM's key-slice mask whose intensities the second support region rejects. */
 export const SUPPORT_RING = 6;
-/** How far (px) SAM's mask may reach past the support regions. */
+/** How far (px) SAM's mask may reach past the support regions, by default. */
 export const SUPPORT_MARGIN = 1;
+/** The engine's reach past the support regions, mm (1 px of a 3 mm slice, 3 px of a 1 mm one). */
+export const SUPPORT_MARGIN_MM = 3;
 
 /**
  * SAM's mask kept where the classical engine supports it: `sam` ∩ (the union of the `supports`
@@ -92,6 +95,9 @@ export class HybridEngine implements SegmentationEngine {
 
   async open(input: EngineInput): Promise<EngineSession> {
     const plane: Plane = { width: input.volume.dims[0], height: input.volume.dims[1] };
+    const { affine } = input.volume;
+    const pixel = Math.min(columnNorm(affine, 0), columnNorm(affine, 1)) || 1;
+    const margin = Math.max(1, Math.round(SUPPORT_MARGIN_MM / pixel));
     // Both support sessions see the same volume and pipeline intensity model; they differ in their
     // contrast test: the user's box core against its border, or SAM's key mask against a ring around it.
     const boxSupport = await this.classical.open(input);
@@ -137,7 +143,7 @@ export class HybridEngine implements SegmentationEngine {
           await boxSupport.propagate(k, previous, from),
           await maskSupport.propagate(k, previous, from),
         ];
-        return supportedMask(await ask(k, previous, box), supports, plane);
+        return supportedMask(await ask(k, previous, box), supports, plane, margin);
       },
       reset() {
         boxSupport.reset();
