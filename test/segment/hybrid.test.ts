@@ -2,7 +2,9 @@
 // point of synthetic masks with known answers (a rectangle's centre; inside a C shape whose
 // centroid lies outside it), the prompt built from a mask, and the whole pipeline on a phantom
 // whose loose box also holds a brighter neighbour (IoU >= 0.85 with the structure under the box's
-// centre); the key-slice box refit (sides the mask reaches move out, within the user's box). Kept to a handful of encodings (~0.7 s each on an idle machine).
+// centre); the key-slice box refit (sides the mask reaches move out, within the user's box); the
+// classical support check (SAM's pixels within a margin of the supports' union). Kept to a handful
+// of encodings (~0.7 s each on an idle machine).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HybridEngine, promptFromMask, supportedMask, widenWhereTouching } from '../../src/segment/hybrid.js';
 import { deepestPoint } from '../../src/segment/mask2d.js';
