@@ -30,6 +30,12 @@ export interface BenchCase {
   /** Truth labels on the volume's own grid. */
   truth: Uint8Array;
   structures: Structure[];
+  /**
+   * Other TotalSegmentator labels of the volume, scored only on request (BENCH_SEGMENT_HELDOUT=1):
+   * structures no engine setting was chosen on, to see whether a change made for the four organs
+   * makes anything else worse.
+   */
+  heldOut: Structure[];
 }
 
 /** example_ct_sm + example_seg (3 mm, unenhanced) and the 20-slice DICOM CT + example_seg_dicom. */
@@ -56,6 +62,15 @@ export async function loadCases(): Promise<BenchCase[]> {
         { name: 'liver', label: 5 },
         { name: 'stomach', label: 6 },
       ],
+      heldOut: [
+        { name: 'gallbladder', label: 4 },
+        { name: 'pancreas', label: 7 },
+        { name: 'aorta', label: 52 },
+        { name: 'inferior vena cava', label: 63 },
+        { name: 'autochthon L', label: 86 },
+        { name: 'autochthon R', label: 87 },
+        { name: 'vertebra (label 32)', label: 32 },
+      ],
     },
     {
       name: 'CT DICOM (J2K, 20 slices)',
@@ -65,6 +80,11 @@ export async function loadCases(): Promise<BenchCase[]> {
         { name: 'spleen', label: 1 },
         { name: 'liver', label: 5 },
         { name: 'stomach', label: 6 },
+      ],
+      heldOut: [
+        { name: 'aorta', label: 52 },
+        { name: 'autochthon L', label: 86 },
+        { name: 'autochthon R', label: 87 },
       ],
     },
   ];

@@ -3,7 +3,9 @@
 // from the truth's bounding box on the structure's middle slice plus a random 0..20 px margin
 // (MedSAM2's mask2D_to_bbox), several seeds; and seconds per segmented slice. Engines: classical,
 // plus sam, hybrid or medsam2 when BENCH_SEGMENT_ENGINES names them (BENCH_SEGMENT_MODEL_DIR: their model
-// folder; medsam2 needs one). BENCH_SEGMENT_SEEDS (default 3) sets the seeds.
+// folder; medsam2 needs one). BENCH_SEGMENT_SEEDS (default 3) sets the seeds; BENCH_SEGMENT_HELDOUT=1
+// adds the held-out TotalSegmentator labels, =only scores just those; BENCH_SEGMENT_STRUCTURES
+// (comma-separated names, e.g. "liver,kidney R") keeps only the structures named.
 
 import type { SegmentationEngine } from '../src/segment/engine.js';
 import type { Benchmark, BenchmarkResult, Suite } from './harness.js';
@@ -15,6 +17,8 @@ import { SharedEncodings } from '../src/segment/sam.js';
 const SEEDS = Number(process.env.BENCH_SEGMENT_SEEDS ?? 3);
 const ENGINES = (process.env.BENCH_SEGMENT_ENGINES ?? 'classical').split(',').map((s) => s.trim());
 const MAX_SHIFT = 20;
+const HELDOUT = process.env.BENCH_SEGMENT_HELDOUT ?? '';
+const ONLY = process.env.BENCH_SEGMENT_STRUCTURES?.split(',').map((s) => s.trim());
 /** Windows per engine: SAM sees a narrow soft-tissue window (SEGMENTATION-NOTES.md); classical works on HU. */
 const WINDOWS: Record<string, [number, number] | undefined> = { sam: [-50, 150], hybrid: [-50, 150] };
 
@@ -33,7 +37,11 @@ const diceBenchmark: Benchmark = {
       });
       try {
         for (const c of cases) {
-          for (const s of c.structures) {
+          const structures = [
+            ...(HELDOUT === 'only' ? [] : c.structures),
+            ...(HELDOUT === '1' || HELDOUT === 'only' ? c.heldOut : []),
+          ].filter((s) => !ONLY || ONLY.includes(s.name));
+          for (const s of structures) {
             const scores: CaseScore[] = [];
             for (let seed = 1; seed <= SEEDS; seed++) {
               const score = await scoreOne(engine, c, s, seed, {

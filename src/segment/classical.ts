@@ -35,9 +35,32 @@ export interface ClassicalOptions {
   seedFraction?: number;
   /** Compare the box core's histogram with the box border's (default on); off = the range alone. */
   contrast?: boolean;
+  /**
+   * Propagation keeps every opened component touching the previous mask's interior, not only the
+   * one holding most of it (default off): a ring- or C-shaped outline (a kidney around its sinus)
+   * that the opening cuts into arcs stays whole. The hybrid engine's support regions use it.
+   */
+  keepAllSeeded?: boolean;
 }
 
 const BIN = 5;
+
+/**
+ * Per bin: 1 where the foreground's density (histogram smoothed over ±2 bins, over its pixel count)
+ * is at least the background's.
+ */
+function acceptedBins(fg: Float64Array, nf: number, bg: Float64Array, nb: number): Uint8Array {
+  const bins = fg.length;
+  const smooth = (h: Float64Array, n: number) =>
+    h.map((_, b) => {
+      let sum = 0;
+      for (let d = -2; d <= 2; d++) if (b + d >= 0 && b + d < bins) sum += h[b + d] * (3 - Math.abs(d));
+      return sum / 9 / Math.max(1, n);
+    });
+  const f = smooth(fg, nf);
+  const g = smooth(bg, nb);
+  return Uint8Array.from(f, (density, b) => (density >= g[b] ? 1 : 0));
+}
 
 /**
  * Which intensities of the model's range belong to the structure rather than to what surrounds it:
@@ -73,24 +96,58 @@ function contrastModel(
       else if (onRing) bg[b]++;
     }
   }
-  const smooth = (h: Float64Array, n: number) =>
-    h.map((_, b) => {
-      let sum = 0;
-      for (let d = -2; d <= 2; d++) if (b + d >= 0 && b + d < bins) sum += h[b + d] * (3 - Math.abs(d));
-      return sum / 9 / Math.max(1, n);
-    });
-  const f = smooth(fg, nf);
-  const g = smooth(bg, nb);
-  return Uint8Array.from(f, (density, b) => (density >= g[b] ? 1 : 0));
+  return acceptedBins(fg, nf, bg, nb);
+}
+
+/**
+ * The same per-bin test as `contrastModel`, with the structure's own region as foreground and a
+ * ring around it (`ring` px past a 1 px gap) as background: for a region known better than the
+ * box's core (e.g. a model's mask on the key slice).
+ */
+export function regionContrastModel(
+  smoothed: Float32Array,
+  plane: Plane,
+  region: Uint8Array,
+  model: IntensityModel,
+  ring = 3,
+): Uint8Array {
+  const bins = Math.max(1, Math.ceil((model.hi - model.lo) / BIN) + 1);
+  const fg = new Float64Array(bins);
+  const bg = new Float64Array(bins);
+  const outer = dilate(region, plane, ring);
+  const near = dilate(region, plane, 1);
+  let nf = 0;
+  let nb = 0;
+  for (let i = 0; i < region.length; i++) {
+    const inFg = region[i] === 1;
+    if (!inFg && !(outer[i] && !near[i])) continue;
+    const b = Math.floor((smoothed[i] - model.lo) / BIN);
+    if (inFg) nf++;
+    else nb++;
+    if (b < 0 || b >= bins) continue;
+    if (inFg) fg[b]++;
+    else bg[b]++;
+  }
+  return acceptedBins(fg, nf, bg, nb);
+}
+
+/** A classical session that can re-learn its intensity test from a known region. */
+export interface ClassicalSession extends EngineSession {
+  /**
+   * Replaces the box's core/ring contrast test with `region` (slice k) against a ring of `ring` px
+   * around it (regionContrastModel). Call after segmentBox, which sets the box's test.
+   */
+  learnFrom(k: number, region: SliceMask, ring?: number): void;
 }
 
 export class ClassicalEngine implements SegmentationEngine {
   readonly name = 'classical';
   constructor(private readonly options: ClassicalOptions = {}) {}
 
-  async open(input: EngineInput): Promise<EngineSession> {
+  async open(input: EngineInput): Promise<ClassicalSession> {
     const seedFraction = this.options.seedFraction ?? 0.25;
     const useContrast = this.options.contrast;
+    const keepAllSeeded = this.options.keepAllSeeded === true;
     const { volume, intensity } = input;
     const plane: Plane = { width: volume.dims[0], height: volume.dims[1] };
     const pixel = Math.min(columnNorm(volume.affine, 0), columnNorm(volume.affine, 1)) || 1;
@@ -110,9 +167,9 @@ export class ClassicalEngine implements SegmentationEngine {
       }
       return out;
     };
-    const refine = (k: number, candidate: Uint8Array, seeds: Uint8Array): SliceMask => {
+    const refine = (k: number, candidate: Uint8Array, seeds: Uint8Array, all: boolean): SliceMask => {
       const opened = open(candidate, plane, openRadius);
-      let grown = largestComponent2d(opened, plane, seeds);
+      let grown = all ? componentsTouching(opened, seeds, plane) : largestComponent2d(opened, plane, seeds);
       // An opening can remove a thin structure entirely; then keep the unopened region.
       if (!grown.some((v) => v)) grown = largestComponent2d(candidate, plane, seeds);
       // Smoothing blurs the outline by a pixel: take back the ring whose unsmoothed values are in range.
@@ -141,7 +198,7 @@ export class ClassicalEngine implements SegmentationEngine {
         for (let y = core.y0; y <= core.y1; y++) {
           for (let x = core.x0; x <= core.x1; x++) seeds[y * plane.width + x] = 1;
         }
-        const mask = refine(k, candidate, seeds);
+        const mask = refine(k, candidate, seeds, false);
         for (let i = 0; i < mask.length; i++) mask[i] &= inBox[i];
         return mask;
       },
@@ -151,7 +208,12 @@ export class ClassicalEngine implements SegmentationEngine {
         for (let i = 0; i < candidate.length; i++) candidate[i] &= allowed[i];
         let seeds = erode(previous, plane, openRadius);
         if (!seeds.some((v) => v)) seeds = previous;
-        return refine(k, candidate, componentsTouching(candidate, seeds, plane));
+        const seeded = componentsTouching(candidate, seeds, plane);
+        return refine(k, candidate, seeded, keepAllSeeded);
+      },
+      learnFrom(k: number, region: SliceMask, ring?: number): void {
+        if (useContrast !== false && region.some((v) => v))
+          accept = regionContrastModel(input.smoothed(k), plane, region, intensity, ring);
       },
       reset() {},
       async close() {},

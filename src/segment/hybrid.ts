@@ -3,12 +3,14 @@
 // box, widened by 1 px) and a positive point at its deepest pixel, and SAM segments from those
 // instead of the user's loose box; sides of that box the SAM mask reaches are widened (2 px a
 // round, within the user's box) until it no longer does. Propagation: each slice is prompted
-// from the previous slice's (filtered) mask the same way (bounding box + 1 px, deepest point). The pipeline's HU filter and
-// stopping rule apply as for every engine. Measured on the fixtures in BENCHMARKS.md (issue 18).
+// from the previous slice's (filtered) mask the same way (bounding box + 1 px, deepest point), and
+// SAM's mask is kept only within 3 mm of classical support (`supportedMask`). The pipeline's HU
+// filter and stopping rule apply as for every engine. Measured on the fixtures in BENCHMARKS.md (issue 18).
 
+import { columnNorm } from '../volumes/affine.js';
 import { ClassicalEngine } from './classical.js';
 import type { Box, EngineInput, EngineSession, SegmentationEngine, SliceMask } from './engine.js';
-import { type Plane, boundingBox, deepestPoint, largestComponent2d } from './mask2d.js';
+import { type Plane, boundingBox, deepestPoint, dilate, largestComponent2d } from './mask2d.js';
 import type { PromptPoint, SamEngine, SamSession } from './sam.js';
 
 /** Pixels the prompt box reaches past the reference mask's bounding box (see BENCHMARKS.md). */
@@ -58,21 +60,53 @@ export function widenWhereTouching(prompt: Box, mask: Box | undefined, limit: Bo
   return same ? prompt : next;
 }
 
+/** Ring (px) around SAM's key-slice mask whose intensities the second support region rejects. */
+export const SUPPORT_RING = 6;
+/** How far (px) SAM's mask may reach past the support regions, by default. */
+export const SUPPORT_MARGIN = 1;
+/** The engine's reach past the support regions, mm (1 px of a 3 mm slice, 3 px of a 1 mm one). */
+export const SUPPORT_MARGIN_MM = 3;
+
+/**
+ * SAM's mask kept where the classical engine supports it: `sam` ∩ (the union of the `supports`
+ * dilated by `margin` px). SAM's shape follows outlines the intensity test cannot see (a kidney's
+ * sinus, a lower pole next to muscle); the classical regions drop what SAM adds past the structure's
+ * own intensities (a band of body wall along the liver, vessels at its hilum). A new array.
+ */
+export function supportedMask(
+  sam: SliceMask,
+  supports: SliceMask[],
+  plane: Plane,
+  margin = SUPPORT_MARGIN,
+): SliceMask {
+  const union = new Uint8Array(sam.length);
+  for (const s of supports) for (let i = 0; i < s.length; i++) union[i] |= s[i];
+  const near = dilate(union, plane, margin);
+  const out = new Uint8Array(sam.length);
+  for (let i = 0; i < out.length; i++) out[i] = sam[i] & near[i];
+  return out;
+}
+
 export class HybridEngine implements SegmentationEngine {
   readonly name = 'hybrid';
-  constructor(
-    private readonly sam: SamEngine,
-    private readonly classical: SegmentationEngine = new ClassicalEngine(),
-  ) {}
+  /** Support regions: classical propagation with the box's intensity test, and one re-learnt from SAM's key mask. */
+  private readonly classical = new ClassicalEngine({ keepAllSeeded: true });
+  constructor(private readonly sam: SamEngine) {}
 
   async open(input: EngineInput): Promise<EngineSession> {
     const plane: Plane = { width: input.volume.dims[0], height: input.volume.dims[1] };
-    const classical = await this.classical.open(input);
+    const { affine } = input.volume;
+    const pixel = Math.min(columnNorm(affine, 0), columnNorm(affine, 1)) || 1;
+    const margin = Math.max(1, Math.round(SUPPORT_MARGIN_MM / pixel));
+    // Both support sessions see the same volume and pipeline intensity model; they differ in their
+    // contrast test: the user's box core against its border, or SAM's key mask against a ring around it.
+    const boxSupport = await this.classical.open(input);
+    const maskSupport = await this.classical.open(input);
     let sam: SamSession;
     try {
       sam = await this.sam.open(input);
     } catch (e) {
-      await classical.close();
+      await Promise.allSettled([boxSupport.close(), maskSupport.close()]);
       throw e;
     }
     const decode = async (k: number, box: Box, points: PromptPoint[]): Promise<SliceMask> =>
@@ -84,7 +118,7 @@ export class HybridEngine implements SegmentationEngine {
     return {
       async segmentBox(k, box) {
         // The classical region is the prompt's source only; SAM's mask is what comes back.
-        const region = await classical.segmentBox(k, box);
+        const region = await boxSupport.segmentBox(k, box);
         const first = promptFromMask(region, plane, box);
         let prompt = first.box;
         let mask = await decode(k, prompt, first.points);
@@ -96,19 +130,28 @@ export class HybridEngine implements SegmentationEngine {
           prompt = next;
           mask = await decode(k, prompt, first.points);
         }
+        // The key slice keeps SAM's mask (the classical region may hold only part of the structure
+        // there: that is what the refit is for); the second support learns its intensities from it.
+        await maskSupport.segmentBox(k, box);
+        maskSupport.learnFrom(k, mask, SUPPORT_RING);
         return mask;
       },
-      async propagate(k, previous) {
+      async propagate(k, previous, from) {
         const box = boundingBox(previous, plane);
         if (!box) return new Uint8Array(previous.length);
-        return ask(k, previous, box);
+        const supports = [
+          await boxSupport.propagate(k, previous, from),
+          await maskSupport.propagate(k, previous, from),
+        ];
+        return supportedMask(await ask(k, previous, box), supports, plane, margin);
       },
       reset() {
-        classical.reset();
+        boxSupport.reset();
+        maskSupport.reset();
         sam.reset();
       },
       async close() {
-        await Promise.allSettled([classical.close(), sam.close()]);
+        await Promise.allSettled([boxSupport.close(), maskSupport.close(), sam.close()]);
       },
     };
   }

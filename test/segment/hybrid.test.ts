@@ -2,9 +2,11 @@
 // point of synthetic masks with known answers (a rectangle's centre; inside a C shape whose
 // centroid lies outside it), the prompt built from a mask, and the whole pipeline on a phantom
 // whose loose box also holds a brighter neighbour (IoU >= 0.85 with the structure under the box's
-// centre); the key-slice box refit (sides the mask reaches move out, within the user's box). Kept to a handful of encodings (~0.7 s each on an idle machine).
+// centre); the key-slice box refit (sides the mask reaches move out, within the user's box); the
+// classical support check (SAM's pixels within a margin of the supports' union). Kept to a handful
+// of encodings (~0.7 s each on an idle machine).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HybridEngine, promptFromMask, widenWhereTouching } from '../../src/segment/hybrid.js';
+import { HybridEngine, promptFromMask, supportedMask, widenWhereTouching } from '../../src/segment/hybrid.js';
 import { deepestPoint } from '../../src/segment/mask2d.js';
 import { segmentVolume } from '../../src/segment/pipeline.js';
 import { createEngine } from '../../src/cli/segment-engines.js';
@@ -74,6 +76,21 @@ describe('widenWhereTouching', () => {
     expect(widenWhereTouching(prompt, { x0: 11, y0: 11, x1: 19, y1: 19 }, limit)).toBe(prompt);
     expect(widenWhereTouching(prompt, undefined, limit)).toBe(prompt);
     expect(widenWhereTouching(limit, limit, limit)).toBe(limit);
+  });
+});
+
+describe('supportedMask', () => {
+  it('keeps SAM’s pixels within 1 px of the union of the support regions', () => {
+    const sam = rect(2, 2, 17, 13);
+    // Supports: the left part (x <= 8) and the top right (x 12..17, y <= 6); dilated by 1 px they
+    // reach x <= 9 and, on the right, x >= 11 for y <= 7.
+    const out = supportedMask(sam, [rect(2, 2, 8, 13), rect(12, 2, 17, 6)], plane);
+    expect(out.reduce((a, v) => a + v, 0)).toBe(8 * 12 + 7 * 6);
+    const at = (x: number, y: number) => out[y * 20 + x];
+    expect([at(9, 13), at(10, 3), at(11, 7), at(11, 8), at(17, 2)]).toEqual([1, 0, 1, 0, 1]);
+    // Support outside SAM's mask adds nothing; no support keeps nothing.
+    expect(supportedMask(rect(2, 2, 4, 4), [rect(0, 0, 19, 15)], plane)).toEqual(rect(2, 2, 4, 4));
+    expect(supportedMask(sam, [], plane).some((v) => v)).toBe(false);
   });
 });
 
