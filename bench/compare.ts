@@ -10,7 +10,9 @@
 //   self-time functions.
 // - compare-regions: level-0 regions 256x256 and 1024x1024, random and tile-aligned, PNG and
 //   JPEG, per second: MedStream's /region over HTTP vs OpenSlide's read_region + PIL encode in
-//   a Python process (no HTTP), same regions, same concurrency.
+//   a Python process (no HTTP), same regions, same concurrency. Each case (size, placement,
+//   format) reads regions no other case reads, so neither side is served by a cache the case
+//   before it filled (OpenSlide keeps decoded tiles; MedStream's tile cache is off).
 // - cold-open: on S3 (s3rver behind the 20 ms/request proxy), time and requests to the first
 //   metadata and to the first tile for each fixture format and the bench slides; then storage
 //   bytes per cold tile / the tile's stored size.
@@ -569,9 +571,18 @@ const compareRegions: Benchmark = {
       }
       type Run = { seconds: number; latencies: number[]; bytes: number; count: number };
       const variants: Record<string, (round: number) => Promise<Run>> = {};
-      for (const c of cases) {
+      for (const [index, c] of cases.entries()) {
+        // Every case reads its own regions (the seed names the case), the same on both sides: with
+        // one list per size, OpenSlide's second format of a round was served from the decoded
+        // tiles its first had left in OpenSlide's tile cache (MedStream runs with its cache off).
         const list = (round: number) =>
-          regionList(c.slide, c.size, c.aligned, count(c.size), 1000 * round + c.size);
+          regionList(
+            c.slide,
+            c.size,
+            c.aligned,
+            count(c.size),
+            1000 * round + 100_000 * (index + 1) + c.size,
+          );
         variants[`${label(c)}|MedStream`] = async (round) => {
           const r = await msRegions(server.url, c.slide.id, list(round), c.format);
           return { ...r, count: count(c.size) };
