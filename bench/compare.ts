@@ -10,7 +10,9 @@
 //   self-time functions.
 // - compare-regions: level-0 regions 256x256 and 1024x1024, random and tile-aligned, PNG and
 //   JPEG, per second: MedStream's /region over HTTP vs OpenSlide's read_region + PIL encode in
-//   a Python process (no HTTP), same regions, same concurrency. Each case (size, placement,
+//   a Python process (no HTTP), same regions, same concurrency; and the same OpenSlide reads
+//   behind a minimal Python http.server fetched by the same client as MedStream ("OpenSlide over
+//   HTTP": the hop and the client's CPU the in-process rows leave out; the goal stays in-process). Each case (size, placement,
 //   format) reads regions no other case reads, so neither side is served by a cache the case
 //   before it filled (OpenSlide keeps decoded tiles; MedStream's tile cache is off).
 // - cold-open: on S3 (s3rver behind the 20 ms/request proxy), time and requests to the first
@@ -519,6 +521,24 @@ function regionList(
 }
 
 async function msRegions(base: string, id: string, regions: Region[], format: string) {
+  return fetchRegions(
+    regions,
+    ([x, y, w, h]) =>
+      `${base}/slides/${encodeURIComponent(id)}/region?x=${x}&y=${y}&width=${w}&height=${h}&level=0&format=${format}&quality=80`,
+  );
+}
+
+/** OpenSlide's regions through the worker's minimal HTTP server, by the same client as MedStream's. */
+async function peerRegions(base: string, file: string, regions: Region[], format: string) {
+  return fetchRegions(
+    regions,
+    ([x, y, w, h]) =>
+      `${base}/region?slide=${encodeURIComponent(file)}&x=${x}&y=${y}&width=${w}&height=${h}&format=${format}&quality=80`,
+  );
+}
+
+/** `REGION_CONCURRENCY` fetch clients taking the regions' URLs from one queue. */
+async function fetchRegions(regions: Region[], url: (region: Region) => string) {
   let next = 0;
   let bytes = 0;
   const latencies: number[] = [];
@@ -526,11 +546,9 @@ async function msRegions(base: string, id: string, regions: Region[], format: st
   await Promise.all(
     Array.from({ length: REGION_CONCURRENCY }, async () => {
       while (next < regions.length) {
-        const [x, y, w, h] = regions[next++];
+        const region = regions[next++];
         const t0 = performance.now();
-        const res = await fetch(
-          `${base}/slides/${encodeURIComponent(id)}/region?x=${x}&y=${y}&width=${w}&height=${h}&level=0&format=${format}&quality=80`,
-        );
+        const res = await fetch(url(region));
         const body = await res.arrayBuffer();
         if (res.status !== 200) throw new Error(`region answered ${res.status}`);
         latencies.push(performance.now() - t0);
@@ -553,6 +571,7 @@ const compareRegions: Benchmark = {
     const worker = typeof python === 'string' ? OpenSlideWorker.start(python) : undefined;
     try {
       const versions = worker ? await worker.info() : undefined;
+      const peerHttp = worker ? await worker.serve() : undefined;
       if (versions) notes.push(`OpenSlide ${versions.openslide} (openslide-python, PIL ${versions.pil})`);
       const count = (size: number) => (size >= 1024 ? (SHORT ? 6 : 16) : SHORT ? 16 : 48);
       type Case = { slide: BenchSlide; size: number; aligned: boolean; format: 'png' | 'jpg' };
@@ -568,6 +587,7 @@ const compareRegions: Benchmark = {
         const warm = regionList(slide, 256, false, 4, 99);
         await msRegions(server.url, slide.id, warm, 'png');
         await worker?.regions(slide.file, warm, 'png', 1);
+        if (peerHttp) await peerRegions(peerHttp, slide.file, warm, 'png');
       }
       type Run = { seconds: number; latencies: number[]; bytes: number; count: number };
       const variants: Record<string, (round: number) => Promise<Run>> = {};
@@ -592,6 +612,13 @@ const compareRegions: Benchmark = {
             const r = await worker.regions(c.slide.file, list(round), c.format, REGION_CONCURRENCY);
             return { seconds: r.seconds, latencies: r.latencies_ms, bytes: r.bytes, count: count(c.size) };
           };
+        // The same reads behind an HTTP hop like MedStream's (same client, keep-alive): what the
+        // in-process rows leave out. The goal stays against the in-process peer.
+        if (peerHttp)
+          variants[`${label(c)}|OpenSlide-HTTP`] = async (round) => {
+            const r = await peerRegions(peerHttp, c.slide.file, list(round), c.format);
+            return { ...r, count: count(c.size) };
+          };
       }
       const results = await interleaved(ROUNDS, variants);
       const rate = (r: Run) => r.count / r.seconds;
@@ -600,6 +627,8 @@ const compareRegions: Benchmark = {
       for (const c of cases) {
         const ours = results[`${label(c)}|MedStream`];
         const peer = results[`${label(c)}|OpenSlide`];
+        const peerOverHttp = results[`${label(c)}|OpenSlide-HTTP`];
+        const overHttpRate = peerOverHttp ? median(peerOverHttp.map(rate)) : NaN;
         const oursRate = median(ours.map(rate));
         const peerRate = peer ? median(peer.map(rate)) : NaN;
         const lat = (runs: Run[]) => runs.flatMap((r) => r.latencies);
@@ -616,12 +645,15 @@ const compareRegions: Benchmark = {
           peer ? formatRate(peerRate) : 'n/a',
           peer ? formatMs(percentile(lat(peer), 50)) : 'n/a',
           peer ? formatRatio(oursRate / peerRate) : 'n/a',
+          peerOverHttp ? formatRate(overHttpRate) : 'n/a',
+          peerOverHttp ? formatMs(percentile(lat(peerOverHttp), 50)) : 'n/a',
+          peerOverHttp ? formatRatio(oursRate / overHttpRate) : 'n/a',
         ]);
       }
       const rss = { medstream: await rssMiB(server.pid), openslide: worker ? await worker.rssMiB() : NaN };
       const tables: ResultTable[] = [
         {
-          title: `${REGION_CONCURRENCY} concurrent requests (MedStream: HTTP clients; OpenSlide: Python threads), ${count(256)} regions of 256 / ${count(1024)} of 1024 per run, new regions every round, ${ROUNDS} round(s) interleaved; regions/s = median of rounds; MedStream tile cache off; JPEG q80 4:2:0, PNG zlib level 3`,
+          title: `${REGION_CONCURRENCY} concurrent requests (MedStream and "OpenSlide over HTTP": fetch clients in the bench process; OpenSlide: Python threads in-process), ${count(256)} regions of 256 / ${count(1024)} of 1024 per run, new regions every round, ${ROUNDS} round(s) interleaved; regions/s = median of rounds; MedStream tile cache off; JPEG q80 4:2:0, PNG zlib level 3`,
           columns: [
             'slide',
             'region',
@@ -632,6 +664,9 @@ const compareRegions: Benchmark = {
             'OpenSlide regions/s',
             'OpenSlide p50 ms',
             'MedStream ÷ OpenSlide',
+            'OpenSlide over HTTP regions/s',
+            'OpenSlide over HTTP p50 ms',
+            'MedStream ÷ OpenSlide over HTTP',
           ],
           rows,
         },
