@@ -10,7 +10,11 @@
 //   self-time functions.
 // - compare-regions: level-0 regions 256x256 and 1024x1024, random and tile-aligned, PNG and
 //   JPEG, per second: MedStream's /region over HTTP vs OpenSlide's read_region + PIL encode in
-//   a Python process (no HTTP), same regions, same concurrency.
+//   a Python process (no HTTP), same regions, same concurrency; and the same OpenSlide reads
+//   behind a minimal Python http.server fetched by the same client as MedStream ("OpenSlide over
+//   HTTP": the hop and the client's CPU the in-process rows leave out; the goal stays in-process). Each case (size, placement,
+//   format) reads regions no other case reads, so neither side is served by a cache the case
+//   before it filled (OpenSlide keeps decoded tiles; MedStream's tile cache is off).
 // - cold-open: on S3 (s3rver behind the 20 ms/request proxy), time and requests to the first
 //   metadata and to the first tile for each fixture format and the bench slides; then storage
 //   bytes per cold tile / the tile's stored size.
@@ -23,6 +27,7 @@
 //   BENCH_TILES=warm,cold  compare-tiles: which tile runs (cold = the tile-cache-off rows only)
 
 import { chmod, readFile, rm, mkdtemp, mkdir, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -517,6 +522,43 @@ function regionList(
 }
 
 async function msRegions(base: string, id: string, regions: Region[], format: string) {
+  return fetchRegions(
+    regions,
+    ([x, y, w, h]) =>
+      `${base}/slides/${encodeURIComponent(id)}/region?x=${x}&y=${y}&width=${w}&height=${h}&level=0&format=${format}&quality=80`,
+  );
+}
+
+/** OpenSlide's regions through the worker's minimal HTTP server, by the same client as MedStream's. */
+async function peerRegions(base: string, file: string, regions: Region[], format: string) {
+  return fetchRegions(
+    regions,
+    ([x, y, w, h]) =>
+      `${base}/region?slide=${encodeURIComponent(file)}&x=${x}&y=${y}&width=${w}&height=${h}&format=${format}&quality=80`,
+  );
+}
+
+/** One GET's status and body through `agent`. */
+function httpGet(url: string, agent: http.Agent): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+/**
+ * `REGION_CONCURRENCY` HTTP clients taking the regions' URLs from one queue, on keep-alive
+ * connections. node:http rather than `fetch`: undici cost ~1.2–1.4 ms of CPU per request here
+ * against ~0.5 ms, taken from the same 2 cores as the servers measured.
+ */
+async function fetchRegions(regions: Region[], url: (region: Region) => string) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: REGION_CONCURRENCY });
   let next = 0;
   let bytes = 0;
   const latencies: number[] = [];
@@ -524,18 +566,15 @@ async function msRegions(base: string, id: string, regions: Region[], format: st
   await Promise.all(
     Array.from({ length: REGION_CONCURRENCY }, async () => {
       while (next < regions.length) {
-        const [x, y, w, h] = regions[next++];
+        const region = regions[next++];
         const t0 = performance.now();
-        const res = await fetch(
-          `${base}/slides/${encodeURIComponent(id)}/region?x=${x}&y=${y}&width=${w}&height=${h}&level=0&format=${format}&quality=80`,
-        );
-        const body = await res.arrayBuffer();
-        if (res.status !== 200) throw new Error(`region answered ${res.status}`);
+        const { status, body } = await httpGet(url(region), agent);
+        if (status !== 200) throw new Error(`region answered ${status}: ${body.toString().slice(0, 200)}`);
         latencies.push(performance.now() - t0);
         bytes += body.byteLength;
       }
     }),
-  );
+  ).finally(() => agent.destroy());
   return { seconds: (performance.now() - started) / 1000, latencies, bytes };
 }
 
@@ -551,6 +590,7 @@ const compareRegions: Benchmark = {
     const worker = typeof python === 'string' ? OpenSlideWorker.start(python) : undefined;
     try {
       const versions = worker ? await worker.info() : undefined;
+      const peerHttp = worker ? await worker.serve() : undefined;
       if (versions) notes.push(`OpenSlide ${versions.openslide} (openslide-python, PIL ${versions.pil})`);
       const count = (size: number) => (size >= 1024 ? (SHORT ? 6 : 16) : SHORT ? 16 : 48);
       type Case = { slide: BenchSlide; size: number; aligned: boolean; format: 'png' | 'jpg' };
@@ -566,12 +606,22 @@ const compareRegions: Benchmark = {
         const warm = regionList(slide, 256, false, 4, 99);
         await msRegions(server.url, slide.id, warm, 'png');
         await worker?.regions(slide.file, warm, 'png', 1);
+        if (peerHttp) await peerRegions(peerHttp, slide.file, warm, 'png');
       }
       type Run = { seconds: number; latencies: number[]; bytes: number; count: number };
       const variants: Record<string, (round: number) => Promise<Run>> = {};
-      for (const c of cases) {
+      for (const [index, c] of cases.entries()) {
+        // Every case reads its own regions (the seed names the case), the same on both sides: with
+        // one list per size, OpenSlide's second format of a round was served from the decoded
+        // tiles its first had left in OpenSlide's tile cache (MedStream runs with its cache off).
         const list = (round: number) =>
-          regionList(c.slide, c.size, c.aligned, count(c.size), 1000 * round + c.size);
+          regionList(
+            c.slide,
+            c.size,
+            c.aligned,
+            count(c.size),
+            1000 * round + 100_000 * (index + 1) + c.size,
+          );
         variants[`${label(c)}|MedStream`] = async (round) => {
           const r = await msRegions(server.url, c.slide.id, list(round), c.format);
           return { ...r, count: count(c.size) };
@@ -581,6 +631,13 @@ const compareRegions: Benchmark = {
             const r = await worker.regions(c.slide.file, list(round), c.format, REGION_CONCURRENCY);
             return { seconds: r.seconds, latencies: r.latencies_ms, bytes: r.bytes, count: count(c.size) };
           };
+        // The same reads behind an HTTP hop like MedStream's (same client, keep-alive): what the
+        // in-process rows leave out. The goal stays against the in-process peer.
+        if (peerHttp)
+          variants[`${label(c)}|OpenSlide-HTTP`] = async (round) => {
+            const r = await peerRegions(peerHttp, c.slide.file, list(round), c.format);
+            return { ...r, count: count(c.size) };
+          };
       }
       const results = await interleaved(ROUNDS, variants);
       const rate = (r: Run) => r.count / r.seconds;
@@ -589,6 +646,8 @@ const compareRegions: Benchmark = {
       for (const c of cases) {
         const ours = results[`${label(c)}|MedStream`];
         const peer = results[`${label(c)}|OpenSlide`];
+        const peerOverHttp = results[`${label(c)}|OpenSlide-HTTP`];
+        const overHttpRate = peerOverHttp ? median(peerOverHttp.map(rate)) : NaN;
         const oursRate = median(ours.map(rate));
         const peerRate = peer ? median(peer.map(rate)) : NaN;
         const lat = (runs: Run[]) => runs.flatMap((r) => r.latencies);
@@ -605,12 +664,15 @@ const compareRegions: Benchmark = {
           peer ? formatRate(peerRate) : 'n/a',
           peer ? formatMs(percentile(lat(peer), 50)) : 'n/a',
           peer ? formatRatio(oursRate / peerRate) : 'n/a',
+          peerOverHttp ? formatRate(overHttpRate) : 'n/a',
+          peerOverHttp ? formatMs(percentile(lat(peerOverHttp), 50)) : 'n/a',
+          peerOverHttp ? formatRatio(oursRate / overHttpRate) : 'n/a',
         ]);
       }
       const rss = { medstream: await rssMiB(server.pid), openslide: worker ? await worker.rssMiB() : NaN };
       const tables: ResultTable[] = [
         {
-          title: `${REGION_CONCURRENCY} concurrent requests (MedStream: HTTP clients; OpenSlide: Python threads), ${count(256)} regions of 256 / ${count(1024)} of 1024 per run, new regions every round, ${ROUNDS} round(s) interleaved; regions/s = median of rounds; MedStream tile cache off; JPEG q80 4:2:0, PNG zlib level 3`,
+          title: `${REGION_CONCURRENCY} concurrent requests (MedStream and "OpenSlide over HTTP": keep-alive node:http clients in the bench process; OpenSlide: Python threads in-process), ${count(256)} regions of 256 / ${count(1024)} of 1024 per run, new regions every round, ${ROUNDS} round(s) interleaved; regions/s = median of rounds; MedStream tile cache off; JPEG q80 4:2:0, PNG zlib level 3`,
           columns: [
             'slide',
             'region',
@@ -621,6 +683,9 @@ const compareRegions: Benchmark = {
             'OpenSlide regions/s',
             'OpenSlide p50 ms',
             'MedStream ÷ OpenSlide',
+            'OpenSlide over HTTP regions/s',
+            'OpenSlide over HTTP p50 ms',
+            'MedStream ÷ OpenSlide over HTTP',
           ],
           rows,
         },

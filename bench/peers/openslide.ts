@@ -72,6 +72,15 @@ export class OpenSlideWorker {
     })) as OpenSlideRegions;
   }
 
+  /**
+   * Starts the worker's minimal HTTP server (http.server, a thread per connection) and answers
+   * its base URL: GET {base}/region?slide=PATH&x&y&width&height&format&quality.
+   */
+  async serve(): Promise<string> {
+    const { port } = (await this.command({ op: 'serve' })) as { port: number };
+    return `http://127.0.0.1:${port}`;
+  }
+
   async close(): Promise<void> {
     if (this.child.exitCode !== null) return;
     const exited = new Promise((resolve) => this.child.once('exit', resolve));

@@ -6,6 +6,10 @@ Reads one JSON command per line on stdin, answers one JSON line on stdout:
   {"op": "regions", "slide": PATH, "format": "png"|"jpg"|"none", "quality": 80,
    "threads": N, "regions": [[x, y, w, h], ...]}  (level 0, level-0 coordinates)
       -> {"seconds": wall, "latencies_ms": [...], "bytes": total encoded bytes}
+  {"op": "serve"}                               -> {"port": N}
+      starts a minimal HTTP/1.1 server (http.server, a thread per connection) on 127.0.0.1:N
+      answering GET /region?slide=PATH&x=&y=&width=&height=&format=png|jpg&quality= with the
+      encoded region: the same work behind the same kind of HTTP hop as MedStream's /region.
 
 Each region is what MedStream's /slides/{id}/region does: read_region at level 0 (RGBA),
 flattened to RGB (the slides here are opaque, so that is a conversion, not a composite), then
@@ -15,11 +19,13 @@ regions from a shared queue (ctypes and PIL release the GIL, so they run in para
 Slides stay open between commands, as MedStream keeps them open.
 """
 
+import http.server
 import io
 import json
 import sys
 import threading
 import time
+import urllib.parse
 
 import openslide
 
@@ -43,17 +49,56 @@ def slide(path):
         return slides[path]
 
 
-def one_region(s, region, fmt, quality):
+def encoded_region(s, region, fmt, quality):
     x, y, w, h = region
     image = s.read_region((x, y), 0, (w, h)).convert("RGB")
     if fmt == "none":
-        return len(image.tobytes())
+        return image.tobytes()
     out = io.BytesIO()
     if fmt == "png":
         image.save(out, "PNG", compress_level=3)
     else:
         image.save(out, "JPEG", quality=quality, subsampling=2)
-    return out.tell()
+    return out.getvalue()
+
+
+def one_region(s, region, fmt, quality):
+    return len(encoded_region(s, region, fmt, quality))
+
+
+class RegionHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as MedStream's clients use
+    # TCP_NODELAY as Node's http server: else the body, written after the headers, waits out the
+    # client's delayed ACK (~40 ms per response).
+    disable_nagle_algorithm = True
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        try:
+            if url.path != "/region":
+                raise ValueError("unknown path " + url.path)
+            region = [int(q["x"]), int(q["y"]), int(q["width"]), int(q["height"])]
+            fmt = q.get("format", "png")
+            body = encoded_region(slide(q["slide"]), region, fmt, int(q.get("quality", 80)))
+            status, ctype = 200, "image/png" if fmt == "png" else "image/jpeg"
+        except Exception as e:  # the bench checks the status
+            status, ctype, body = 400, "text/plain", repr(e).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # no access log (MedStream's bench server logs at info)
+        pass
+
+
+def serve():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RegionHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return {"port": server.server_address[1]}
 
 
 def regions(command):
@@ -99,6 +144,8 @@ def main():
                 reply = {"openslide": openslide.__library_version__, "pil": PIL_VERSION}
             elif command["op"] == "regions":
                 reply = regions(command)
+            elif command["op"] == "serve":
+                reply = serve()
             else:
                 reply = {"error": "unknown op " + str(command["op"])}
         except Exception as e:  # the harness reports it and skips the peer's rows

@@ -8,6 +8,7 @@
 // JPEG tiles, full size, all present, the rectangle inside the level; anything else is
 // `undefined` and the caller reads the region tile by tile.
 
+import { setMaxListeners } from 'node:events';
 import sharp from 'sharp';
 import { prepareJpeg } from '../codecs/index.js';
 import { Compression, Photometric } from '../codecs/types.js';
@@ -57,10 +58,17 @@ export async function joinedRegion(
   const down = Math.floor((y + h - 1) / th) - ty0 + 1;
   if (across * down > MAX_JOINED_TILES || tw * th > MAX_JOINED_TILE_PIXELS) return undefined;
   if (across * down * tw * th > MAX_JOINED_SOURCE_PIXELS) return undefined;
+  // Every tile's read listens to the request's signal: many listeners by design, not a leak, so
+  // the reads share one derived signal with no listener limit (the caller's keeps its own).
+  let signal = options.signal;
+  if (signal && across * down > 1) {
+    signal = AbortSignal.any([signal]);
+    setMaxListeners(0, signal);
+  }
   // All reads start in the same tick so the io/ coalescer can merge neighbouring tiles.
   const reads: Promise<Uint8Array | null>[] = [];
   for (let ty = ty0; ty < ty0 + down; ty++)
-    for (let tx = tx0; tx < tx0 + across; tx++) reads.push(grid.readTile(tx, ty, { signal: options.signal }));
+    for (let tx = tx0; tx < tx0 + across; tx++) reads.push(grid.readTile(tx, ty, { signal }));
   const stored = await Promise.all(reads);
   throwIfAborted(options.signal);
   const streams: Buffer[] = [];

@@ -4,15 +4,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { createCodecs } from '../../src/codecs/index.js';
-import { DecodeError } from '../../src/errors.js';
+import { Cancelled, DecodeError } from '../../src/errors.js';
 import { openSlide } from '../../src/formats/detect.js';
 import type { ImageGrid, Slide } from '../../src/formats/slide.js';
 import { encodeImage } from '../../src/tiles/encode.js';
 import { readRegion } from '../../src/tiles/region.js';
 import { joinedRegion, jpegFrame } from '../../src/tiles/region-join.js';
-import { BytesSource } from '../support/file-source.js';
+import { BytesSource, openCounted } from '../support/file-source.js';
 import { FIXTURES } from '../support/fixtures.js';
 
 const codecs = createCodecs();
@@ -93,6 +93,31 @@ describe('joinedRegion', () => {
     await expect(
       joinedRegion(bad, 0, 0, 2 * grid.tileWidth, 10, { format: 'jpg', quality: 80 }, LIMIT),
     ).rejects.toBeInstanceOf(DecodeError);
+  });
+
+  it('reads many tiles under one request signal without a listener-leak warning, and still cancels', async () => {
+    // Through the io/ coalescer, as the server reads: it listens to each read's signal.
+    const file = await openCounted(path.join(FIXTURES, 'wsi', 'svs/CMU-1-Small-Region.svs'));
+    onTestFinished(() => file.close());
+    const grid = (await openSlide(file.source)).levels[0].grid as ImageGrid;
+    const [w, h] = [4 * grid.tileWidth, 3 * grid.tileHeight]; // 12 tiles: more than the default 10 listeners
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const request = new AbortController();
+      const joined = await joinedRegion(grid, 0, 0, w, h, 'raw', { ...LIMIT, signal: request.signal });
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later tick
+      expect(joined?.length).toBe(w * h * 3);
+      expect(warnings.map((warning) => warning.name)).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // The reads' shared signal follows the request's: a client gone mid-read cancels them.
+    const gone = new AbortController();
+    const pending = joinedRegion(grid, 0, 0, w, h, 'raw', { ...LIMIT, signal: gone.signal });
+    gone.abort(new Error('client closed the connection'));
+    await expect(pending).rejects.toBeInstanceOf(Cancelled);
   });
 
   it('reads the frame size of a JPEG stream', () => {
