@@ -42,6 +42,7 @@ import {
   type Suite,
 } from './harness.js';
 import { findIipImage, IipImage, IIPIMAGE_INSTALL } from './peers/iipimage.js';
+import { BareNode } from './peers/bare-node.js';
 import { findNginx, Nginx, NGINX_INSTALL } from './peers/nginx.js';
 import { findOpenSlide, OpenSlideWorker, OPENSLIDE_INSTALL } from './peers/openslide.js';
 import { childPids, rssMiB } from './peers/procs.js';
@@ -127,6 +128,10 @@ async function mirrorAsFiles(base: string, urls: string[], root: string): Promis
   }
 }
 
+/** The reference rows: Node.js's own HTTP stack answering the same bytes (peers/bare-node.ts). */
+const BARE_1 = 'bare Node.js node:http (reference)';
+const BARE_2 = 'bare Node.js node:http, 2 workers (reference)';
+
 const compareTiles: Benchmark = {
   name: 'compare-tiles',
   title: 'Tiles: MedStream vs IIPImage (wrk, local disk, 20000x16000 JPEG pyramidal TIFF)',
@@ -154,16 +159,17 @@ const compareTiles: Benchmark = {
     let iipWarm: IipImage | undefined;
     let iipCold: IipImage | undefined;
     let nginx: Nginx | undefined;
+    let bare1: BareNode | undefined;
+    let bare2: BareNode | undefined;
     const staticRoot = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-static-'));
     await chmod(staticRoot, 0o755); // nginx's workers run as an unprivileged user
     try {
-      if (nginxBin && TILE_CACHES.includes('warm')) {
-        await mirrorAsFiles(
-          msWarm.url,
-          warmTiles.map((t) => routes.iiif3(slide.id, t)),
-          staticRoot,
-        );
-        nginx = await Nginx.startStatic(nginxBin, staticRoot);
+      if (TILE_CACHES.includes('warm')) {
+        const urls = warmTiles.map((t) => routes.iiif3(slide.id, t));
+        await mirrorAsFiles(msWarm.url, urls, staticRoot);
+        if (nginxBin) nginx = await Nginx.startStatic(nginxBin, staticRoot);
+        bare1 = await BareNode.start(staticRoot, urls, 1);
+        bare2 = await BareNode.start(staticRoot, urls, 2);
       }
       if (typeof iipBin !== 'string') {
         iipWarm = await IipImage.start(iipBin, { root: SLIDE_CACHE, cacheMB: 512 });
@@ -196,6 +202,16 @@ const compareTiles: Benchmark = {
               rss: () => server.rssMiB(),
             };
           }
+          for (const [who, bare] of [
+            [BARE_1, bare1],
+            [BARE_2, bare2],
+          ] as const)
+            if (cache === 'warm' && bare)
+              variants[key(cache, c, who)] = {
+                base: bare.url,
+                urls: tiles.map((t) => routes.iiif3(slide.id, t)),
+                rss: () => bare.rssMiB(),
+              };
           variants[key(cache, c, 'MedStream native')] = {
             base: ms.url,
             urls: tiles.map((t) => routes.native(slide.id, t)),
@@ -260,6 +276,8 @@ const compareTiles: Benchmark = {
             'MedStream IIIF 3, 2 workers',
             'IIPImage IIIF 2',
             'nginx static (same bytes)',
+            BARE_1,
+            BARE_2,
           ]) {
             const runs = results[key(cache, c, who)];
             if (!runs) continue;
@@ -343,6 +361,10 @@ const compareTiles: Benchmark = {
         notes.push(
           'nginx static: the warm IIIF 3 answers of MedStream written as files at the same paths, served by nginx with worker_processes auto, sendfile, open_file_cache, access_log off',
         );
+      if (bare1)
+        notes.push(
+          "bare Node.js (reference, not a product path): bench/peers/bare-node-server.mjs, a minimal node:http server answering the same bytes from an in-memory Map by URL (Content-Type and Content-Length only; no routing, logging, metrics or ETag), one process and 2 node:cluster workers (round-robin): the ceiling of Node.js's own HTTP stack on this machine",
+        );
       if (iipWarm)
         notes.push(
           `IIPImage: ${iipWarm.iipsrvPids.length} iipsrv processes (one per core) behind nginx (1 worker), MAX_IMAGE_CACHE_SIZE 512 (warm) / 0 (cold), JPEG_QUALITY 75`,
@@ -362,6 +384,8 @@ const compareTiles: Benchmark = {
         iipWarm?.close(),
         iipCold?.close(),
         nginx?.close(),
+        bare1?.close(),
+        bare2?.close(),
       ]);
       await rm(staticRoot, { recursive: true, force: true });
     }
