@@ -455,6 +455,13 @@ export const OPTIONS = [
     description: 'one info-level log line per response (method, URL, status, time, request id)',
   },
   {
+    flag: 'log-async',
+    kind: 'bool',
+    default: 'false',
+    description:
+      'write the server log to stdout asynchronously, batched (cheaper per request; lines in flight are lost if the process is killed)',
+  },
+  {
     flag: 'ai-max-voxels',
     kind: 'int',
     default: '134217728',
@@ -581,6 +588,7 @@ export interface Config {
   workers: number;
   /** One log line per response at info level. */
   accessLog: boolean;
+  logAsync: boolean;
   /** Largest radiology volume read for inference (voxels). */
   aiMaxVoxels: number;
   segmentJobLockMs: number;
@@ -811,6 +819,7 @@ export function parseConfig(
     derivedTimeoutMs: out.derivedTimeout as number,
     workers: out.workers as number,
     accessLog: out.accessLog as boolean,
+    logAsync: out.logAsync as boolean,
     aiMaxVoxels: out.aiMaxVoxels as number,
     segmentJobLockMs: out.segmentJobLock as number,
     segmentResultsBytes: out.segmentResults as number,

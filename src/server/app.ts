@@ -8,6 +8,7 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import { pino } from 'pino';
 import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
@@ -56,6 +57,8 @@ export interface ServerDependencies extends MetricSources {
   // `segmentation` (the /segmentations job routes) comes with MetricSources.
   /** One info-level line per response (`--access-log`); default on. */
   accessLog?: boolean;
+  /** Log lines written to stdout asynchronously and batched (`--log-async`); default synchronous. */
+  logAsync?: boolean;
   /** With several HTTP workers, routes whose state is per process answer 409 (process-local.ts). */
   processLocal?: ProcessLocalOptions;
 }
@@ -87,6 +90,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       redact: ['req.headers.authorization', 'req.headers.cookie'],
       // Fastify's own request serializer, with credentials taken out of the URL.
       serializers: { req: serializeRequest },
+      // Asynchronous: a line is queued and written with the ones queued beside it (no write
+      // syscall per request); pino flushes what is queued when the process exits.
+      ...(deps.logAsync ? { stream: pino.destination({ dest: 1, sync: false }) } : {}),
     },
     // Honour an upstream request id (load balancer, gateway) so logs line up end to end.
     requestIdHeader: 'x-request-id',
