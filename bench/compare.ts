@@ -131,6 +131,9 @@ async function mirrorAsFiles(base: string, urls: string[], root: string): Promis
 /** The reference rows: Node.js's own HTTP stack answering the same bytes (peers/bare-node.ts). */
 const BARE_1 = 'bare Node.js node:http (reference)';
 const BARE_2 = 'bare Node.js node:http, 2 workers (reference)';
+/** Warm-only rows: 2 workers with the access log written asynchronously, and with none. */
+const LOG_VARIANTS = ['--log-async', '--no-access-log'] as const;
+const logRow = (flag: string) => `MedStream IIIF 3, 2 workers, ${flag}`;
 
 const compareTiles: Benchmark = {
   name: 'compare-tiles',
@@ -156,6 +159,11 @@ const compareTiles: Benchmark = {
     const msCold = await ServerProcess.start(SLIDE_CACHE, ['--cache-tiles', '0']);
     const msWarm2 = await ServerProcess.start(SLIDE_CACHE, ['--workers', '2']);
     const msCold2 = await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', '--cache-tiles', '0']);
+    // The same with the access log written asynchronously, and with none: what it costs.
+    const msWarm2Logs: ServerProcess[] = [];
+    if (TILE_CACHES.includes('warm'))
+      for (const flag of LOG_VARIANTS)
+        msWarm2Logs.push(await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', flag]));
     let iipWarm: IipImage | undefined;
     let iipCold: IipImage | undefined;
     let nginx: Nginx | undefined;
@@ -202,6 +210,14 @@ const compareTiles: Benchmark = {
               rss: () => server.rssMiB(),
             };
           }
+          if (cache === 'warm')
+            msWarm2Logs.forEach((server, i) => {
+              variants[key(cache, c, logRow(LOG_VARIANTS[i]))] = {
+                base: server.url,
+                urls: tiles.map((t) => routes.iiif3(slide.id, t)),
+                rss: () => treeRssMiB(server.pid),
+              };
+            });
           for (const [who, bare] of [
             [BARE_1, bare1],
             [BARE_2, bare2],
@@ -274,6 +290,7 @@ const compareTiles: Benchmark = {
             'MedStream IIIF 3',
             'MedStream native, 2 workers',
             'MedStream IIIF 3, 2 workers',
+            ...LOG_VARIANTS.map(logRow),
             'IIPImage IIIF 2',
             'nginx static (same bytes)',
             BARE_1,
@@ -306,6 +323,31 @@ const compareTiles: Benchmark = {
               ratio >= 0.5 && p99 <= 10 ? 'met' : 'missed',
             ]);
           }
+          for (const flag of LOG_VARIANTS) {
+            const runs = results[key(cache, c, logRow(flag))];
+            if (cache !== 'warm' || c !== 64 || !runs || !ceiling) continue;
+            const ratio = summary(runs).perSecond / ceilingRate;
+            const p99 = summary(runs).p99;
+            goals.push([
+              `warm tiles, 64 connections, 2 workers, ${flag}: IIIF req/s ≥ 0.5× nginx static, p99 ≤ 10 ms`,
+              `${formatRatio(ratio)}, ${formatMs(p99)} ms`,
+              ratio >= 0.5 && p99 <= 10 ? 'met' : 'missed',
+            ]);
+          }
+          const bare = results[key(cache, c, BARE_2)];
+          if (cache === 'warm' && two && bare)
+            goals.push([
+              `warm tiles, ${c} connections, 2 workers: IIIF req/s against bare Node.js, 2 workers (reference, no goal)`,
+              [two, ...LOG_VARIANTS.map((flag) => results[key(cache, c, logRow(flag))])]
+                .map((runs, i) =>
+                  runs
+                    ? `${i === 0 ? '' : `${LOG_VARIANTS[i - 1]}: `}${formatRatio(summary(runs).perSecond / summary(bare).perSecond)}`
+                    : '',
+                )
+                .filter(Boolean)
+                .join(', '),
+              '',
+            ]);
           const one = results[key(cache, c, 'MedStream IIIF 3')];
           if (cache === 'cold' && two && one) {
             const ratio = summary(two).perSecond / summary(one).perSecond;
@@ -381,6 +423,7 @@ const compareTiles: Benchmark = {
         msCold.close(),
         msWarm2.close(),
         msCold2.close(),
+        ...msWarm2Logs.map((server) => server.close()),
         iipWarm?.close(),
         iipCold?.close(),
         nginx?.close(),
