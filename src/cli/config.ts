@@ -455,6 +455,15 @@ export const OPTIONS = [
     description: 'one info-level log line per response (method, URL, status, time, request id)',
   },
   {
+    flag: 'access-log-sample',
+    kind: 'int',
+    default: '1',
+    min: 1,
+    max: 1_000_000,
+    description:
+      'write the access-log line of one response in N (1 = every response; errors are always logged)',
+  },
+  {
     flag: 'log-async',
     kind: 'bool',
     default: 'false',
@@ -589,6 +598,7 @@ export interface Config {
   /** One log line per response at info level. */
   accessLog: boolean;
   logAsync: boolean;
+  accessLogSample: number;
   /** Largest radiology volume read for inference (voxels). */
   aiMaxVoxels: number;
   segmentJobLockMs: number;
@@ -820,6 +830,7 @@ export function parseConfig(
     workers: out.workers as number,
     accessLog: out.accessLog as boolean,
     logAsync: out.logAsync as boolean,
+    accessLogSample: out.accessLogSample as number,
     aiMaxVoxels: out.aiMaxVoxels as number,
     segmentJobLockMs: out.segmentJobLock as number,
     segmentResultsBytes: out.segmentResults as number,

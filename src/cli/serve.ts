@@ -267,6 +267,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
       accessLog: config.accessLog,
       logAsync: config.logAsync,
+      accessLogSample: config.accessLogSample,
       processLocal: { workers: options.workers ?? 1, sharedJobs: config.redisUrl !== undefined },
     });
     await app.listen({ host: config.host, port: config.port });

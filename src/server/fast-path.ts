@@ -13,6 +13,7 @@ import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerRe
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import type { ImageResult, TileService } from '../tiles/tile-service.js';
 import { matchesEtag } from './image-reply.js';
+import type { AccessLogSampler } from './access-log.js';
 import type { Metrics } from './metrics.js';
 
 /** Headers that differ per request or per body: set for each answer, never replayed. */
@@ -49,6 +50,8 @@ export interface FastPathOptions {
   metrics: Metrics;
   log: FastifyBaseLogger;
   accessLog: boolean;
+  /** Which answers get their access-log line (`--access-log-sample`); default every one. */
+  sampler?: AccessLogSampler;
   /** URLs remembered at most. */
   maxUrls?: number;
 }
@@ -107,7 +110,7 @@ export class CachedImagePath {
     res.end(notModified || method === 'HEAD' ? undefined : image.body);
     const seconds = (performance.now() - started) / 1000;
     this.options.metrics.observeFast(remembered.route, method, status, seconds);
-    if (this.options.accessLog)
+    if (this.options.accessLog && (this.options.sampler?.take() ?? true))
       this.options.log.info(
         {
           reqId,
