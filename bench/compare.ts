@@ -131,8 +131,8 @@ async function mirrorAsFiles(base: string, urls: string[], root: string): Promis
 /** The reference rows: Node.js's own HTTP stack answering the same bytes (peers/bare-node.ts). */
 const BARE_1 = 'bare Node.js node:http (reference)';
 const BARE_2 = 'bare Node.js node:http, 2 workers (reference)';
-/** Warm-only rows: 2 workers with the access log written asynchronously, and with none. */
-const LOG_VARIANTS = ['--log-async', '--no-access-log'] as const;
+/** Warm-only rows: 2 workers with the log written asynchronously, one access-log line in 100, none. */
+const LOG_VARIANTS = ['--log-async', '--access-log-sample 100', '--no-access-log'] as const;
 const logRow = (flag: string) => `MedStream IIIF 3, 2 workers, ${flag}`;
 
 const compareTiles: Benchmark = {
@@ -163,7 +163,7 @@ const compareTiles: Benchmark = {
     const msWarm2Logs: ServerProcess[] = [];
     if (TILE_CACHES.includes('warm'))
       for (const flag of LOG_VARIANTS)
-        msWarm2Logs.push(await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', flag]));
+        msWarm2Logs.push(await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', ...flag.split(' ')]));
     let iipWarm: IipImage | undefined;
     let iipCold: IipImage | undefined;
     let nginx: Nginx | undefined;

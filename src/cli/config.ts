@@ -468,7 +468,7 @@ export const OPTIONS = [
     kind: 'bool',
     default: 'false',
     description:
-      'write the server log to stdout asynchronously, batched (cheaper per request; lines in flight are lost if the process is killed)',
+      'write the server log to stdout asynchronously, batched (a slow log reader no longer blocks requests; lines queued are lost if the process is killed)',
   },
   {
     flag: 'ai-max-voxels',
