@@ -47,6 +47,7 @@ import {
   type Suite,
 } from './harness.js';
 import { findIipImage, IipImage, IIPIMAGE_INSTALL } from './peers/iipimage.js';
+import { BareNode } from './peers/bare-node.js';
 import { findNginx, Nginx, NGINX_INSTALL } from './peers/nginx.js';
 import { findOpenSlide, OpenSlideWorker, OPENSLIDE_INSTALL } from './peers/openslide.js';
 import { childPids, rssMiB } from './peers/procs.js';
@@ -132,6 +133,13 @@ async function mirrorAsFiles(base: string, urls: string[], root: string): Promis
   }
 }
 
+/** The reference rows: Node.js's own HTTP stack answering the same bytes (peers/bare-node.ts). */
+const BARE_1 = 'bare Node.js node:http (reference)';
+const BARE_2 = 'bare Node.js node:http, 2 workers (reference)';
+/** Warm-only rows: 2 workers with the log written asynchronously, one access-log line in 100, none. */
+const LOG_VARIANTS = ['--log-async', '--access-log-sample 100', '--no-access-log'] as const;
+const logRow = (flag: string) => `MedStream IIIF 3, 2 workers, ${flag}`;
+
 const compareTiles: Benchmark = {
   name: 'compare-tiles',
   title: 'Tiles: MedStream vs IIPImage (wrk, local disk, 20000x16000 JPEG pyramidal TIFF)',
@@ -156,19 +164,25 @@ const compareTiles: Benchmark = {
     const msCold = await ServerProcess.start(SLIDE_CACHE, ['--cache-tiles', '0']);
     const msWarm2 = await ServerProcess.start(SLIDE_CACHE, ['--workers', '2']);
     const msCold2 = await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', '--cache-tiles', '0']);
+    // The same with the access log written asynchronously, and with none: what it costs.
+    const msWarm2Logs: ServerProcess[] = [];
+    if (TILE_CACHES.includes('warm'))
+      for (const flag of LOG_VARIANTS)
+        msWarm2Logs.push(await ServerProcess.start(SLIDE_CACHE, ['--workers', '2', ...flag.split(' ')]));
     let iipWarm: IipImage | undefined;
     let iipCold: IipImage | undefined;
     let nginx: Nginx | undefined;
+    let bare1: BareNode | undefined;
+    let bare2: BareNode | undefined;
     const staticRoot = await mkdtemp(path.join(os.tmpdir(), 'medstream-bench-static-'));
     await chmod(staticRoot, 0o755); // nginx's workers run as an unprivileged user
     try {
-      if (nginxBin && TILE_CACHES.includes('warm')) {
-        await mirrorAsFiles(
-          msWarm.url,
-          warmTiles.map((t) => routes.iiif3(slide.id, t)),
-          staticRoot,
-        );
-        nginx = await Nginx.startStatic(nginxBin, staticRoot);
+      if (TILE_CACHES.includes('warm')) {
+        const urls = warmTiles.map((t) => routes.iiif3(slide.id, t));
+        await mirrorAsFiles(msWarm.url, urls, staticRoot);
+        if (nginxBin) nginx = await Nginx.startStatic(nginxBin, staticRoot);
+        bare1 = await BareNode.start(staticRoot, urls, 1);
+        bare2 = await BareNode.start(staticRoot, urls, 2);
       }
       if (typeof iipBin !== 'string') {
         iipWarm = await IipImage.start(iipBin, { root: SLIDE_CACHE, cacheMB: 512 });
@@ -201,6 +215,24 @@ const compareTiles: Benchmark = {
               rss: () => server.rssMiB(),
             };
           }
+          if (cache === 'warm')
+            msWarm2Logs.forEach((server, i) => {
+              variants[key(cache, c, logRow(LOG_VARIANTS[i]))] = {
+                base: server.url,
+                urls: tiles.map((t) => routes.iiif3(slide.id, t)),
+                rss: () => treeRssMiB(server.pid),
+              };
+            });
+          for (const [who, bare] of [
+            [BARE_1, bare1],
+            [BARE_2, bare2],
+          ] as const)
+            if (cache === 'warm' && bare)
+              variants[key(cache, c, who)] = {
+                base: bare.url,
+                urls: tiles.map((t) => routes.iiif3(slide.id, t)),
+                rss: () => bare.rssMiB(),
+              };
           variants[key(cache, c, 'MedStream native')] = {
             base: ms.url,
             urls: tiles.map((t) => routes.native(slide.id, t)),
@@ -263,8 +295,11 @@ const compareTiles: Benchmark = {
             'MedStream IIIF 3',
             'MedStream native, 2 workers',
             'MedStream IIIF 3, 2 workers',
+            ...LOG_VARIANTS.map(logRow),
             'IIPImage IIIF 2',
             'nginx static (same bytes)',
+            BARE_1,
+            BARE_2,
           ]) {
             const runs = results[key(cache, c, who)];
             if (!runs) continue;
@@ -293,6 +328,31 @@ const compareTiles: Benchmark = {
               ratio >= 0.5 && p99 <= 10 ? 'met' : 'missed',
             ]);
           }
+          for (const flag of LOG_VARIANTS) {
+            const runs = results[key(cache, c, logRow(flag))];
+            if (cache !== 'warm' || c !== 64 || !runs || !ceiling) continue;
+            const ratio = summary(runs).perSecond / ceilingRate;
+            const p99 = summary(runs).p99;
+            goals.push([
+              `warm tiles, 64 connections, 2 workers, ${flag}: IIIF req/s ≥ 0.5× nginx static, p99 ≤ 10 ms`,
+              `${formatRatio(ratio)}, ${formatMs(p99)} ms`,
+              ratio >= 0.5 && p99 <= 10 ? 'met' : 'missed',
+            ]);
+          }
+          const bare = results[key(cache, c, BARE_2)];
+          if (cache === 'warm' && two && bare)
+            goals.push([
+              `warm tiles, ${c} connections, 2 workers: IIIF req/s against bare Node.js, 2 workers (reference, no goal)`,
+              [two, ...LOG_VARIANTS.map((flag) => results[key(cache, c, logRow(flag))])]
+                .map((runs, i) =>
+                  runs
+                    ? `${i === 0 ? '' : `${LOG_VARIANTS[i - 1]}: `}${formatRatio(summary(runs).perSecond / summary(bare).perSecond)}`
+                    : '',
+                )
+                .filter(Boolean)
+                .join(', '),
+              '',
+            ]);
           const one = results[key(cache, c, 'MedStream IIIF 3')];
           if (cache === 'cold' && two && one) {
             const ratio = summary(two).perSecond / summary(one).perSecond;
@@ -348,6 +408,10 @@ const compareTiles: Benchmark = {
         notes.push(
           'nginx static: the warm IIIF 3 answers of MedStream written as files at the same paths, served by nginx with worker_processes auto, sendfile, open_file_cache, access_log off',
         );
+      if (bare1)
+        notes.push(
+          "bare Node.js (reference, not a product path): bench/peers/bare-node-server.mjs, a minimal node:http server answering the same bytes from an in-memory Map by URL (Content-Type and Content-Length only; no routing, logging, metrics or ETag), one process and 2 node:cluster workers (round-robin): the ceiling of Node.js's own HTTP stack on this machine",
+        );
       if (iipWarm)
         notes.push(
           `IIPImage: ${iipWarm.iipsrvPids.length} iipsrv processes (one per core) behind nginx (1 worker), MAX_IMAGE_CACHE_SIZE 512 (warm) / 0 (cold), JPEG_QUALITY 75`,
@@ -364,9 +428,12 @@ const compareTiles: Benchmark = {
         msCold.close(),
         msWarm2.close(),
         msCold2.close(),
+        ...msWarm2Logs.map((server) => server.close()),
         iipWarm?.close(),
         iipCold?.close(),
         nginx?.close(),
+        bare1?.close(),
+        bare2?.close(),
       ]);
       await rm(staticRoot, { recursive: true, force: true });
     }

@@ -455,6 +455,22 @@ export const OPTIONS = [
     description: 'one info-level log line per response (method, URL, status, time, request id)',
   },
   {
+    flag: 'access-log-sample',
+    kind: 'int',
+    default: '1',
+    min: 1,
+    max: 1_000_000,
+    description:
+      'write the access-log line of one response in N (1 = every response; errors are always logged)',
+  },
+  {
+    flag: 'log-async',
+    kind: 'bool',
+    default: 'false',
+    description:
+      'write the server log to stdout asynchronously, batched (a slow log reader no longer blocks requests; lines queued are lost if the process is killed)',
+  },
+  {
     flag: 'ai-max-voxels',
     kind: 'int',
     default: '134217728',
@@ -581,6 +597,8 @@ export interface Config {
   workers: number;
   /** One log line per response at info level. */
   accessLog: boolean;
+  logAsync: boolean;
+  accessLogSample: number;
   /** Largest radiology volume read for inference (voxels). */
   aiMaxVoxels: number;
   segmentJobLockMs: number;
@@ -811,6 +829,8 @@ export function parseConfig(
     derivedTimeoutMs: out.derivedTimeout as number,
     workers: out.workers as number,
     accessLog: out.accessLog as boolean,
+    logAsync: out.logAsync as boolean,
+    accessLogSample: out.accessLogSample as number,
     aiMaxVoxels: out.aiMaxVoxels as number,
     segmentJobLockMs: out.segmentJobLock as number,
     segmentResultsBytes: out.segmentResults as number,

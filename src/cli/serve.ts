@@ -266,6 +266,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       aiMaxUploadBytes: config.aiMaxUploadBytes,
       ohif: config.ohif ? { distDir: resolveOhifDist(config.ohifDir) } : undefined,
       accessLog: config.accessLog,
+      logAsync: config.logAsync,
+      accessLogSample: config.accessLogSample,
       processLocal: { workers: options.workers ?? 1, sharedJobs: config.redisUrl !== undefined },
     });
     await app.listen({ host: config.host, port: config.port });

@@ -8,10 +8,11 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import { pino } from 'pino';
 import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
-import { AccessLogController } from './access-log.js';
+import { AccessLogController, AccessLogSampler } from './access-log.js';
 import { serializeRequest } from './log-redact.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { CachedImagePath } from './fast-path.js';
@@ -56,6 +57,10 @@ export interface ServerDependencies extends MetricSources {
   // `segmentation` (the /segmentations job routes) comes with MetricSources.
   /** One info-level line per response (`--access-log`); default on. */
   accessLog?: boolean;
+  /** The access-log line of one response in N (`--access-log-sample`); default 1, every one. */
+  accessLogSample?: number;
+  /** Log lines written to stdout asynchronously and batched (`--log-async`); default synchronous. */
+  logAsync?: boolean;
   /** With several HTTP workers, routes whose state is per process answer 409 (process-local.ts). */
   processLocal?: ProcessLocalOptions;
 }
@@ -63,6 +68,8 @@ export interface ServerDependencies extends MetricSources {
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
   // Set once the metrics exist (below); the server is built first, by Fastify.
   let fastPath: CachedImagePath | undefined;
+  // One count for both paths, so one line in N whichever path answered.
+  const sampler = new AccessLogSampler(deps.accessLogSample ?? 1);
   const app = Fastify({
     // node:http's server as Fastify would build it, with the cached-image fast path in front.
     serverFactory: (handler, options) => {
@@ -87,6 +94,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       redact: ['req.headers.authorization', 'req.headers.cookie'],
       // Fastify's own request serializer, with credentials taken out of the URL.
       serializers: { req: serializeRequest },
+      // Asynchronous: a line is queued and written with the ones queued beside it (no write
+      // syscall per request); pino flushes what is queued when the process exits.
+      ...(deps.logAsync ? { stream: pino.destination({ dest: 1, sync: false }) } : {}),
     },
     // Honour an upstream request id (load balancer, gateway) so logs line up end to end.
     requestIdHeader: 'x-request-id',
@@ -97,7 +107,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     // in the same JSON shape as every other error.
     frameworkErrors: errorHandler,
     // One access-log line per response instead of two, none with --no-access-log.
-    logController: new AccessLogController(deps.accessLog !== false),
+    logController: new AccessLogController(deps.accessLog !== false, sampler),
   });
   // Callback-style hooks: no promise per request on the hot path.
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -156,7 +166,13 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   // Auth checks run in Fastify's hooks: with auth on, every request takes the full path.
   const fast = auth.enabled
     ? undefined
-    : new CachedImagePath({ tiles: deps.tiles, metrics, log: app.log, accessLog: deps.accessLog !== false });
+    : new CachedImagePath({
+        tiles: deps.tiles,
+        metrics,
+        log: app.log,
+        accessLog: deps.accessLog !== false,
+        sampler,
+      });
   if (fast) {
     app.addHook('onResponse', (request, reply, done) => {
       fast.remember(request, reply);

@@ -9,10 +9,11 @@
 // and the headers that do not change per request. Remembered URLs are bounded (oldest dropped).
 
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import type { ImageResult, TileService } from '../tiles/tile-service.js';
 import { matchesEtag } from './image-reply.js';
+import type { AccessLogSampler } from './access-log.js';
 import type { Metrics } from './metrics.js';
 
 /** Headers that differ per request or per body: set for each answer, never replayed. */
@@ -34,14 +35,23 @@ interface Remembered {
   key: string;
   /** The route pattern, the latency histogram's label. */
   route: string;
-  headers: OutgoingHttpHeaders;
+  /**
+   * The replayed headers and the constant ones of a hit, as writeHead's flat [name, value, ...]
+   * list: built once, copied per answer (no object spread per request).
+   */
+  headers: OutgoingHttpHeader[];
 }
+
+/** The headers every hit carries. */
+const HIT_HEADERS = ['x-tile-cache-hit', 'true', 'x-cache', 'memory', 'server-timing', 'cache;desc="hit"'];
 
 export interface FastPathOptions {
   tiles: TileService;
   metrics: Metrics;
   log: FastifyBaseLogger;
   accessLog: boolean;
+  /** Which answers get their access-log line (`--access-log-sample`); default every one. */
+  sampler?: AccessLogSampler;
   /** URLs remembered at most. */
   maxUrls?: number;
 }
@@ -67,9 +77,10 @@ export class CachedImagePath {
     const slideId = (request.params as { id?: unknown } | undefined)?.id;
     const route = request.routeOptions.url;
     if (typeof slideId !== 'string' || route === undefined) return;
-    const headers: OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(reply.getHeaders()))
-      if (value !== undefined && !PER_REQUEST.has(name)) headers[name] = value;
+    const headers: Remembered['headers'] = [];
+    for (const [name, value] of Object.entries(reply.getHeaders() as OutgoingHttpHeaders))
+      if (value !== undefined && !PER_REQUEST.has(name)) headers.push(name, value);
+    headers.push(...HIT_HEADERS);
     const url = urlKey(request.url, request.headers.origin);
     if (!this.urls.has(url) && this.urls.size >= this.maxUrls)
       this.urls.delete(this.urls.keys().next().value as string);
@@ -89,24 +100,17 @@ export class CachedImagePath {
     const started = performance.now();
     const given = headers['x-request-id'];
     const reqId = typeof given === 'string' && given !== '' ? given : randomUUID();
-    const out: OutgoingHttpHeaders = {
-      ...remembered.headers,
-      'x-tile-cache-hit': 'true',
-      'x-cache': 'memory',
-      'server-timing': 'cache;desc="hit"',
-      'x-request-id': reqId,
-    };
+    const out = remembered.headers.slice();
+    out.push('x-request-id', reqId);
     const notModified = matchesEtag(headers['if-none-match'], image.etag);
     const status = notModified ? 304 : 200;
-    if (!notModified) {
-      out['content-type'] = image.contentType;
-      out['content-length'] = image.body.length;
-    }
+    if (!notModified) out.push('content-type', image.contentType, 'content-length', image.body.length);
+    // The status line, headers and body leave in one write.
     res.writeHead(status, out);
     res.end(notModified || method === 'HEAD' ? undefined : image.body);
     const seconds = (performance.now() - started) / 1000;
     this.options.metrics.observeFast(remembered.route, method, status, seconds);
-    if (this.options.accessLog)
+    if (this.options.accessLog && (this.options.sampler?.take() ?? true))
       this.options.log.info(
         {
           reqId,
