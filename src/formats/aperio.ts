@@ -6,6 +6,7 @@
 
 import { UnsupportedFormat } from '../errors.js';
 import { associatedGrid } from './associated.js';
+import { firstDirectoryBase } from './base-level.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
 import { levelsFromGrids, slideOf } from './levels.js';
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
@@ -25,16 +26,7 @@ export async function detect(probe: SlideProbe): Promise<boolean> {
 }
 
 /** Level 0: the first directory, which `detect` found tiled. */
-export async function openBase(
-  probe: SlideProbe,
-  options: OpenSlideOptions = {},
-): Promise<ImageGrid | undefined> {
-  const tiff = await probe.head();
-  if (!tiff) return undefined;
-  const grid = tiffImageGrid(tiff, await readTiffImage(tiff, tiff.ifds[0], options.signal ?? probe.signal));
-  probe.baseGrid = grid;
-  return grid;
-}
+export const openBase = firstDirectoryBase;
 
 export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
   const signal = options.signal ?? probe.signal;

@@ -7,6 +7,7 @@
 
 import { UnsupportedFormat } from '../errors.js';
 import { associatedGrid } from './associated.js';
+import { firstDirectoryBase } from './base-level.js';
 import type { OpenSlideOptions, SlideProbe } from './format.js';
 import { pyramidGrids } from './generic-tiff.js';
 import { levelsFromGrids, slideOf } from './levels.js';
@@ -14,7 +15,6 @@ import { isOmeXml, parseOmeXml, physicalSizeMicrons, type OmeMetadata } from './
 import type { ImageGrid, Slide, SlideProperties } from './slide.js';
 import { iccProfile, tiffProperties } from './tiff-properties.js';
 import { Tag } from './tiff/constants.js';
-import { readTiffImage, tiffImageGrid } from './tiff/image.js';
 import type { TiffFile } from './tiff/tiff-file.js';
 
 export const vendor = 'ome-tiff';
@@ -29,16 +29,7 @@ export async function detect(probe: SlideProbe): Promise<boolean> {
 }
 
 /** Level 0: the first directory's image (its pyramid levels are its SubIFDs). */
-export async function openBase(
-  probe: SlideProbe,
-  options: OpenSlideOptions = {},
-): Promise<ImageGrid | undefined> {
-  const tiff = await probe.head();
-  if (!tiff) return undefined;
-  const grid = tiffImageGrid(tiff, await readTiffImage(tiff, tiff.ifds[0], options.signal ?? probe.signal));
-  probe.baseGrid = grid;
-  return grid;
-}
+export const openBase = firstDirectoryBase;
 
 export async function open(probe: SlideProbe, options: OpenSlideOptions = {}): Promise<Slide> {
   const signal = options.signal ?? probe.signal;
