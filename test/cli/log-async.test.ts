@@ -30,6 +30,29 @@ function lines(stdout: string, msg: string): Record<string, unknown>[] {
     .filter((l) => l.msg === msg);
 }
 
+/** `medstream serve` on the copied slide with `flags`, started and listening. */
+async function serve(
+  flags: string[],
+): Promise<{ run: Awaited<ReturnType<typeof runMedstream>>; dataDir: string }> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'medstream-log-data-'));
+  const args = [
+    'serve',
+    dir,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--data-dir',
+    dataDir,
+    '--no-index-at-start',
+  ];
+  const run = await runMedstream([...args, ...flags], {
+    untilStdout: /medstream listening/,
+    timeoutMs: 60_000,
+  });
+  return { run, dataDir };
+}
+
 describe('--log-async', () => {
   it('is off by default and read from the flag and the environment', () => {
     expect(parseConfig([dir], {}).config.logAsync).toBe(false);
@@ -38,22 +61,7 @@ describe('--log-async', () => {
   });
 
   it('writes one access-log line per response, the queued ones on exit', async () => {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'medstream-log-async-data-'));
-    const run = await runMedstream(
-      [
-        'serve',
-        dir,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--data-dir',
-        dataDir,
-        '--no-index-at-start',
-        '--log-async',
-      ],
-      { untilStdout: /medstream listening/, timeoutMs: 60_000 },
-    );
+    const { run, dataDir } = await serve(['--log-async']);
     try {
       const url = lines(run.stdout, 'medstream listening')[0].url as string;
       const tile = `${url}/tiles/CMU.svs/0/0/0.jpg?case=log`;
@@ -82,23 +90,7 @@ describe('--log-async', () => {
   it('--access-log-sample 4 writes one line in four responses, fast path and Fastify together', async () => {
     expect(parseConfig([dir], {}).config.accessLogSample).toBe(1);
     expect(() => parseConfig([dir, '--access-log-sample', '0'], {})).toThrow(/access-log-sample/);
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'medstream-log-sample-data-'));
-    const run = await runMedstream(
-      [
-        'serve',
-        dir,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--data-dir',
-        dataDir,
-        '--no-index-at-start',
-        '--access-log-sample',
-        '4',
-      ],
-      { untilStdout: /medstream listening/, timeoutMs: 60_000 },
-    );
+    const { run, dataDir } = await serve(['--access-log-sample', '4']);
     try {
       const url = lines(run.stdout, 'medstream listening')[0].url as string;
       for (let i = 0; i < 40; i++) {
