@@ -5,9 +5,10 @@
 //
 // Caches are per process; a worker gets 1/N of --cache-tiles, --cache-blocks and --nifti-cache
 // and the derived-frame caches (the configured sizes stay the total memory / disk), and with
-// --redis-url they share Redis as the second level. Per-process jobs and results (AI, and
-// segmentation without Redis) are refused with 409 (server/process-local.ts). Decode and ONNX threads at their per-core default are divided among the
-// workers, and only the first slot indexes the storage in the background.
+// --redis-url they share Redis as the second level. Jobs and results kept per process (AI
+// heat-map jobs and inference results, segmentation jobs: all of them without Redis) are refused
+// with 409 (server/process-local.ts). Decode and ONNX threads at their per-core default are
+// divided among the workers, and only the first slot indexes the storage in the background.
 
 import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
