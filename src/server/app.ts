@@ -14,6 +14,7 @@ import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
 import { AccessLogController, AccessLogSampler } from './access-log.js';
 import { serializeRequest } from './log-redact.js';
+import { stdoutSink } from './log-sink.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { CachedImagePath } from './fast-path.js';
 import type { CachePolicy } from './image-reply.js';
@@ -95,8 +96,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       // Fastify's own request serializer, with credentials taken out of the URL.
       serializers: { req: serializeRequest },
       // Asynchronous: a line is queued and written with the ones queued beside it (no write
-      // syscall per request); pino flushes what is queued when the process exits.
-      ...(deps.logAsync ? { stream: pino.destination({ dest: 1, sync: false }) } : {}),
+      // syscall per request); pino flushes what is queued when the process exits. Otherwise
+      // synchronous, one write per event-loop turn (log-sink.ts).
+      stream: deps.logAsync ? pino.destination({ dest: 1, sync: false }) : stdoutSink(),
     },
     // Honour an upstream request id (load balancer, gateway) so logs line up end to end.
     requestIdHeader: 'x-request-id',

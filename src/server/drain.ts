@@ -3,8 +3,11 @@
 // pre-connected or speculative socket), so a drain could wait for the 60 s headers timeout. This
 // tracks each connection's requests in flight; on drain, connections with none are closed at
 // once, the others as soon as their last response ends, and everything after the timeout.
+// Requests are counted through node:http's diagnostics channels: a function call per request
+// and response, no listener added to each response on the hot path.
 
-import type { Server } from 'node:http';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 export interface ConnectionDrainer {
@@ -12,6 +15,17 @@ export interface ConnectionDrainer {
   drain(timeoutMs: number): void;
   /** Stops the timeout once the server has closed. */
   done(): void;
+}
+
+const REQUEST_START = 'http.server.request.start';
+const RESPONSE_FINISH = 'http.server.response.finish';
+
+/** What node:http publishes on both channels. */
+interface ServerMessage {
+  request: IncomingMessage;
+  response: ServerResponse;
+  socket: Socket;
+  server: Server;
 }
 
 export function trackConnections(server: Server): ConnectionDrainer {
@@ -22,15 +36,22 @@ export function trackConnections(server: Server): ConnectionDrainer {
     active.set(socket, 0);
     socket.once('close', () => active.delete(socket));
   });
-  server.on('request', (req, res) => {
-    const socket = req.socket;
-    active.set(socket, (active.get(socket) ?? 0) + 1);
-    res.once('close', () => {
-      const left = (active.get(socket) ?? 1) - 1;
-      active.set(socket, left);
-      if (draining && left === 0) socket.destroy();
-    });
-  });
+  // Every http server of the process publishes here: only this one's messages count.
+  const started = (message: unknown) => {
+    const { socket, server: from } = message as ServerMessage;
+    if (from === server) active.set(socket, (active.get(socket) ?? 0) + 1);
+  };
+  // Published when a response has been written (not for one whose client left first: that
+  // socket closes, which forgets it).
+  const finished = (message: unknown) => {
+    const { socket, server: from } = message as ServerMessage;
+    if (from !== server || !active.has(socket)) return;
+    const left = active.get(socket)! - 1;
+    active.set(socket, left);
+    if (draining && left === 0) socket.destroy();
+  };
+  subscribe(REQUEST_START, started);
+  subscribe(RESPONSE_FINISH, finished);
   return {
     drain(timeoutMs) {
       draining = true;
@@ -40,6 +61,8 @@ export function trackConnections(server: Server): ConnectionDrainer {
     },
     done() {
       if (timer) clearTimeout(timer);
+      unsubscribe(REQUEST_START, started);
+      unsubscribe(RESPONSE_FINISH, finished);
     },
   };
 }

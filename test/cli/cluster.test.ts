@@ -2,7 +2,9 @@
 // workers share one port. Tiles are served by more than one worker (told apart by the pid on
 // their access-log lines), with request ids, ETag / 304 and metrics; SIGTERM to the primary
 // drains a request still in flight (its storage read held by a fault proxy) before every process
-// exits 0. Also the access log: one line per response, none with --no-access-log.
+// exits 0. Also the access log: one line per response, none with --no-access-log, and under
+// concurrent load from both workers (lines written in batches, server/log-sink.ts) every line on
+// the shared stdout pipe arrives, whole and once.
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -195,4 +197,48 @@ describe('serve --workers', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('keeps every access-log line whole when both workers log under load into one pipe', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'medstream-cluster-data-'));
+    const run = await runMedstream(
+      ['serve', dir, '--workers', '2', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir],
+      { untilStdout: /medstream cluster listening/, timeoutMs: 60_000 },
+    );
+    try {
+      const url = lines(run.stdout, 'medstream cluster listening')[0].url as string;
+      // 16 keep-alive clients, 50 requests each, over a few tiles: most answered by the fast path
+      // of both workers, many per event-loop turn, so their lines leave in batched writes.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+      const ids: string[] = [];
+      await Promise.all(
+        Array.from({ length: 16 }, async (_, c) => {
+          for (let i = 0; i < 50; i++) {
+            const id = `load-${c}-${i}-${'p'.repeat(i * 7)}`; // lines of varied lengths
+            const status = await new Promise<number>((resolve, reject) =>
+              http
+                .get(
+                  `${url}/tiles/CMU.svs/0/${i % 3}/0.jpg`,
+                  { agent, headers: { 'x-request-id': id } },
+                  (res) => res.resume().on('end', () => resolve(res.statusCode!)),
+                )
+                .on('error', reject),
+            );
+            expect(status).toBe(200);
+            ids.push(id);
+          }
+        }),
+      );
+      agent.destroy();
+      expect(await run.stop()).toBe(0);
+      const all = run.stdout.split('\n').filter((l) => l !== '');
+      for (const line of all) expect(() => JSON.parse(line), line.slice(0, 200)).not.toThrow();
+      const logged = lines(run.stdout, 'request completed');
+      expect(logged.map((l) => l.reqId as string).sort()).toEqual(ids.sort());
+      expect(new Set(logged.map((l) => l.pid)).size).toBe(2);
+      expect(logged.filter((l) => l.fastPath === true).length).toBeGreaterThan(700);
+    } finally {
+      await run.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
