@@ -5,7 +5,9 @@
 // worker from its own config in a temp dir (temp paths, pid file and error log there too),
 // listens on 127.0.0.1 only and logs no requests; `close()` stops it and removes the dir.
 // `Nginx.startStatic` runs it instead as a static file server over a folder, one worker per
-// core (the `compare` suite's ceiling for a cached tile: the same bytes as plain files).
+// core (the `compare` suite's ceiling for a cached tile: the same bytes as plain files), with no
+// access log or, for the rows that compare MedStream's own access log, nginx's default one
+// (the combined format, one unbuffered write per request, to a file in the temp dir).
 //
 //   apt-get install -y nginx
 
@@ -48,8 +50,12 @@ export class Nginx {
   ) {}
 
   /** A static file server over `root` (sendfile, open-file cache, `worker_processes auto`). */
-  static async startStatic(binary: string, root: string): Promise<Nginx> {
-    return Nginx.launch(binary, (dir, port) => staticConfig(dir, port, root));
+  static async startStatic(
+    binary: string,
+    root: string,
+    options: { accessLog?: boolean } = {},
+  ): Promise<Nginx> {
+    return Nginx.launch(binary, (dir, port) => staticConfig(dir, port, root, options.accessLog === true));
   }
 
   static async start(binary: string, options: NginxOptions): Promise<Nginx> {
@@ -161,9 +167,9 @@ ${options.root ? `      root ${options.root};` : http ? HTTP_LOCATION : FASTCGI_
 `;
 }
 
-function staticConfig(dir: string, port: number, root: string): string {
+function staticConfig(dir: string, port: number, root: string, accessLog: boolean): string {
   return `${head(dir, ' (static)', 'auto')}
-  sendfile on;
+${accessLog ? `  access_log ${dir}/logs/access.log;\n` : ''}  sendfile on;
   tcp_nopush on;
   open_file_cache max=10000 inactive=60s;
   types { image/jpeg jpg; }

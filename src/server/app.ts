@@ -68,7 +68,7 @@ export interface ServerDependencies extends MetricSources {
 
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
   // Set once the metrics exist (below); the server is built first, by Fastify.
-  let fastPath: CachedImagePath | undefined;
+  let fastPath: CachedImagePath | undefined = undefined;
   // One count for both paths, so one line in N whichever path answered.
   const sampler = new AccessLogSampler(deps.accessLogSample ?? 1);
   const app = Fastify({
@@ -165,28 +165,26 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   const ai = deps.ai;
   registerAuth(app, ai ? { ...auth, heatmapSlide: (id) => ai.heatmaps.slideOf(id) } : auth);
   const metrics = createMetrics(app, deps);
-  // Auth checks run in Fastify's hooks: with auth on, every request takes the full path.
-  const fast = auth.enabled
-    ? undefined
-    : new CachedImagePath({
-        tiles: deps.tiles,
-        metrics,
-        log: app.log,
-        accessLog: deps.accessLog !== false,
-        sampler,
-      });
-  if (fast) {
-    app.addHook('onResponse', (request, reply, done) => {
-      fast.remember(request, reply);
-      done();
-    });
-    fastPath = fast;
-  }
+  // With auth on, a URL is answered by the fast path only after Fastify's hook verified it, and
+  // until its signature or token expires (fast-path.ts).
+  const fast = new CachedImagePath({
+    tiles: deps.tiles,
+    metrics,
+    log: app.log,
+    accessLog: deps.accessLog !== false,
+    sampler,
+    auth: auth.enabled ? { clockSkewSeconds: auth.clockSkewSeconds, now: auth.now } : undefined,
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    fast.remember(request, reply);
+    done();
+  });
+  fastPath = fast;
   registerHealthRoutes(app, metrics);
   registerSlideListRoutes(app, deps.storage);
   const policy: CachePolicy = {
     maxAgeSeconds: deps.cacheMaxAgeSeconds,
-    onImage: fast ? (request, image) => fast.offer(request, image) : undefined,
+    onImage: (request, image) => fast.offer(request, image),
   };
   registerNativeRoutes(app, deps.tiles, policy);
   registerDeepZoomRoutes(app, deps.tiles, policy);

@@ -2,12 +2,18 @@
 // that is still in the in-process tile cache is answered straight from node:http's request
 // event, before routing, hooks and the reply object: the same status, body and headers (CORS,
 // ETag / 304, Cache-Control, request id, X-Cache, Server-Timing), the same latency metric and
-// access-log line. Anything else — a miss, a slide due for revalidation, Range, auth on, a
-// server closing (app.ts checks) — goes to Fastify as before.
+// access-log line. Anything else — a miss, a slide due for revalidation, Range, a server closing
+// (app.ts checks) — goes to Fastify as before.
 //
 // The first answer for a URL (through Fastify) is remembered: its route, its slide and cache key,
 // and the headers that do not change per request. Remembered URLs are bounded (oldest dropped).
-
+//
+// With auth on, a URL is remembered only after Fastify's hook verified it (a 200), and a signed
+// URL or viewer token depends on nothing but the URL and the clock (auth.ts: an HMAC of the URL
+// or of the slide id and `exp`, under secrets fixed for the process). So a remembered URL is
+// answered while its `exp` (plus the clock skew) has not passed, and handed to Fastify, which
+// answers 401, once it has. Heat-map pyramids, whose viewer tokens are checked against their job
+// on every request, are never remembered under auth.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
@@ -40,6 +46,8 @@ interface Remembered {
    * list: built once, copied per answer (no object spread per request).
    */
   headers: OutgoingHttpHeader[];
+  /** With auth on: the last second (Unix time) the URL's signature or token is accepted. */
+  acceptedUntil?: number;
 }
 
 /** The headers every hit carries. */
@@ -54,7 +62,12 @@ export interface FastPathOptions {
   sampler?: AccessLogSampler;
   /** URLs remembered at most. */
   maxUrls?: number;
+  /** Auth on (signed URLs, viewer tokens): the clock skew allowed past `exp`, and the clock. */
+  auth?: { clockSkewSeconds: number; now?: () => number };
 }
+
+/** A heat-map job's pyramid (ai/heatmap-jobs.ts): its viewer tokens are checked against the job. */
+const HEATMAP_PYRAMID = /^_derived\/ai\/heatmaps\//;
 
 export class CachedImagePath {
   private readonly urls = new Map<string, Remembered>();
@@ -77,6 +90,13 @@ export class CachedImagePath {
     const slideId = (request.params as { id?: unknown } | undefined)?.id;
     const route = request.routeOptions.url;
     if (typeof slideId !== 'string' || route === undefined) return;
+    let acceptedUntil: number | undefined;
+    const auth = this.options.auth;
+    if (auth) {
+      const exp = expiryOf(request.url);
+      if (exp === undefined || HEATMAP_PYRAMID.test(slideId)) return;
+      acceptedUntil = exp + auth.clockSkewSeconds;
+    }
     const headers: Remembered['headers'] = [];
     for (const [name, value] of Object.entries(reply.getHeaders() as OutgoingHttpHeaders))
       if (value !== undefined && !PER_REQUEST.has(name)) headers.push(name, value);
@@ -84,7 +104,7 @@ export class CachedImagePath {
     const url = urlKey(request.url, request.headers.origin);
     if (!this.urls.has(url) && this.urls.size >= this.maxUrls)
       this.urls.delete(this.urls.keys().next().value as string);
-    this.urls.set(url, { slideId, key: image.cacheKey!, route, headers });
+    this.urls.set(url, { slideId, key: image.cacheKey!, route, headers, acceptedUntil });
   }
 
   /** Answers the request and returns true, or returns false and leaves it to Fastify. */
@@ -95,6 +115,12 @@ export class CachedImagePath {
     if (headers.range !== undefined) return false;
     const remembered = this.urls.get(urlKey(req.url ?? '', headers.origin));
     if (!remembered) return false;
+    // An expired signature or token: Fastify's hook answers 401 (auth.ts, the same comparison).
+    if (
+      remembered.acceptedUntil !== undefined &&
+      Math.floor((this.options.auth?.now ?? Date.now)() / 1000) > remembered.acceptedUntil
+    )
+      return false;
     const image = this.options.tiles.cachedImage(remembered.slideId, remembered.key);
     if (!image) return false;
     const started = performance.now();
@@ -129,6 +155,13 @@ export class CachedImagePath {
       );
     return true;
   }
+}
+
+/** The `exp` query parameter (Unix seconds) of a URL that passed verification, if any. */
+function expiryOf(url: string): number | undefined {
+  const q = url.indexOf('?');
+  const exp = q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('exp');
+  return exp !== null && /^\d{1,15}$/.test(exp) ? Number(exp) : undefined;
 }
 
 /** CORS answers depend on the Origin header: it is part of what is remembered. */

@@ -2,13 +2,13 @@
 // Fastify from the tile cache with the same body and headers as the full path, 304 on a matching
 // If-None-Match, HEAD without a body, counted in the same latency metric (and in its own
 // counter, which is how these tests see which path answered). It never serves a replaced slide's
-// old tile, and with auth on every request takes the full path, so the auth check runs each time.
+// old tile. With auth on it answers only URLs Fastify's hook verified, and only until they expire.
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/cli/serve.js';
-import { signUrl } from '../../src/server/auth.js';
+import { signUrl, viewerToken } from '../../src/server/auth.js';
 import { fixture } from '../support/fixtures.js';
 import { startTestServer } from '../support/server.js';
 
@@ -120,15 +120,50 @@ describe('cached-image fast path', () => {
     }
   });
 
-  it('is off with auth on: a cached tile still needs a valid signature every time', async () => {
-    const server = await startTestServer(dir, ['--auth-enabled', '--auth-secret', SECRET]);
+  it('with auth on answers a verified URL until it expires, and nothing unsigned or tampered', async () => {
+    const server = await startTestServer(dir, [
+      '--auth-enabled',
+      '--auth-secret',
+      SECRET,
+      '--auth-clock-skew',
+      '0',
+    ]);
     try {
-      const sign = (p: string) =>
-        signUrl({ path: p, exp: Math.floor(Date.now() / 1000) + 600, secret: SECRET }).pathAndQuery;
+      const metricsQuery = signUrl({
+        path: '/metrics',
+        exp: Math.floor(Date.now() / 1000) + 600,
+        secret: SECRET,
+      }).pathAndQuery.replace('/metrics', '');
       const tile = '/tiles/CMU.svs/0/1/1.jpg';
-      for (let i = 0; i < 2; i++) expect((await fetch(server.url + sign(tile))).status).toBe(200);
+      // Expires 2 s from now: verified once by Fastify, then answered by the fast path.
+      const exp = Math.floor(Date.now() / 1000) + 2;
+      const signed = signUrl({ path: tile, exp, secret: SECRET }).pathAndQuery;
+      const first = await fetch(server.url + signed);
+      expect(first.status).toBe(200);
+      const body = Buffer.from(await first.arrayBuffer());
+      const second = await fetch(server.url + signed);
+      expect(second.status).toBe(200);
+      expect(Buffer.from(await second.arrayBuffer())).toEqual(body);
+      expect(await fastAnswers(server, metricsQuery)).toBe(1);
+      // The same tile unsigned, with a changed signature, or under another slide's viewer token:
+      // other URLs, never remembered, so Fastify's hook refuses them.
       expect((await fetch(server.url + tile)).status).toBe(401);
-      expect(await fastAnswers(server, sign('/metrics').replace('/metrics', ''))).toBe(0);
+      const tampered = signed.replace(/sig=([0-9a-f])/, (_, c: string) => `sig=${c === '0' ? '1' : '0'}`);
+      expect((await fetch(server.url + tampered)).status).toBe(401);
+      const otherToken = `${tile}?vt=${viewerToken(SECRET, 'other.svs', exp)}&exp=${exp}`;
+      expect((await fetch(server.url + otherToken)).status).toBe(401);
+      // This slide's viewer token is remembered as its own URL.
+      const token = `${tile}?vt=${viewerToken(SECRET, 'CMU.svs', exp)}&exp=${exp}`;
+      for (let i = 0; i < 2; i++) expect((await fetch(server.url + token)).status).toBe(200);
+      expect(await fastAnswers(server, metricsQuery)).toBe(2);
+      // Once exp has passed, the remembered URLs go to Fastify again: 401 signature_expired.
+      while (Math.floor(Date.now() / 1000) <= exp) await new Promise((r) => setTimeout(r, 100));
+      for (const url of [signed, token]) {
+        const expired = await fetch(server.url + url);
+        expect(expired.status).toBe(401);
+        expect(((await expired.json()) as { error: string }).error).toBe('signature_expired');
+      }
+      expect(await fastAnswers(server, metricsQuery)).toBe(2);
     } finally {
       await server.close();
     }
