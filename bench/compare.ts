@@ -48,6 +48,7 @@ import {
 } from './harness.js';
 import { findIipImage, IipImage, IIPIMAGE_INSTALL } from './peers/iipimage.js';
 import { BareNode } from './peers/bare-node.js';
+import { codecFloor } from './codec-floor.js';
 import { findNginx, Nginx, NGINX_INSTALL } from './peers/nginx.js';
 import { findOpenSlide, OpenSlideWorker, OPENSLIDE_INSTALL } from './peers/openslide.js';
 import { childPids, rssMiB } from './peers/procs.js';
@@ -1097,5 +1098,5 @@ export const compareSuite: Suite = {
   name: 'compare',
   // Uploaded to s3rver by run.ts; cold-open uploads the other objects itself.
   file: path.join(FIXTURES, 'svs/CMU-1-Small-Region.svs'),
-  benchmarks: [compareTiles, tileProfile, compareRegions, coldOpen],
+  benchmarks: [compareTiles, tileProfile, compareRegions, codecFloor, coldOpen],
 };
