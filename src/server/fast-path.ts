@@ -14,6 +14,7 @@
 // answered while its `exp` (plus the clock skew) has not passed, and handed to Fastify, which
 // answers 401, once it has. Heat-map pyramids, whose viewer tokens are checked against their job
 // on every request, are never remembered under auth.
+
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';

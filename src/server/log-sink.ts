@@ -15,19 +15,13 @@ const ATOMIC_WRITE = 4096;
 /** Written at once when a single turn queues this much (bounds the memory a burst holds). */
 const MAX_QUEUED = 256 * 1024;
 
-export interface LineSink {
-  write(line: string): void;
-  /** Writes what is queued, synchronously. */
-  flush(): void;
-}
-
-export class TurnBatchedSink implements LineSink {
+export class TurnBatchedSink {
   private queued: string[] = [];
   private queuedLength = 0;
   private scheduled = false;
   private readonly flushLater = () => {
     this.scheduled = false;
-    this.flush();
+    this.writeQueued();
   };
 
   /** `writeBytes` is the system call: stdout's by default (`stdoutSink`), tests pass their own. */
@@ -43,7 +37,13 @@ export class TurnBatchedSink implements LineSink {
     }
   }
 
-  flush(): void {
+  /** Writes what is queued, synchronously (`done`: pino's `logger.flush(cb)` contract). */
+  flush(done?: () => void): void {
+    this.writeQueued();
+    done?.();
+  }
+
+  private writeQueued(): void {
     if (this.queued.length === 0) return;
     const bytes = Buffer.from(this.queued.length === 1 ? this.queued[0] : this.queued.join(''));
     this.queued = [];

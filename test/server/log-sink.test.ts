@@ -70,6 +70,14 @@ describe('TurnBatchedSink', () => {
     expect(calls).toBe(1);
   });
 
+  it("flush writes at once and calls pino's callback", () => {
+    const { writes, sink } = recorder();
+    sink.write('now\n');
+    let called = false;
+    sink.flush(() => (called = true));
+    expect([writes, called]).toEqual([['now\n'], true]);
+  });
+
   it('chunkEnd finds the last newline within 4096 bytes', () => {
     const bytes = Buffer.from(`${'a'.repeat(4000)}\n${'b'.repeat(200)}\n`);
     expect(chunkEnd(bytes, 0)).toBe(4001);
