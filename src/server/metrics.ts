@@ -46,15 +46,21 @@ export function createMetrics(app: FastifyInstance, sources: MetricSources): Met
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  // One child per label set, looked up by a plain string: prom-client would otherwise hash the
-  // label object on every observation. Bounded by routes x methods x statuses.
-  const children = new Map<string, { observe(value: number): void }>();
+  // One child per label set, looked up route → method → status in nested maps: prom-client would
+  // otherwise hash the label object on every observation, and a joined string key would be built
+  // and hashed per response. Route and method strings are the same objects each time, so their
+  // hashes are computed once. Bounded by routes x methods x statuses.
+  type Child = { observe(value: number): void };
+  const children = new Map<string, Map<string, Map<number, Child>>>();
   const observe = (route: string, method: string, status: number, seconds: number) => {
-    const key = `${route} ${method} ${status}`;
-    let child = children.get(key);
+    let byMethod = children.get(route);
+    if (!byMethod) children.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(method);
+    if (!byStatus) byMethod.set(method, (byStatus = new Map()));
+    let child = byStatus.get(status);
     if (!child) {
       child = httpDuration.labels({ route, method, status: String(status) });
-      children.set(key, child);
+      byStatus.set(status, child);
     }
     child.observe(seconds);
   };

@@ -324,7 +324,15 @@ export class TileService {
    */
   cachedImage(id: string, key: string): CachedImage | undefined {
     const identity = this.registry.freshIdentity(id);
-    if (identity === undefined || !key.startsWith(`${identity}\0${id}\0`)) return undefined;
+    // The key starts with `${identity}\0${id}\0` (checked without building that string).
+    if (
+      identity === undefined ||
+      !key.startsWith(identity) ||
+      key.charCodeAt(identity.length) !== 0 ||
+      !key.startsWith(id, identity.length + 1) ||
+      key.charCodeAt(identity.length + 1 + id.length) !== 0
+    )
+      return undefined;
     return this.cache.get(key);
   }
 
