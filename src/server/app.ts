@@ -12,8 +12,7 @@ import { pino } from 'pino';
 import type { Storage } from '../storage/types.js';
 import type { TileService } from '../tiles/tile-service.js';
 import { registerAuth, type AuthOptions, type ViewerTokenIssuer } from './auth.js';
-import { AccessLogController, AccessLogSampler } from './access-log.js';
-import { serializeRequest } from './log-redact.js';
+import { AccessLogController, AccessLogSampler, loggerOptions } from './access-log.js';
 import { stdoutSink } from './log-sink.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { CachedImagePath } from './fast-path.js';
@@ -91,10 +90,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       return server;
     },
     logger: {
-      level: deps.logLevel,
-      redact: ['req.headers.authorization', 'req.headers.cookie'],
-      // Fastify's own request serializer, with credentials taken out of the URL.
-      serializers: { req: serializeRequest },
+      ...loggerOptions(deps.logLevel),
       // Asynchronous: a line is queued and written with the ones queued beside it (no write
       // syscall per request); pino flushes what is queued when the process exits. Otherwise
       // synchronous, one write per event-loop turn (log-sink.ts).

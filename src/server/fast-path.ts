@@ -20,7 +20,7 @@ import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerRe
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import type { ImageResult, TileService } from '../tiles/tile-service.js';
 import { matchesEtag } from './image-reply.js';
-import type { AccessLogSampler } from './access-log.js';
+import { DirectAccessLog, type AccessLogSampler } from './access-log.js';
 import type { Metrics } from './metrics.js';
 
 /** Headers that differ per request or per body: set for each answer, never replayed. */
@@ -74,9 +74,11 @@ export class CachedImagePath {
   private readonly urls = new Map<string, Remembered>();
   private readonly pending = new WeakMap<FastifyRequest, ImageResult>();
   private readonly maxUrls: number;
+  private readonly accessLog: DirectAccessLog;
 
   constructor(private readonly options: FastPathOptions) {
     this.maxUrls = options.maxUrls ?? 100_000;
+    this.accessLog = new DirectAccessLog(options.log);
   }
 
   /** `sendImage` calls this for every image it sends; `remember` decides after the response. */
@@ -138,22 +140,16 @@ export class CachedImagePath {
     const seconds = (performance.now() - started) / 1000;
     this.options.metrics.observeFast(remembered.route, method, status, seconds);
     if (this.options.accessLog && (this.options.sampler?.take() ?? true))
-      this.options.log.info(
-        {
-          reqId,
-          req: {
-            method,
-            url: req.url,
-            host: headers.host,
-            remoteAddress: req.socket.remoteAddress,
-            remotePort: req.socket.remotePort,
-          },
-          res: { statusCode: status },
-          responseTime: seconds * 1000,
-          fastPath: true,
-        },
-        'request completed',
-      );
+      this.accessLog.write({
+        reqId,
+        method,
+        url: req.url ?? '',
+        host: headers.host,
+        remoteAddress: req.socket.remoteAddress,
+        remotePort: req.socket.remotePort,
+        statusCode: status,
+        responseTime: seconds * 1000,
+      });
     return true;
   }
 }
