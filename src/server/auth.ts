@@ -299,6 +299,20 @@ export class RequestVerifier {
   }
 }
 
+/**
+ * The `exp` (Unix seconds) of a URL as the verifier reads it, or undefined when it has none that
+ * verifies. A URL that passed `verify` is accepted until exactly this plus the clock skew: the
+ * cached-image fast path (fast-path.ts) answers it until then without verifying it again.
+ */
+export function expiryOf(url: string): number | undefined {
+  const q = url.indexOf('?');
+  if (q < 0) return undefined;
+  const exp = parseQueryString(url.slice(q + 1))
+    .find((p) => p.name.toString('utf8') === 'exp')
+    ?.value.toString('latin1');
+  return exp !== undefined && EXP_PATTERN.test(exp) ? Number(exp) : undefined;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fastify wiring
 
@@ -353,6 +367,13 @@ export interface AuthOptions extends VerifierOptions {
 
 /** The derived slide of a heat-map job's pyramid (ai/heatmap-jobs.ts names them so). */
 const HEATMAP_PYRAMID = /^_derived\/ai\/heatmaps\/([0-9a-f-]{36})\.tif$/;
+/**
+ * Whether a viewer token for this slide is checked against a heat-map job (the job's slide), so
+ * that its verdict depends on more than the URL.
+ */
+export function isHeatmapPyramid(slideId: string): boolean {
+  return HEATMAP_PYRAMID.test(slideId);
+}
 /** The job routes a viewer token reads (never DELETE). */
 const HEATMAP_JOB_ROUTE = /^\/ai\/jobs\/:id(\/map\.png)?$/;
 

@@ -21,6 +21,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import type { ImageResult, TileService } from '../tiles/tile-service.js';
 import { matchesEtag } from './image-reply.js';
 import { DirectAccessLog, type AccessLogSampler } from './access-log.js';
+import { expiryOf, isHeatmapPyramid } from './auth.js';
 import type { Metrics } from './metrics.js';
 
 /** Headers that differ per request or per body: set for each answer, never replayed. */
@@ -67,9 +68,6 @@ export interface FastPathOptions {
   auth?: { clockSkewSeconds: number; now?: () => number };
 }
 
-/** A heat-map job's pyramid (ai/heatmap-jobs.ts): its viewer tokens are checked against the job. */
-const HEATMAP_PYRAMID = /^_derived\/ai\/heatmaps\//;
-
 export class CachedImagePath {
   private readonly urls = new Map<string, Remembered>();
   private readonly pending = new WeakMap<FastifyRequest, ImageResult>();
@@ -97,7 +95,7 @@ export class CachedImagePath {
     const auth = this.options.auth;
     if (auth) {
       const exp = expiryOf(request.url);
-      if (exp === undefined || HEATMAP_PYRAMID.test(slideId)) return;
+      if (exp === undefined || isHeatmapPyramid(slideId)) return;
       acceptedUntil = exp + auth.clockSkewSeconds;
     }
     const headers: Remembered['headers'] = [];
@@ -152,13 +150,6 @@ export class CachedImagePath {
       });
     return true;
   }
-}
-
-/** The `exp` query parameter (Unix seconds) of a URL that passed verification, if any. */
-function expiryOf(url: string): number | undefined {
-  const q = url.indexOf('?');
-  const exp = q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('exp');
-  return exp !== null && /^\d{1,15}$/.test(exp) ? Number(exp) : undefined;
 }
 
 /** CORS answers depend on the Origin header: it is part of what is remembered. */
